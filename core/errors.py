@@ -1,0 +1,81 @@
+"""Application exceptions raised by services and turned into structured errors.
+
+Every error a user can cause is one of these; the API's exception handler and
+the portal's views render them as ``{"errors": [{"field", "code", "message"}]}``
+or as form messages. Anything else reaching the top is a bug (500).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ErrorItem:
+    code: str
+    message: str
+    field: str | None = None
+
+    def as_dict(self) -> dict:
+        return {"field": self.field, "code": self.code, "message": self.message}
+
+
+class ApplicationError(Exception):
+    """Base class. ``items`` lists every problem found, so users fix them all at once."""
+
+    status: int = 400
+
+    def __init__(self, message: str | None = None, *, code: str = "invalid", field: str | None = None,
+                 items: list[ErrorItem] | None = None, extra: dict | None = None) -> None:
+        self.items = list(items or [])
+        if message is not None:
+            self.items.insert(0, ErrorItem(code=code, message=message, field=field))
+        if not self.items:
+            self.items = [ErrorItem(code=code, message=self.default_message)]
+        self.extra = dict(extra or {})
+        super().__init__("; ".join(i.message for i in self.items))
+
+    default_message = "The request is not valid."
+
+    @property
+    def message(self) -> str:
+        return "; ".join(i.message for i in self.items)
+
+    def as_body(self) -> dict:
+        body = {"errors": [i.as_dict() for i in self.items]}
+        body.update(self.extra)
+        return body
+
+
+class ValidationFailed(ApplicationError):
+    status = 400
+
+
+class NotFound(ApplicationError):
+    status = 404
+    default_message = "Not found."
+
+
+class PermissionDenied(ApplicationError):
+    status = 403
+    default_message = "You do not have permission to do this."
+
+
+class Conflict(ApplicationError):
+    """The request is valid but clashes with the object's current state (409)."""
+
+    status = 409
+
+
+class PayloadTooLarge(ApplicationError):
+    status = 413
+
+
+class ServiceUnavailable(ApplicationError):
+    status = 503
+
+
+class IntegrityFailure(ApplicationError):
+    """Stored bytes do not match the recorded hash: refuse to serve them."""
+
+    status = 409
