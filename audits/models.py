@@ -1,0 +1,103 @@
+"""The audit trail: one append-only, hash-chained table.
+
+Rows are never updated or deleted: the model refuses it, the queryset refuses
+it, and database triggers (installed by migration 0002) refuse it for anyone
+going around Django. Names are denormalized so history survives renames, and
+no foreign key cascades or nulls on delete.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class Action(models.TextChoices):
+    # accounts and access
+    LOGIN = "auth.login", "Signed in"
+    LOGIN_FAILED = "auth.login_failed", "Sign-in failed"
+    LOGOUT = "auth.logout", "Signed out"
+    TOKEN_CREATED = "auth.token_created", "API token created"
+    TOKEN_REVOKED = "auth.token_revoked", "API token revoked"
+    TOKEN_FIRST_USE = "auth.token_first_use", "API token used for the first time"
+    PERMISSION_DENIED = "auth.permission_denied", "Write attempt denied"
+    USER_CREATED = "auth.user_created", "User created"
+    ACCESS_GRANTED = "access.granted", "Access granted"
+    ACCESS_REVOKED = "access.revoked", "Access revoked"
+    # registry
+    MODEL_CREATED = "registry.model_created", "Model registered"
+    MODEL_UPDATED = "registry.model_updated", "Model updated"
+    DATASET_REGISTERED = "registry.dataset_registered", "Dataset version registered"
+    VERSION_REGISTERED = "registry.version_registered", "Model version registered"
+    VERSION_UPDATED = "registry.version_updated", "Draft version edited"
+    VERSION_SUBMITTED = "registry.version_submitted", "Version submitted for review"
+    VERSION_DISCARDED = "registry.version_discarded", "Draft discarded"
+    ARTIFACT_UPLOADED = "registry.artifact_uploaded", "Artifact stored"
+    ARTIFACT_DOWNLOADED = "registry.artifact_downloaded", "Artifact downloaded"
+    ARTIFACT_INTEGRITY_FAILED = "registry.artifact_integrity_failed", "Artifact hash mismatch"
+    # audit trail itself
+    AUDIT_VERIFIED = "audit.verified", "Audit chain verified"
+    AUDIT_EXPORTED = "audit.exported", "Audit trail exported"
+    AUDIT_CHECKPOINT = "audit.checkpoint", "Signed checkpoint written"
+
+
+GENESIS_HASH = "0" * 64
+
+
+class AppendOnlyQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise TypeError("audit events are append-only")
+
+    def delete(self):
+        raise TypeError("audit events are append-only")
+
+    _raw_delete = delete
+
+
+class AuditEvent(models.Model):
+    seq = models.BigIntegerField(unique=True, help_text="Position in the hash chain, from 1.")
+    time = models.DateTimeField(db_index=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True,
+                              blank=True, related_name="+", db_index=True)
+    actor_username = models.CharField(max_length=150, blank=True)
+    actor_name = models.CharField(max_length=300, blank=True)
+    via = models.CharField(max_length=16, blank=True)
+    action = models.CharField(max_length=64, choices=Action.choices)
+    object_type = models.CharField(max_length=100, blank=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    object_repr = models.CharField(max_length=300, blank=True)
+    # Plain ids, not foreign keys: the trail must outlive and never block the registry.
+    model_id = models.BigIntegerField(null=True, blank=True)
+    model_name = models.CharField(max_length=200, blank=True)
+    version_id = models.BigIntegerField(null=True, blank=True)
+    version_label = models.CharField(max_length=50, blank=True)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    details = models.JSONField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+    request_id = models.CharField(max_length=64, blank=True)
+    remote_addr = models.CharField(max_length=45, blank=True)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True)
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-seq"]
+        indexes = [
+            models.Index(fields=["model_id", "-seq"], name="audit_model_seq"),
+            models.Index(fields=["version_id", "-seq"], name="audit_version_seq"),
+            models.Index(fields=["actor", "-seq"], name="audit_actor_seq"),
+            models.Index(fields=["action", "-seq"], name="audit_action_seq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.action} {self.object_repr}".strip()
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise TypeError("audit events are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise TypeError("audit events are append-only")

@@ -1,0 +1,23 @@
+"""Navigation by role for the base layout."""
+
+from __future__ import annotations
+
+from registry.roles import can_create_models, is_global_admin, is_global_auditor
+
+
+def navigation(request):
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {"nav": []}
+    nav = [("Models", "registry:model-list"), ("Datasets", "registry:dataset-list")]
+    if is_global_admin(user) or is_global_auditor(user):
+        nav.append(("Audit", "audit-verify"))
+    nav.append(("API", "api-docs"))
+    return {
+        "nav": nav,
+        "nav_roles": {
+            "admin": is_global_admin(user),
+            "auditor": is_global_auditor(user),
+            "can_create_models": can_create_models(user),
+        },
+    }

@@ -1,0 +1,27 @@
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+
+from . import api, views
+
+api_v1 = [
+    path("auth/tokens/", api.TokenListView.as_view(), name="api-tokens"),
+    path("auth/tokens/<str:token_id>/", api.TokenDetailView.as_view(), name="api-token"),
+    path("audit/verify/", api.AuditVerifyView.as_view(), name="api-audit-verify"),
+    path("", include("registry.api.urls")),
+]
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("healthz/", views.healthz, name="healthz"),
+    path("login/", views.AttestLoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("audit/verify/", views.audit_verify, name="audit-verify"),
+    path("", include("registry.urls")),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
+]
+
+handler404 = "portal.views.not_found"
+handler500 = "portal.views.server_error"

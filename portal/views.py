@@ -1,0 +1,61 @@
+"""The HTML shell: home dashboard, sign-in, health, error pages."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import LoginView
+from django.db import connection
+from django.http import JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from audits.chain import verify_chain
+from core.api import json_404, json_500
+
+from .api import can_verify_audit
+
+
+class AttestLoginView(LoginView):
+    template_name = "portal/login.html"
+    redirect_authenticated_user = True
+
+
+@login_required
+def home(request):
+    return redirect("registry:model-list")
+
+
+@require_GET
+@never_cache
+def healthz(request):
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception:  # noqa: BLE001 - any database failure means unhealthy
+        return JsonResponse({"status": "error", "database": "unreachable"}, status=503)
+    return JsonResponse({"status": "ok", "database": connection.vendor})
+
+
+@login_required
+def audit_verify(request):
+    if not can_verify_audit(request.user):
+        messages.error(request, "Verifying the audit trail needs the view_audit permission.")
+        return redirect("home")
+    result = verify_chain()
+    return render(request, "portal/audit_verify.html", {"result": result})
+
+
+def not_found(request, exception=None):
+    if request.path.startswith("/api/"):
+        return json_404(request, exception)
+    return render(request, "404.html", status=404)
+
+
+def server_error(request):
+    if request.path.startswith("/api/"):
+        return json_500(request)
+    return render(request, "500.html", status=500)
+
+

@@ -1,0 +1,18 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("models/", views.ModelListView.as_view(), name="api-models"),
+    path("models/<str:model>/", views.ModelDetailView.as_view(), name="api-model"),
+    path("models/<str:model>/versions/", views.VersionListView.as_view(), name="api-versions"),
+    path("models/<str:model>/versions/<str:version>/", views.VersionDetailView.as_view(),
+         name="api-version"),
+    path("models/<str:model>/versions/<str:version>/submit/", views.VersionSubmitView.as_view(),
+         name="api-version-submit"),
+    path("models/<str:model>/versions/<str:version>/artifact/",
+         views.VersionArtifactView.as_view(), name="api-version-artifact"),
+    path("models/<str:model>/access/", views.AccessView.as_view(), name="api-access"),
+    path("datasets/", views.DatasetListView.as_view(), name="api-datasets"),
+    path("datasets/<str:dataset_id>/", views.DatasetDetailView.as_view(), name="api-dataset"),
+]

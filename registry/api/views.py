@@ -1,0 +1,205 @@
+"""Registry API views: parse, call one service or selector, render."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib.auth import get_user_model
+from django.http import HttpResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+
+from core.api import AttestAPIView, error_responses
+from core.errors import ValidationFailed
+
+from .. import selectors, services
+from ..roles import ROLE_CAPABILITIES
+from .serializers import (
+    DatasetCreateSerializer,
+    DatasetSerializer,
+    GrantSerializer,
+    ModelCreateSerializer,
+    ModelSerializer,
+    VersionCreateSerializer,
+    VersionPatchSerializer,
+    VersionSerializer,
+)
+
+
+def _model_context(user, models) -> dict:
+    return {"capabilities": {m.pk: selectors.user_capabilities(user=user, model=m) for m in models}}
+
+
+class ModelListView(AttestAPIView):
+    @extend_schema(responses={200: ModelSerializer(many=True), **error_responses(401)},
+                   summary="Models you may view")
+    def get(self, request):
+        models = list(selectors.model_versions_summary(user=request.user))
+        return Response(ModelSerializer(models, many=True,
+                                        context=_model_context(request.user, models)).data)
+
+    @extend_schema(request=ModelCreateSerializer,
+                   responses={201: ModelSerializer, **error_responses(400, 401, 403, 409)},
+                   summary="Register a model (you become its owner)")
+    def post(self, request):
+        body = ModelCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        model = services.registered_model_create(user=request.user, **body.validated_data)
+        return Response(ModelSerializer(model, context=_model_context(request.user, [model])).data,
+                        status=status.HTTP_201_CREATED)
+
+
+class ModelDetailView(AttestAPIView):
+    @extend_schema(responses={200: ModelSerializer, **error_responses(401, 404)})
+    def get(self, request, model):
+        obj = selectors.model_get_for_user(user=request.user, name=model)
+        return Response(ModelSerializer(obj, context=_model_context(request.user, [obj])).data)
+
+
+class DatasetListView(AttestAPIView):
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+
+    @extend_schema(responses={200: DatasetSerializer(many=True), **error_responses(401)})
+    def get(self, request):
+        qs = selectors.dataset_list_for_user(user=request.user).select_related("created_by")
+        return Response(DatasetSerializer(qs, many=True).data)
+
+    @extend_schema(request={"multipart/form-data": DatasetCreateSerializer,
+                            "application/json": DatasetCreateSerializer},
+                   responses={201: DatasetSerializer, **error_responses(400, 401, 403, 409, 413)},
+                   summary="Register a dataset version (file, or hash + profile made locally)")
+    def post(self, request):
+        body = DatasetCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = dict(body.validated_data)
+        upload = data.pop("file", None)
+        dataset = services.dataset_version_register(user=request.user, data_file=upload, **data)
+        return Response(DatasetSerializer(dataset).data, status=status.HTTP_201_CREATED)
+
+
+class DatasetDetailView(AttestAPIView):
+    @extend_schema(responses={200: DatasetSerializer, **error_responses(401, 404)})
+    def get(self, request, dataset_id):
+        dataset = selectors.dataset_get_for_user(user=request.user, dataset_id=dataset_id)
+        return Response(DatasetSerializer(dataset).data)
+
+
+class VersionListView(AttestAPIView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(responses={200: VersionSerializer(many=True), **error_responses(401, 404)})
+    def get(self, request, model):
+        obj = selectors.model_get_for_user(user=request.user, name=model)
+        versions = selectors.version_list_for_model(user=request.user, model=obj)
+        return Response(VersionSerializer(versions, many=True).data)
+
+    @extend_schema(request={"multipart/form-data": VersionCreateSerializer},
+                   responses={201: VersionSerializer, **error_responses(400, 401, 403, 404, 413)},
+                   summary="Register a model version (multipart: artifact + metadata JSON)")
+    def post(self, request, model):
+        obj = selectors.model_get_for_user(user=request.user, name=model)
+        metadata = request.data.get("metadata")
+        if isinstance(metadata, str):
+            try:
+                metadata = json.loads(metadata)
+            except json.JSONDecodeError as exc:
+                raise ValidationFailed(f"metadata is not valid JSON ({exc.msg} at line "
+                                       f"{exc.lineno} column {exc.colno}).", code="invalid_json",
+                                       field="metadata") from None
+        elif metadata is None:
+            metadata = {}
+        version = services.model_version_register(user=request.user, model=obj,
+                                                  artifact=request.FILES.get("artifact"),
+                                                  metadata=metadata)
+        return Response(VersionSerializer(version).data, status=status.HTTP_201_CREATED)
+
+
+class VersionDetailView(AttestAPIView):
+    parser_classes = [JSONParser]
+
+    @extend_schema(responses={200: VersionSerializer, **error_responses(401, 404)})
+    def get(self, request, model, version):
+        obj = selectors.version_get_for_user(user=request.user, model_name=model, number=version)
+        return Response(VersionSerializer(obj).data)
+
+    @extend_schema(request=VersionPatchSerializer,
+                   responses={200: VersionSerializer, **error_responses(400, 401, 403, 404, 409)},
+                   summary="Edit a draft version (409 once submitted)")
+    def patch(self, request, model, version):
+        obj = selectors.version_get_for_user(user=request.user, model_name=model, number=version)
+        if not isinstance(request.data, dict):
+            raise ValidationFailed("Send a JSON object.", code="invalid")
+        updated = services.model_version_update(user=request.user, version=obj,
+                                                changes=dict(request.data))
+        return Response(VersionSerializer(updated).data)
+
+
+class VersionSubmitView(AttestAPIView):
+    @extend_schema(request=None,
+                   responses={200: VersionSerializer, **error_responses(401, 403, 404, 409)},
+                   summary="Freeze the draft and send it for review")
+    def post(self, request, model, version):
+        obj = selectors.version_get_for_user(user=request.user, model_name=model, number=version)
+        return Response(VersionSerializer(services.model_version_submit(user=request.user,
+                                                                        version=obj)).data)
+
+
+class VersionArtifactView(AttestAPIView):
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiResponse(
+        description="The artifact bytes, verified against the recorded sha256"),
+        **error_responses(401, 403, 404, 409)})
+    def get(self, request, model, version):
+        obj = selectors.version_get_for_user(user=request.user, model_name=model, number=version)
+        data = services.model_version_artifact_download(user=request.user, version=obj)
+        response = HttpResponse(data, content_type="application/octet-stream")
+        response["Content-Disposition"] = (
+            f'attachment; filename="{obj.model.name}-v{obj.number}.{obj.artifact_format}"')
+        response["X-Content-SHA256"] = obj.artifact_sha256
+        return response
+
+
+class AccessView(AttestAPIView):
+    parser_classes = [JSONParser]
+
+    def _grants(self, model):
+        return [{"user": g.user.username, "name": g.user.get_full_name(), "role": g.role,
+                 "granted_by": g.granted_by.username, "granted_at": g.granted_at}
+                for g in selectors.model_grants(model=model)]
+
+    @extend_schema(responses={200: OpenApiResponse(description="grants and the role map"),
+                              **error_responses(401, 403, 404)})
+    def get(self, request, model):
+        obj = selectors.model_get_for_user(user=request.user, name=model)
+        return Response({"grants": self._grants(obj),
+                         "roles": {r: sorted(c) for r, c in ROLE_CAPABILITIES.items()}})
+
+    def _grantee(self, username):
+        return get_user_model().objects.filter(username=username, is_active=True).first()
+
+    @extend_schema(request=GrantSerializer, responses={201: OpenApiResponse(description="granted"),
+                                                       **error_responses(400, 401, 403, 404)})
+    def post(self, request, model):
+        obj = selectors.model_get_for_user(user=request.user, name=model)
+        body = GrantSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        services.access_grant(user=request.user, model=obj,
+                              grantee=self._grantee(body.validated_data["user"]),
+                              role=body.validated_data["role"])
+        return Response({"grants": self._grants(obj)}, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=GrantSerializer, responses={200: OpenApiResponse(description="revoked"),
+                                                       **error_responses(400, 401, 403, 404, 409)})
+    def delete(self, request, model):
+        obj = selectors.model_get_for_user(user=request.user, name=model)
+        body = GrantSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        grantee = self._grantee(body.validated_data["user"])
+        if grantee is None:
+            raise ValidationFailed("No active user by that name.", code="unknown_user", field="user")
+        services.access_revoke(user=request.user, model=obj, grantee=grantee,
+                               role=body.validated_data["role"])
+        return Response({"grants": self._grants(obj)})
+
+

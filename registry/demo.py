@@ -1,0 +1,223 @@
+"""The demo: a real model trained on scikit-learn's bundled breast-cancer data,
+registered through the same services a model owner uses."""
+
+from __future__ import annotations
+
+import io
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
+from django.core.files import File
+from django.db import transaction
+
+from core.context import acting_as
+
+from . import services
+from .models import DatasetVersion, RegisteredModel
+from .roles import AUDITORS_GROUP, ModelRole
+
+MODEL_NAME = "breast-cancer-malignancy"
+DATASET_NAME = "wdbc-breast-cancer"
+
+
+@dataclass(frozen=True)
+class DemoUser:
+    username: str
+    full_name: str
+    role: str | None  # per-model role on the demo model
+    password: str
+
+
+DEMO_USERS = [
+    DemoUser("admin", "Ada Admin", None, "admin-attest-demo"),
+    DemoUser("owner", "Olu Owner (data scientist)", ModelRole.OWNER, "owner-attest-demo"),
+    DemoUser("pi", "Dr. Priya Investigator (PI)", ModelRole.APPROVER, "pi-attest-demo"),
+    DemoUser("irb", "Ivan Reyes (IRB)", ModelRole.IRB, "irb-attest-demo"),
+    DemoUser("clinician", "Dr. Chen Lin (clinician)", ModelRole.CLINICIAN, "clinician-attest-demo"),
+    DemoUser("reviewer", "Rosa Reviewer", ModelRole.REVIEWER, "reviewer-attest-demo"),
+    DemoUser("auditor", "Aud Itor (auditor)", None, "auditor-attest-demo"),
+]
+
+MODEL_CARD = """\
+## Intended use
+Decision support for cytology review: estimates the probability that a breast mass
+is **malignant** from 30 features of a fine-needle aspirate (FNA) image. Not for
+use without a pathologist's review.
+
+## Training data
+Wisconsin Diagnostic Breast Cancer (WDBC) data as bundled with scikit-learn:
+569 FNA samples (212 malignant, 357 benign), 30 real-valued nuclear features.
+75% were used for training (stratified, seed 7); 25% held out for the metrics below.
+
+## Performance
+See the metrics table: overall and by tumour size (mean area below / above the
+training median) and by texture.
+
+## Limitations
+Single-centre, historical data (1990s) without demographic variables, so fairness
+across patient groups cannot be assessed from this dataset. Inputs outside the
+training ranges are flagged as out-of-distribution.
+"""
+
+RUNBOOK = """\
+## Redeploy
+1. Promote the approved version in Attest (owner), or roll back to the previous
+   production version with a reason.
+2. No restart is needed: workers load the new artifact by its sha256 on next use.
+
+## Retrain
+1. Export the new training extract; run `attest profile data.csv` locally.
+2. Register the dataset version with its provenance (source, criteria, protocol).
+3. Train with the same code reference, save with `skops.io.dump`, register the
+   version, attach metrics overall and per subgroup, submit for PI and IRB sign-off.
+
+## When predictions look wrong
+Low-confidence and out-of-distribution predictions go to the review queue;
+reviewers override with a reason code. A rising override rate is a retraining signal.
+"""
+
+
+def _users():
+    User = get_user_model()
+    created = {}
+    auditors, _ = Group.objects.get_or_create(name=AUDITORS_GROUP)
+    create_perm = Permission.objects.get(codename="add_registeredmodel",
+                                         content_type__app_label="registry")
+    for demo in DEMO_USERS:
+        user, _ = User.objects.get_or_create(username=demo.username)
+        first, _, last = demo.full_name.partition(" ")
+        user.first_name, user.last_name = first, last
+        user.email = f"{demo.username}@example.org"
+        user.is_active = True
+        user.is_superuser = user.is_staff = demo.username == "admin"
+        user.set_password(demo.password)
+        user.save()
+        if demo.username == "auditor":
+            user.groups.add(auditors)
+        if demo.username == "owner":
+            user.user_permissions.add(create_perm)
+        created[demo.username] = user
+    return created
+
+
+def _data():
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_breast_cancer(as_frame=True)
+    frame = bunch.frame.copy()
+    frame["diagnosis"] = np.where(frame.pop("target") == 0, "malignant", "benign")
+    train, test = train_test_split(frame, test_size=0.25, random_state=7,
+                                   stratify=frame["diagnosis"])
+    return train, test, list(bunch.feature_names)
+
+
+def _metrics(model, test, features) -> dict:
+    from sklearn.metrics import accuracy_score, brier_score_loss, recall_score, roc_auc_score
+
+    def block(df) -> dict:
+        y = (df["diagnosis"] == "malignant").astype(int)
+        proba = model.predict_proba(df[features])[:, list(model.classes_).index("malignant")]
+        pred = (proba >= 0.5).astype(int)
+        out = {"accuracy": round(float(accuracy_score(y, pred)), 4),
+               "sensitivity": round(float(recall_score(y, pred, zero_division=0)), 4),
+               "specificity": round(float(recall_score(1 - y, 1 - pred, zero_division=0)), 4),
+               "brier": round(float(brier_score_loss(y, proba)), 4)}
+        if y.nunique() == 2:
+            out["auc"] = round(float(roc_auc_score(y, proba)), 4)
+        return out
+
+    area_median = float(test["mean area"].median())
+    texture_median = float(test["mean texture"].median())
+    groups = [
+        ("mean area < median", test[test["mean area"] < area_median]),
+        ("mean area ≥ median", test[test["mean area"] >= area_median]),
+        ("mean texture < median", test[test["mean texture"] < texture_median]),
+        ("mean texture ≥ median", test[test["mean texture"] >= texture_median]),
+    ]
+    return {"overall": block(test),
+            "subgroups": [{"name": n, "n": len(g), "metrics": block(g)} for n, g in groups]}
+
+
+def _skops_file(model, name: str) -> File:
+    import skops.io as sio
+
+    return File(io.BytesIO(sio.dumps(model)), name=name)
+
+
+def run_demo(*, stdout) -> dict:
+    """Create users, the demo dataset and two versions; idempotent."""
+    from sklearn.ensemble import GradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    with transaction.atomic():
+        users = _users()
+    owner = users["owner"]
+    with acting_as(owner, via="command"):
+        model = RegisteredModel.objects.filter(name=MODEL_NAME).first()
+        if model is None:
+            model = services.registered_model_create(
+                user=owner, name=MODEL_NAME,
+                description="Probability that a breast mass is malignant, from FNA cytology "
+                            "features (WDBC).", retention_days=365)
+        for demo in DEMO_USERS:
+            if demo.role and demo.role != ModelRole.OWNER:
+                services.access_grant(user=owner, model=model, grantee=users[demo.username],
+                                      role=demo.role)
+        train, test, features = _data()
+        dataset = DatasetVersion.objects.filter(name=DATASET_NAME, version="2024.1").first()
+        if dataset is None:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "wdbc-train.csv"
+                train.to_csv(path, index=False)
+                with open(path, "rb") as handle:
+                    dataset = services.dataset_version_register(
+                        user=owner, name=DATASET_NAME, version="2024.1",
+                        data_file=File(handle, name="wdbc-train.csv"),
+                        source="Wisconsin Diagnostic Breast Cancer (WDBC), UCI ML repository, as "
+                               "bundled with scikit-learn (load_breast_cancer)",
+                        description="Training split (75%, stratified, seed 7).",
+                        inclusion_criteria="FNA samples of breast masses with a confirmed "
+                                           "diagnosis.",
+                        exclusion_criteria="None recorded in the public release.",
+                        date_start="1989-01-01", date_end="1995-12-31",
+                        protocol_number="DEMO-0001",
+                        deidentification="Public dataset; contains no direct identifiers.")
+        if not model.versions.exists():
+            gb = GradientBoostingClassifier(n_estimators=150, max_depth=3, learning_rate=0.1,
+                                            random_state=7)
+            gb.fit(train[features], train["diagnosis"])
+            v1 = services.model_version_register(
+                user=owner, model=model, artifact=_skops_file(gb, "gb.skops"), metadata={
+                    "dataset": dataset.pk, "trusted_types": ["sklearn.tree._tree.Tree"],
+                    "description": "Gradient boosting, 150 trees of depth 3.",
+                    "output_schema": {"positive_label": "malignant",
+                                      "label_names": {"malignant": "Malignant",
+                                                      "benign": "Benign"}},
+                    "code_reference": "https://example.org/lab/wdbc-model@4e1c2a9",
+                    "hyperparameters": gb.get_params() | {"random_state": 7},
+                    "metrics": _metrics(gb, test, features), "confidence_threshold": 0.85,
+                    "ood_policy": "review", "model_card": MODEL_CARD, "runbook": RUNBOOK})
+            services.model_version_submit(user=owner, version=v1)
+            lr = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.5))
+            lr.fit(train[features], train["diagnosis"])
+            services.model_version_register(
+                user=owner, model=model, artifact=_skops_file(lr, "lr.skops"), metadata={
+                    "dataset": f"{DATASET_NAME}@2024.1",
+                    "description": "Candidate: standardized logistic regression (C=0.5).",
+                    "output_schema": {"positive_label": "malignant"},
+                    "hyperparameters": {"C": 0.5, "max_iter": 2000},
+                    "metrics": _metrics(lr, test, features), "confidence_threshold": 0.8,
+                    "model_card": MODEL_CARD, "runbook": RUNBOOK})
+    stdout.write(f"Demo model '{MODEL_NAME}' is ready: v1 in review, v2 a draft.\n")
+    stdout.write("Users (demo passwords — change them before real use):\n")
+    for demo in DEMO_USERS:
+        role = demo.role or ("admin" if demo.username == "admin" else "global auditor")
+        stdout.write(f"  {demo.username:<10} {demo.password:<24} {role}\n")
+    return {"model": model, "users": users}

@@ -1,0 +1,177 @@
+"""Registered models, dataset versions, model versions and access grants."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import Q
+
+from .roles import ModelRole
+
+MODEL_NAME_VALIDATOR = RegexValidator(
+    r"^[a-z0-9][a-z0-9._-]{1,98}[a-z0-9]$",
+    "Use 3–100 lower-case letters, digits, '.', '_' or '-', starting and ending with a "
+    "letter or digit.",
+    code="invalid_name",
+)
+
+
+class VersionState(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    IN_REVIEW = "in_review", "In review"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+    PRODUCTION = "production", "Production"
+    SUPERSEDED = "superseded", "Superseded"
+    RETIRED = "retired", "Retired"
+    DISCARDED = "discarded", "Discarded"
+
+
+class ArtifactFormat(models.TextChoices):
+    SKOPS = "skops", "skops (scikit-learn)"
+    ONNX = "onnx", "ONNX"
+
+
+class OodPolicy(models.TextChoices):
+    REJECT = "reject", "Reject the request"
+    REVIEW = "review", "Score and route to human review"
+
+
+class RegisteredModel(models.Model):
+    name = models.CharField(max_length=100, unique=True, validators=[MODEL_NAME_VALIDATOR])
+    description = models.TextField(blank=True)
+    required_signoffs = models.JSONField(default=list)
+    retention_days = models.PositiveIntegerField(
+        default=365, validators=[MinValueValidator(1), MaxValueValidator(36500)])
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DatasetVersion(models.Model):
+    name = models.CharField(max_length=100, validators=[MODEL_NAME_VALIDATOR])
+    version = models.CharField(max_length=50)
+    description = models.TextField(blank=True)
+    sha256 = models.CharField(max_length=64)
+    row_count = models.PositiveBigIntegerField()
+    file_format = models.CharField(max_length=16, blank=True)
+    columns = models.JSONField(default=list)
+    profile = models.JSONField(default=dict)
+    # provenance
+    source = models.TextField()
+    inclusion_criteria = models.TextField(blank=True)
+    exclusion_criteria = models.TextField(blank=True)
+    date_start = models.DateField(null=True, blank=True)
+    date_end = models.DateField(null=True, blank=True)
+    protocol_number = models.CharField(max_length=100, blank=True)
+    deidentification = models.TextField(
+        blank=True, help_text="How the data were de-identified (e.g. HIPAA Safe Harbor).")
+    # the raw file is optional: only its hash and profile are required
+    file_key = models.CharField(max_length=200, blank=True)
+    file_size = models.PositiveBigIntegerField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["name", "version"], name="dataset_name_version_unique"),
+            models.CheckConstraint(condition=Q(date_start__isnull=True) | Q(date_end__isnull=True)
+                                   | Q(date_start__lte=models.F("date_end")),
+                                   name="dataset_date_range_ordered"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+class ModelVersion(models.Model):
+    model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="versions")
+    number = models.PositiveIntegerField()
+    state = models.CharField(max_length=16, choices=VersionState.choices,
+                             default=VersionState.DRAFT)
+    description = models.TextField(blank=True)
+    # artifact (content-addressed)
+    artifact_sha256 = models.CharField(max_length=64)
+    artifact_key = models.CharField(max_length=200)
+    artifact_size = models.PositiveBigIntegerField()
+    artifact_format = models.CharField(max_length=8, choices=ArtifactFormat.choices)
+    trusted_types = models.JSONField(default=list, blank=True)
+    framework = models.CharField(max_length=50, blank=True)
+    framework_version = models.CharField(max_length=50, blank=True)
+    library_versions = models.JSONField(default=dict, blank=True)
+    estimator = models.CharField(max_length=200, blank=True)
+    # interface
+    input_schema = models.JSONField(default=list)
+    output_schema = models.JSONField(default=dict)
+    # lineage and evidence
+    dataset = models.ForeignKey(DatasetVersion, on_delete=models.PROTECT, related_name="model_versions")
+    code_reference = models.CharField(max_length=300, blank=True)
+    hyperparameters = models.JSONField(default=dict, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    confidence_threshold = models.FloatField(
+        default=0.8, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)])
+    ood_policy = models.CharField(max_length=8, choices=OodPolicy.choices,
+                                  default=OodPolicy.REVIEW)
+    model_card = models.TextField(blank=True)
+    runbook = models.TextField(blank=True)
+    dry_run = models.JSONField(default=dict, blank=True)
+    content_hash = models.CharField(max_length=64)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    submitted_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
+                                     related_name="+", null=True, blank=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["model", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "number"], name="version_number_unique"),
+            # SPEC: exactly one production version per model, held by the database.
+            models.UniqueConstraint(fields=["model"], condition=Q(state="production"),
+                                    name="one_production_version_per_model"),
+            models.CheckConstraint(condition=Q(confidence_threshold__gte=0)
+                                   & Q(confidence_threshold__lte=1),
+                                   name="threshold_in_unit_interval"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model.name} v{self.number}"
+
+    @property
+    def label(self) -> str:
+        return f"v{self.number}"
+
+    @property
+    def is_draft(self) -> bool:
+        return self.state == VersionState.DRAFT
+
+
+class ModelAccessGrant(models.Model):
+    model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="grants")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
+                             related_name="model_grants")
+    role = models.CharField(max_length=16, choices=ModelRole.choices)
+    granted_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
+                                   related_name="+")
+    granted_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["model", "role", "user"]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "user", "role"], name="grant_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} is {self.role} of {self.model}"

@@ -1,0 +1,140 @@
+"""Reads, always for a user: every list, page, API view and download goes through here.
+
+An object the user may not view is reported as NotFound, never as forbidden,
+so the existence of other groups' models does not leak.
+"""
+
+from __future__ import annotations
+
+from django.db.models import Prefetch, Q, QuerySet
+
+from core.errors import NotFound, PermissionDenied
+
+from .models import DatasetVersion, ModelAccessGrant, ModelVersion, RegisteredModel
+from .roles import (
+    ALL_CAPABILITIES,
+    GLOBAL_AUDITOR_CAPABILITIES,
+    ROLE_CAPABILITIES,
+    Capability,
+    is_global_admin,
+    is_global_auditor,
+    roles_with,
+)
+
+
+def _authenticated(user) -> bool:
+    return bool(user is not None and user.is_authenticated and user.is_active)
+
+
+def user_capabilities(*, user, model: RegisteredModel) -> frozenset[str]:
+    if not _authenticated(user):
+        return frozenset()
+    if is_global_admin(user):
+        return ALL_CAPABILITIES
+    cache = user.__dict__.setdefault("_attest_caps", {})
+    if model.pk in cache:
+        return cache[model.pk]
+    caps: set[str] = set()
+    if is_global_auditor(user):
+        caps |= GLOBAL_AUDITOR_CAPABILITIES
+    for role in ModelAccessGrant.objects.filter(model=model, user=user).values_list("role", flat=True):
+        caps |= ROLE_CAPABILITIES.get(role, frozenset())
+    cache[model.pk] = frozenset(caps)
+    return cache[model.pk]
+
+
+def user_model_roles(*, user, model: RegisteredModel) -> list[str]:
+    if not _authenticated(user):
+        return []
+    return sorted(ModelAccessGrant.objects.filter(model=model, user=user)
+                  .values_list("role", flat=True))
+
+
+def model_list_for_user(*, user, capability: str = Capability.VIEW_MODEL) -> QuerySet[RegisteredModel]:
+    qs = RegisteredModel.objects.all()
+    if not _authenticated(user):
+        return qs.none()
+    if is_global_admin(user):
+        return qs
+    if is_global_auditor(user) and capability in GLOBAL_AUDITOR_CAPABILITIES:
+        return qs
+    return qs.filter(pk__in=ModelAccessGrant.objects.filter(
+        user=user, role__in=roles_with(capability)).values("model_id"))
+
+
+def model_get_for_user(*, user, name: str, capability: str = Capability.VIEW_MODEL) -> RegisteredModel:
+    """The named model if the user may view it; NotFound otherwise.
+
+    If the user may view it but lacks ``capability``, PermissionDenied (403):
+    at that point its existence is no secret.
+    """
+    model = model_list_for_user(user=user).filter(name=name).first()
+    if model is None:
+        raise NotFound(f"No model named '{name}'.", code="not_found")
+    if capability != Capability.VIEW_MODEL and capability not in user_capabilities(user=user, model=model):
+        raise PermissionDenied(f"You lack the '{capability}' permission on {model.name}.",
+                               code="permission_denied")
+    return model
+
+
+def require_capability(*, user, model: RegisteredModel, capability: str) -> None:
+    caps = user_capabilities(user=user, model=model)
+    if Capability.VIEW_MODEL not in caps:
+        raise NotFound("Not found.", code="not_found")
+    if capability not in caps:
+        raise PermissionDenied(f"You lack the '{capability}' permission on {model.name}.",
+                               code="permission_denied")
+
+
+def version_list_for_model(*, user, model: RegisteredModel) -> QuerySet[ModelVersion]:
+    require_capability(user=user, model=model, capability=Capability.VIEW_MODEL)
+    return (ModelVersion.objects.filter(model=model).select_related("dataset", "created_by")
+            .order_by("-number"))
+
+
+def version_get_for_user(*, user, model_name: str, number: int | str,
+                         capability: str = Capability.VIEW_MODEL) -> ModelVersion:
+    model = model_get_for_user(user=user, name=model_name)
+    try:
+        number = int(number)
+    except (TypeError, ValueError):
+        raise NotFound(f"No version {number!r} of {model_name}.", code="not_found") from None
+    version = (ModelVersion.objects.select_related("model", "dataset", "created_by", "submitted_by")
+               .filter(model=model, number=number).first())
+    if version is None:
+        raise NotFound(f"No version {number} of {model_name}.", code="not_found")
+    if capability != Capability.VIEW_MODEL:
+        require_capability(user=user, model=model, capability=capability)
+    return version
+
+
+def model_versions_summary(*, user) -> QuerySet[RegisteredModel]:
+    """Models the user may view, with their versions prefetched (newest first)."""
+    return model_list_for_user(user=user).prefetch_related(
+        Prefetch("versions", queryset=ModelVersion.objects.order_by("-number")))
+
+
+def dataset_list_for_user(*, user) -> QuerySet[DatasetVersion]:
+    """Datasets the user registered, or that train a model the user may view."""
+    qs = DatasetVersion.objects.all()
+    if not _authenticated(user):
+        return qs.none()
+    if is_global_admin(user) or is_global_auditor(user):
+        return qs
+    visible_models = model_list_for_user(user=user).values("pk")
+    return qs.filter(Q(created_by=user) | Q(model_versions__model__in=visible_models)).distinct()
+
+
+def dataset_get_for_user(*, user, dataset_id: int | str) -> DatasetVersion:
+    try:
+        pk = int(dataset_id)
+    except (TypeError, ValueError):
+        raise NotFound("No such dataset version.", code="not_found") from None
+    dataset = dataset_list_for_user(user=user).filter(pk=pk).first()
+    if dataset is None:
+        raise NotFound("No such dataset version.", code="not_found")
+    return dataset
+
+
+def model_grants(*, model: RegisteredModel) -> QuerySet[ModelAccessGrant]:
+    return ModelAccessGrant.objects.filter(model=model).select_related("user", "granted_by")

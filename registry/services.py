@@ -1,0 +1,619 @@
+"""Writes to the registry. Each service checks permission, validates, changes
+rows inside one transaction and records its audit events in that transaction."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from attest_client.profiling import ProfilingError, profile_file, validate_profile
+from audits.models import Action
+from audits.services import audit_event_record
+from core.errors import Conflict, ErrorItem, PermissionDenied, ValidationFailed
+from core.hashing import normalize_json, sha256_json
+
+from . import lifecycle
+from .artifacts import inspect_artifact
+from .models import (
+    MODEL_NAME_VALIDATOR,
+    ArtifactFormat,
+    DatasetVersion,
+    ModelAccessGrant,
+    ModelVersion,
+    RegisteredModel,
+    VersionState,
+)
+from .roles import Capability, ModelRole, can_create_models, is_global_admin
+from .runtime import (
+    LoadedModel,
+    bind_features,
+    declared_features,
+    dry_run,
+    load_model,
+    model_cache,
+)
+from .schema import (
+    build_input_schema,
+    build_output_schema,
+    validate_metrics,
+    validate_ood_policy,
+    validate_threshold,
+)
+from .selectors import model_list_for_user, require_capability
+from .storage import blob_delete, blob_put, blob_read_verified, spool_upload
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SIGNOFFS = ["pi_approval", "irb_approval"]
+_MEANING = re.compile(r"^[a-z][a-z0-9_]{1,49}$")
+
+
+def _deny(*, model: RegisteredModel | None, capability: str, what: str) -> PermissionDenied:
+    """Record a refused write attempt (committed on its own) and return the error to raise."""
+    audit_event_record(action=Action.PERMISSION_DENIED, object_type="registry.registeredmodel",
+                       object_id=model.pk if model else "", object_repr=model.name if model else "",
+                       model_id=model.pk if model else None,
+                       model_name=model.name if model else "",
+                       details={"capability": capability, "attempt": what})
+    return PermissionDenied(f"You lack the '{capability}' permission"
+                            + (f" on {model.name}." if model else "."), code="permission_denied")
+
+
+def _require(*, user, model: RegisteredModel, capability: str, what: str) -> None:
+    try:
+        require_capability(user=user, model=model, capability=capability)
+    except PermissionDenied:
+        raise _deny(model=model, capability=capability, what=what) from None
+
+
+def _model_event_fields(model: RegisteredModel) -> dict:
+    return {"model_id": model.pk, "model_name": model.name}
+
+
+def _version_event_fields(version: ModelVersion) -> dict:
+    return {"model_id": version.model_id, "model_name": version.model.name,
+            "version_id": version.pk, "version_label": version.label}
+
+
+# -- registered models -------------------------------------------------------------------
+
+def _validate_signoffs(value: Any) -> list[str]:
+    if value is None:
+        return list(DEFAULT_SIGNOFFS)
+    if not isinstance(value, list) or not all(isinstance(v, str) and _MEANING.match(v) for v in value):
+        raise ValidationFailed("required_signoffs must be a list of meanings such as "
+                               "\"pi_approval\" (lower-case letters, digits, '_').",
+                               code="invalid", field="required_signoffs")
+    if len(set(value)) != len(value):
+        raise ValidationFailed("required_signoffs lists a meaning twice.", code="invalid",
+                               field="required_signoffs")
+    return list(value)
+
+
+def registered_model_create(*, user, name: str, description: str = "",
+                            required_signoffs: list[str] | None = None,
+                            retention_days: int = 365) -> RegisteredModel:
+    if not can_create_models(user):
+        raise _deny(model=None, capability="create_model", what=f"create model {name!r}")
+    problems: list[ErrorItem] = []
+    name = (name or "").strip()
+    try:
+        MODEL_NAME_VALIDATOR(name)
+    except DjangoValidationError as exc:
+        problems.append(ErrorItem("invalid_name", exc.messages[0], "name"))
+    if not isinstance(retention_days, int) or isinstance(retention_days, bool) or not (
+            1 <= retention_days <= 36500):
+        problems.append(ErrorItem("invalid", "retention_days must be a whole number of days "
+                                  "between 1 and 36500.", "retention_days"))
+    if not isinstance(description, str):
+        problems.append(ErrorItem("invalid", "description must be text.", "description"))
+    if problems:
+        raise ValidationFailed(items=problems)
+    signoffs = _validate_signoffs(required_signoffs)
+    try:
+        with transaction.atomic():
+            if RegisteredModel.objects.filter(name=name).exists():
+                raise IntegrityError
+            model = RegisteredModel.objects.create(
+                name=name, description=description, required_signoffs=signoffs,
+                retention_days=retention_days, created_by=user)
+            ModelAccessGrant.objects.create(model=model, user=user, role=ModelRole.OWNER,
+                                            granted_by=user)
+            audit_event_record(action=Action.MODEL_CREATED, obj=model, **_model_event_fields(model),
+                               after={"name": name, "description": description,
+                                      "required_signoffs": signoffs,
+                                      "retention_days": retention_days})
+            audit_event_record(action=Action.ACCESS_GRANTED, object_type="registry.modelaccessgrant",
+                               object_repr=f"{user.get_username()} is owner of {name}",
+                               **_model_event_fields(model),
+                               after={"user": user.get_username(), "role": ModelRole.OWNER})
+    except IntegrityError:
+        raise Conflict(f"A model named '{name}' already exists.", code="duplicate_name",
+                       field="name") from None
+    return model
+
+
+# -- dataset versions ------------------------------------------------------------------------
+
+def can_register_datasets(user) -> bool:
+    return is_global_admin(user) or can_create_models(user) or model_list_for_user(
+        user=user, capability=Capability.REGISTER_VERSION).exists()
+
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+DATASET_TEXT_FIELDS = ("description", "source", "inclusion_criteria", "exclusion_criteria",
+                       "protocol_number", "deidentification")
+
+
+def _parse_date(value: Any, field: str, problems: list[ErrorItem]) -> date | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        problems.append(ErrorItem("invalid_date", "Use an ISO date such as 2024-01-31.", field))
+        return None
+
+
+def dataset_version_register(
+    *, user, name: str, version: str, source: str, description: str = "",
+    inclusion_criteria: str = "", exclusion_criteria: str = "", date_start: Any = None,
+    date_end: Any = None, protocol_number: str = "", deidentification: str = "",
+    data_file=None, file_name: str | None = None, file_format: str | None = None,
+    store_file: bool = False, sha256: str | None = None, profile: dict | None = None,
+    columns: list[dict] | None = None, row_count: int | None = None,
+) -> DatasetVersion:
+    """Register a dataset version from a file (profiled here) or a hash + profile made elsewhere."""
+    if not can_register_datasets(user):
+        raise _deny(model=None, capability=Capability.REGISTER_VERSION,
+                    what=f"register dataset {name!r}")
+    problems: list[ErrorItem] = []
+    name = (name or "").strip()
+    version = str(version or "").strip()
+    try:
+        MODEL_NAME_VALIDATOR(name)
+    except DjangoValidationError as exc:
+        problems.append(ErrorItem("invalid_name", exc.messages[0], "name"))
+    if not version or len(version) > 50:
+        problems.append(ErrorItem("required", "version is required (at most 50 characters).",
+                                  "version"))
+    if not (source or "").strip():
+        problems.append(ErrorItem("required", "source is required: say where the data came from.",
+                                  "source"))
+    start = _parse_date(date_start, "date_start", problems)
+    end = _parse_date(date_end, "date_end", problems)
+    if start and end and start > end:
+        problems.append(ErrorItem("invalid_range", "date_start is after date_end.", "date_start"))
+    if data_file is None:
+        if not isinstance(sha256, str) or not _SHA256.match(sha256 or ""):
+            problems.append(ErrorItem("required", "Send a data file, or sha256 (64 lower-case hex "
+                                      "characters) with the profile computed by `attest profile`.",
+                                      "sha256"))
+        if not isinstance(row_count, int) or isinstance(row_count, bool) or row_count < 1:
+            problems.append(ErrorItem("invalid", "row_count must be a positive integer.", "row_count"))
+        if not isinstance(columns, list) or not columns:
+            problems.append(ErrorItem("required", "columns must list the dataset's columns.",
+                                      "columns"))
+        if not isinstance(profile, dict):
+            problems.append(ErrorItem("required", "profile is required with sha256.", "profile"))
+        elif isinstance(columns, list):
+            for field, code, message in validate_profile(profile, columns):
+                problems.append(ErrorItem(code, message, field))
+    if problems:
+        raise ValidationFailed(items=problems)
+    if data_file is not None:
+        path, file_sha, file_size = spool_upload(data_file, limit=settings.ATTEST_MAX_UPLOAD_BYTES)
+        try:
+            suffix_name = file_name or getattr(data_file, "name", "") or ""
+            fmt = file_format or (Path(suffix_name).suffix.lstrip(".").lower() or None)
+            if fmt == "pq":
+                fmt = "parquet"
+            try:
+                result = profile_file(path, file_format=fmt)
+            except ProfilingError as exc:
+                raise ValidationFailed(exc.message, code=exc.code, field="file") from None
+            if sha256 and sha256 != result.sha256:
+                raise ValidationFailed("The sha256 sent does not match the uploaded file's.",
+                                       code="hash_mismatch", field="sha256")
+            sha256, row_count = result.sha256, result.row_count
+            columns, profile, file_format = result.columns, result.profile, result.file_format
+            stored_key, created = ("", False)
+            if store_file:
+                with open(path, "rb") as handle:
+                    stored_key, created = blob_put(handle, file_sha)
+        finally:
+            os.unlink(path)
+    else:
+        stored_key, created, file_size = "", False, None
+    try:
+        with transaction.atomic():
+            if DatasetVersion.objects.filter(name=name, version=version).exists():
+                raise IntegrityError
+            dataset = DatasetVersion.objects.create(
+                name=name, version=version, description=description, sha256=sha256,
+                row_count=row_count, file_format=file_format or "", columns=normalize_json(columns),
+                profile=normalize_json(profile), source=source.strip(),
+                inclusion_criteria=inclusion_criteria, exclusion_criteria=exclusion_criteria,
+                date_start=start, date_end=end, protocol_number=protocol_number,
+                deidentification=deidentification, file_key=stored_key,
+                file_size=file_size if stored_key else None, created_by=user)
+            audit_event_record(action=Action.DATASET_REGISTERED, obj=dataset, after={
+                "name": name, "version": version, "sha256": sha256, "row_count": row_count,
+                "columns": [c["name"] for c in columns], "file_stored": bool(stored_key),
+                "source": source, "protocol_number": protocol_number})
+    except IntegrityError:
+        if created and not DatasetVersion.objects.filter(file_key=stored_key).exists():
+            blob_delete(stored_key)
+        raise Conflict(f"Dataset {name} version {version} is already registered.",
+                       code="duplicate_version", field="version") from None
+    except BaseException:
+        if created and not DatasetVersion.objects.filter(file_key=stored_key).exists():
+            blob_delete(stored_key)
+        raise
+    return dataset
+
+
+# -- model versions ----------------------------------------------------------------------------
+
+VERSION_METADATA_KEYS = {
+    "format", "dataset", "description", "trusted_types", "input_schema", "output_schema",
+    "code_reference", "hyperparameters", "metrics", "confidence_threshold", "ood_policy",
+    "model_card", "runbook",
+}
+EDITABLE_KEYS = VERSION_METADATA_KEYS - {"format", "trusted_types"}
+CONTENT_FIELDS = ("artifact_sha256", "artifact_format", "trusted_types", "input_schema",
+                  "output_schema", "confidence_threshold", "ood_policy", "model_card", "runbook")
+
+
+def version_content_hash(version: ModelVersion) -> str:
+    """sha256 over what a sign-off approves: artifact and dataset hashes, schemas,
+    threshold, OOD policy, model card and runbook (canonical JSON)."""
+    material = {name: getattr(version, name) for name in CONTENT_FIELDS}
+    material["dataset_sha256"] = version.dataset.sha256
+    material["dataset"] = f"{version.dataset.name}@{version.dataset.version}"
+    return sha256_json(material)
+
+
+def _text(metadata: dict, key: str, problems: list[ErrorItem], limit: int = 200_000) -> str:
+    value = metadata.get(key, "")
+    if value is None:
+        return ""
+    if not isinstance(value, str) or len(value) > limit:
+        problems.append(ErrorItem("invalid", f"{key} must be text (at most {limit} characters).",
+                                  f"metadata.{key}"))
+        return ""
+    return value
+
+
+def _resolve_dataset(user, ref: Any) -> DatasetVersion:
+    from .selectors import dataset_list_for_user
+
+    qs = dataset_list_for_user(user=user)
+    dataset = None
+    if isinstance(ref, int) and not isinstance(ref, bool):
+        dataset = qs.filter(pk=ref).first()
+    elif isinstance(ref, str) and "@" in ref:
+        name, _, label = ref.partition("@")
+        dataset = qs.filter(name=name, version=label).first()
+    elif isinstance(ref, str) and ref.isdigit():
+        dataset = qs.filter(pk=int(ref)).first()
+    elif isinstance(ref, dict):
+        dataset = qs.filter(name=ref.get("name"), version=str(ref.get("version"))).first()
+    if dataset is None:
+        raise ValidationFailed("dataset must name a dataset version you can see: its id, "
+                               "\"name@version\", or {\"name\": …, \"version\": …}.",
+                               code="unknown_dataset", field="metadata.dataset")
+    return dataset
+
+
+def _artifact_format(metadata: dict, file_name: str) -> str:
+    fmt = metadata.get("format")
+    if fmt is None:
+        suffix = Path(file_name or "").suffix.lower()
+        fmt = {".skops": "skops", ".onnx": "onnx"}.get(suffix)
+    if fmt not in ArtifactFormat.values:
+        raise ValidationFailed("metadata.format must be 'skops' or 'onnx' (or name the file "
+                               "*.skops / *.onnx).", code="unsupported_format",
+                               field="metadata.format")
+    return fmt
+
+
+def _prepare_interface(*, loaded: LoadedModel, metadata: dict, dataset: DatasetVersion,
+                       previous: ModelVersion | None = None) -> tuple[list, dict, dict]:
+    """Build schemas with profile defaults, bind them to the model and dry-run it."""
+    declared = metadata.get("input_schema", previous.input_schema if previous else None)
+    schema = build_input_schema(declared, dataset_columns=dataset.columns, profile=dataset.profile,
+                                feature_names=declared_features(loaded))
+    bind_features(loaded, [f["name"] for f in schema])
+    declared_output = metadata.get("output_schema", previous.output_schema if previous else None)
+    labels_given = isinstance(declared_output, dict) and declared_output.get("labels")
+    result = dry_run(loaded, schema, dataset.profile,
+                     n_labels=len(loaded.classes or labels_given or []) or None)
+    classes = loaded.classes or [str(i) for i in range(len(result["probabilities"]))]
+    output = build_output_schema(declared_output, classes=classes)
+    return schema, output, result
+
+
+def _validated_fields(metadata: dict, problems: list[ErrorItem]) -> dict:
+    fields: dict[str, Any] = {}
+    for key in ("description", "code_reference", "model_card", "runbook"):
+        if key in metadata:
+            fields[key] = _text(metadata, key, problems, 300 if key == "code_reference" else 200_000)
+    if "hyperparameters" in metadata:
+        value = metadata["hyperparameters"]
+        if not isinstance(value, dict):
+            problems.append(ErrorItem("invalid", "hyperparameters must be an object.",
+                                      "metadata.hyperparameters"))
+        else:
+            fields["hyperparameters"] = normalize_json(value)
+    for key, check in (("metrics", validate_metrics), ("confidence_threshold", validate_threshold),
+                       ("ood_policy", validate_ood_policy)):
+        if key in metadata:
+            try:
+                fields[key] = check(metadata[key])
+            except ValidationFailed as exc:
+                problems.extend(exc.items)
+    return fields
+
+
+def model_version_register(*, user, model: RegisteredModel, artifact, metadata: Any) -> ModelVersion:
+    """Register a draft version from an uploaded artifact and its metadata.
+
+    1. Permission, then the metadata document (documented keys only).
+    2. The artifact is spooled to a temp file and hashed, inspected (no pickle;
+       skops types trusted explicitly), loaded and dry-run on a reference row
+       built from the training profile.
+    3. The blob is stored under its sha256, then the row and its audit events
+       are written in one transaction; if that fails, a blob stored just now
+       is deleted again.
+    """
+    _require(user=user, model=model, capability=Capability.REGISTER_VERSION,
+             what="register a model version")
+    if not isinstance(metadata, dict):
+        raise ValidationFailed("metadata must be a JSON object.", code="invalid", field="metadata")
+    problems: list[ErrorItem] = []
+    unknown = sorted(set(metadata) - VERSION_METADATA_KEYS)
+    if unknown:
+        problems.append(ErrorItem("unknown_key", "Unknown metadata keys: " + ", ".join(unknown)
+                                  + ". Documented keys: " + ", ".join(sorted(VERSION_METADATA_KEYS))
+                                  + ".", "metadata"))
+    if artifact is None:
+        problems.append(ErrorItem("required", "An artifact file is required.", "artifact"))
+    trusted = metadata.get("trusted_types", [])
+    if not isinstance(trusted, list) or not all(isinstance(t, str) for t in trusted):
+        problems.append(ErrorItem("invalid", "trusted_types must be a list of type names.",
+                                  "metadata.trusted_types"))
+        trusted = []
+    if "dataset" not in metadata:
+        problems.append(ErrorItem("required", "metadata.dataset must name the training dataset "
+                                  "version.", "metadata.dataset"))
+    fields = _validated_fields(metadata, problems)
+    if problems:
+        raise ValidationFailed(items=problems)
+    dataset = _resolve_dataset(user, metadata["dataset"])
+    fmt = _artifact_format(metadata, getattr(artifact, "name", ""))
+
+    path, sha, size = spool_upload(artifact, limit=settings.ATTEST_MAX_UPLOAD_BYTES)
+    key, created = "", False
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+        info = inspect_artifact(data, artifact_format=fmt, trusted_types=trusted)
+        loaded = load_model(data, artifact_format=fmt, trusted_types=info.untrusted_types)
+        schema, output, dry = _prepare_interface(loaded=loaded, metadata=metadata, dataset=dataset)
+        with open(path, "rb") as handle:
+            key, created = blob_put(handle, sha)
+        with transaction.atomic():
+            locked = RegisteredModel.objects.select_for_update().get(pk=model.pk)
+            last = locked.versions.order_by("-number").values_list("number", flat=True).first()
+            version = ModelVersion(
+                model=locked, number=(last or 0) + 1, state=VersionState.DRAFT,
+                artifact_sha256=sha, artifact_key=key, artifact_size=size, artifact_format=fmt,
+                trusted_types=info.untrusted_types,
+                framework=loaded.details.get("framework", ""),
+                framework_version=loaded.details.get("framework_version", ""),
+                library_versions=_library_versions(), estimator=loaded.details.get("estimator", ""),
+                input_schema=normalize_json(schema), output_schema=normalize_json(output),
+                dataset=dataset, dry_run=normalize_json(dry), created_by=user,
+                **fields,
+            )
+            version.content_hash = version_content_hash(version)
+            version.save(force_insert=True)
+            audit_event_record(action=Action.ARTIFACT_UPLOADED, obj=version,
+                               **_version_event_fields(version),
+                               details={"sha256": sha, "size": size, "format": fmt,
+                                        "key": key, "trusted_types": info.untrusted_types})
+            audit_event_record(action=Action.VERSION_REGISTERED, obj=version,
+                               **_version_event_fields(version),
+                               after=_version_snapshot(version))
+    except BaseException:
+        if created and not ModelVersion.objects.filter(artifact_key=key).exists():
+            blob_delete(key)
+        raise
+    finally:
+        os.unlink(path)
+    model_cache.put(sha, loaded)
+    return version
+
+
+def _library_versions() -> dict:
+    import numpy
+    import onnxruntime
+    import sklearn
+    import skops
+
+    return {"scikit-learn": sklearn.__version__, "skops": skops.__version__,
+            "numpy": numpy.__version__, "onnxruntime": onnxruntime.__version__}
+
+
+def _version_snapshot(version: ModelVersion) -> dict:
+    return {
+        "state": version.state, "content_hash": version.content_hash,
+        "artifact_sha256": version.artifact_sha256, "format": version.artifact_format,
+        "dataset": f"{version.dataset.name}@{version.dataset.version}",
+        "dataset_sha256": version.dataset.sha256,
+        "features": [f["name"] for f in version.input_schema],
+        "confidence_threshold": version.confidence_threshold, "ood_policy": version.ood_policy,
+    }
+
+
+def model_version_update(*, user, version: ModelVersion, changes: Any) -> ModelVersion:
+    """Edit a draft. Anything but a draft is frozen and answers 409."""
+    _require(user=user, model=version.model, capability=Capability.EDIT_DRAFT,
+             what=f"edit {version}")
+    if not isinstance(changes, dict) or not changes:
+        raise ValidationFailed("Send the fields to change as a JSON object.", code="invalid")
+    lifecycle.check_editable(version.state)
+    unknown = sorted(set(changes) - EDITABLE_KEYS)
+    if unknown:
+        raise ValidationFailed("These fields cannot be edited: " + ", ".join(unknown) + ". Editable: "
+                               + ", ".join(sorted(EDITABLE_KEYS)) + ".", code="not_editable",
+                               field=unknown[0])
+    problems: list[ErrorItem] = []
+    fields = _validated_fields(changes, problems)
+    if problems:
+        raise ValidationFailed(items=problems)
+    with transaction.atomic():
+        locked = (ModelVersion.objects.select_for_update().select_related("model", "dataset")
+                  .get(pk=version.pk))
+        lifecycle.check_editable(locked.state)
+        before_all = {k: getattr(locked, k) for k in
+                      ("description", "code_reference", "hyperparameters", "metrics",
+                       "confidence_threshold", "ood_policy", "model_card", "runbook",
+                       "input_schema", "output_schema")}
+        before_all["dataset"] = f"{locked.dataset.name}@{locked.dataset.version}"
+        if {"dataset", "input_schema", "output_schema"} & set(changes):
+            dataset = (_resolve_dataset(user, changes["dataset"]) if "dataset" in changes
+                       else locked.dataset)
+            loaded = model_version_load(version=locked)
+            schema, output, dry = _prepare_interface(loaded=loaded, metadata=changes,
+                                                     dataset=dataset, previous=locked)
+            locked.dataset, locked.input_schema, locked.output_schema = dataset, schema, output
+            locked.dry_run = normalize_json(dry)
+            model_cache.clear()  # the cached instance was bound to the old schema
+        for key, value in fields.items():
+            setattr(locked, key, value)
+        after_all = {k: getattr(locked, k) for k in before_all if k != "dataset"}
+        after_all["dataset"] = f"{locked.dataset.name}@{locked.dataset.version}"
+        changed = sorted(k for k in before_all if normalize_json(before_all[k])
+                         != normalize_json(after_all[k]))
+        if not changed:
+            return locked
+        locked.content_hash = version_content_hash(locked)
+        locked.save()
+        audit_event_record(action=Action.VERSION_UPDATED, obj=locked,
+                           **_version_event_fields(locked),
+                           before={k: before_all[k] for k in changed},
+                           after={**{k: after_all[k] for k in changed},
+                                  "content_hash": locked.content_hash})
+    return locked
+
+
+def model_version_submit(*, user, version: ModelVersion) -> ModelVersion:
+    """Freeze a draft and send it for review; its content hash is fixed from here on."""
+    _require(user=user, model=version.model, capability=Capability.SUBMIT_VERSION,
+             what=f"submit {version}")
+    with transaction.atomic():
+        locked = (ModelVersion.objects.select_for_update().select_related("model", "dataset")
+                  .get(pk=version.pk))
+        lifecycle.check_transition(locked.state, VersionState.IN_REVIEW)
+        # The bytes must still be the ones registered before anyone signs them.
+        blob_read_verified(locked.artifact_key, locked.artifact_sha256)
+        locked.state = VersionState.IN_REVIEW
+        locked.submitted_by = user
+        locked.submitted_at = timezone.now()
+        locked.content_hash = version_content_hash(locked)
+        locked.save()
+        audit_event_record(action=Action.VERSION_SUBMITTED, obj=locked,
+                           **_version_event_fields(locked),
+                           before={"state": VersionState.DRAFT},
+                           after={"state": locked.state, "content_hash": locked.content_hash,
+                                  "required_signoffs": locked.model.required_signoffs})
+    return locked
+
+
+def _read_artifact(version: ModelVersion) -> bytes:
+    """Verified bytes; a mismatch is recorded (committed) and refused."""
+    from core.errors import IntegrityFailure
+
+    try:
+        return blob_read_verified(version.artifact_key, version.artifact_sha256)
+    except IntegrityFailure as exc:
+        log.error("artifact integrity failure for %s: %s", version, exc.message)
+        audit_event_record(action=Action.ARTIFACT_INTEGRITY_FAILED, obj=version,
+                           **_version_event_fields(version),
+                           details={"key": version.artifact_key, **exc.extra,
+                                    "problem": exc.items[0].code})
+        raise
+
+
+def model_version_load(*, version: ModelVersion) -> LoadedModel:
+    """The version's model, loaded once per process; the hash is checked on every load."""
+    cached = model_cache.get(version.artifact_sha256)
+    if cached is not None and cached.feature_names == [f["name"] for f in version.input_schema]:
+        return cached
+    data = _read_artifact(version)
+    loaded = load_model(data, artifact_format=version.artifact_format,
+                        trusted_types=version.trusted_types,
+                        feature_names=[f["name"] for f in version.input_schema])
+    model_cache.put(version.artifact_sha256, loaded)
+    return loaded
+
+
+def model_version_artifact_download(*, user, version: ModelVersion) -> bytes:
+    _require(user=user, model=version.model, capability=Capability.DOWNLOAD_ARTIFACT,
+             what=f"download the artifact of {version}")
+    data = _read_artifact(version)
+    audit_event_record(action=Action.ARTIFACT_DOWNLOADED, obj=version,
+                       **_version_event_fields(version),
+                       details={"sha256": version.artifact_sha256, "size": len(data)})
+    return data
+
+
+# -- access grants ------------------------------------------------------------------------------
+
+def access_grant(*, user, model: RegisteredModel, grantee, role: str) -> ModelAccessGrant:
+    _require(user=user, model=model, capability=Capability.MANAGE_ACCESS,
+             what=f"grant {role} on {model.name}")
+    if role not in ModelRole.values:
+        raise ValidationFailed(f"role must be one of {', '.join(ModelRole.values)}.",
+                               code="invalid_role", field="role")
+    if grantee is None or not grantee.is_active:
+        raise ValidationFailed("No active user by that name.", code="unknown_user", field="user")
+    with transaction.atomic():
+        grant, created = ModelAccessGrant.objects.get_or_create(
+            model=model, user=grantee, role=role, defaults={"granted_by": user})
+        if created:
+            audit_event_record(action=Action.ACCESS_GRANTED, obj=grant,
+                               **_model_event_fields(model), before=None,
+                               after={"user": grantee.get_username(), "role": role})
+    return grant
+
+
+def access_revoke(*, user, model: RegisteredModel, grantee, role: str) -> None:
+    _require(user=user, model=model, capability=Capability.MANAGE_ACCESS,
+             what=f"revoke {role} on {model.name}")
+    with transaction.atomic():
+        grant = ModelAccessGrant.objects.select_for_update().filter(
+            model=model, user=grantee, role=role).first()
+        if grant is None:
+            raise ValidationFailed("That user does not hold that role.", code="not_granted",
+                                   field="role")
+        if role == ModelRole.OWNER and ModelAccessGrant.objects.filter(
+                model=model, role=ModelRole.OWNER).count() == 1:
+            raise Conflict("A model keeps at least one owner.", code="last_owner", field="role")
+        audit_event_record(action=Action.ACCESS_REVOKED, object_type="registry.modelaccessgrant",
+                           object_id=grant.pk, object_repr=str(grant), **_model_event_fields(model),
+                           before={"user": grantee.get_username(), "role": role}, after=None)
+        ModelAccessGrant.objects.filter(pk=grant.pk).delete()

@@ -1,0 +1,239 @@
+"""Registry pages. Each view parses a form, calls one service or selector, renders.
+
+Objects the user may not view answer 404 (the selectors raise NotFound).
+"""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from audits.selectors import audit_events_for_model
+from core.errors import ApplicationError, NotFound, PermissionDenied
+from core.uploads import upload_limit_message
+
+from . import selectors, services
+from .forms import (
+    DatasetCreateForm,
+    ModelCreateForm,
+    VersionEditForm,
+    VersionRegisterForm,
+    add_service_errors,
+    lines,
+)
+from .lifecycle import allowed_next
+from .models import VersionState
+from .roles import ROLE_CAPABILITIES, Capability, ModelRole, can_create_models
+
+
+def page(view):
+    """Login required; NotFound becomes 404 and PermissionDenied a message + redirect back."""
+
+    @login_required
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        try:
+            return view(request, *args, **kwargs)
+        except NotFound:
+            raise Http404 from None
+        except PermissionDenied as exc:
+            messages.error(request, exc.message)
+            return redirect(request.META.get("HTTP_REFERER") or "registry:model-list")
+
+    return wrapper
+
+
+def _too_large(request, form) -> bool:
+    if getattr(request, "upload_too_large", False):
+        form.add_error(None, upload_limit_message())
+        return True
+    return False
+
+
+@page
+def model_list(request):
+    models = selectors.model_versions_summary(user=request.user)
+    return render(request, "registry/model_list.html", {
+        "models": models, "can_create": can_create_models(request.user)})
+
+
+@page
+@require_http_methods(["GET", "POST"])
+def model_create(request):
+    form = ModelCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            model = services.registered_model_create(
+                user=request.user, name=form.cleaned_data["name"],
+                description=form.cleaned_data["description"],
+                required_signoffs=lines(form.cleaned_data["required_signoffs"]) or None,
+                retention_days=form.cleaned_data["retention_days"])
+        except PermissionDenied:
+            raise
+        except ApplicationError as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(request, f"Model {model.name} registered. You are its owner.")
+            return redirect("registry:model-detail", model=model.name)
+    return render(request, "registry/model_create.html", {"form": form})
+
+
+@page
+def model_detail(request, model):
+    obj = selectors.model_get_for_user(user=request.user, name=model)
+    caps = selectors.user_capabilities(user=request.user, model=obj)
+    versions = selectors.version_list_for_model(user=request.user, model=obj)
+    history = (audit_events_for_model(model_id=obj.pk)[:25]
+               if Capability.VIEW_AUDIT in caps else None)
+    return render(request, "registry/model_detail.html", {
+        "model": obj, "versions": versions, "caps": caps, "history": history,
+        "grants": selectors.model_grants(model=obj),
+        "roles": selectors.user_model_roles(user=request.user, model=obj),
+        "role_map": [(ModelRole(r).label, sorted(c)) for r, c in ROLE_CAPABILITIES.items()],
+        "production": next((v for v in versions if v.state == VersionState.PRODUCTION), None),
+    })
+
+
+@page
+def version_detail(request, model, version):
+    obj = selectors.version_get_for_user(user=request.user, model_name=model, number=version)
+    caps = selectors.user_capabilities(user=request.user, model=obj.model)
+    subgroups = (obj.metrics or {}).get("subgroups", [])
+    metric_names = sorted({k for g in subgroups for k in (g.get("metrics") or {})})
+    return render(request, "registry/version_detail.html", {
+        "model": obj.model, "version": obj, "caps": caps, "allowed_next": allowed_next(obj.state),
+        "overall": (obj.metrics or {}).get("overall", {}), "subgroups": subgroups,
+        "metric_names": metric_names, "profile": obj.dataset.profile.get("columns", {}),
+    })
+
+
+@page
+@require_http_methods(["GET", "POST"])
+def version_register(request, model):
+    obj = selectors.model_get_for_user(user=request.user, name=model,
+                                       capability=Capability.REGISTER_VERSION)
+    datasets = selectors.dataset_list_for_user(user=request.user).order_by("name", "-created_at")
+    form = VersionRegisterForm(request.POST or None, request.FILES or None, datasets=datasets)
+    if request.method == "POST" and not _too_large(request, form) and form.is_valid():
+        try:
+            created = services.model_version_register(
+                user=request.user, model=obj, artifact=form.cleaned_data["artifact"],
+                metadata=form.metadata())
+        except PermissionDenied:
+            raise
+        except ApplicationError as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(request, f"Version {created.number} registered as a draft; its dry "
+                             f"run succeeded. Content hash {created.content_hash[:12]}…")
+            return redirect("registry:version-detail", model=obj.name, version=created.number)
+    return render(request, "registry/version_register.html", {"model": obj, "form": form})
+
+
+@page
+@require_http_methods(["GET", "POST"])
+def version_edit(request, model, version):
+    obj = selectors.version_get_for_user(user=request.user, model_name=model, number=version,
+                                         capability=Capability.EDIT_DRAFT)
+    if obj.state != VersionState.DRAFT:
+        messages.error(request, f"Version {obj.number} is {obj.get_state_display().lower()}: "
+                       "its content is frozen.")
+        return redirect("registry:version-detail", model=model, version=obj.number)
+    initial = {k: getattr(obj, k) for k in ("description", "confidence_threshold", "ood_policy",
+                                            "code_reference", "model_card", "runbook")}
+    import json
+
+    for key in ("input_schema", "hyperparameters", "metrics"):
+        initial[key] = json.dumps(getattr(obj, key), indent=2)
+    form = VersionEditForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        changes = form.changes(obj)
+        if not changes:
+            messages.info(request, "Nothing changed.")
+            return redirect("registry:version-detail", model=model, version=obj.number)
+        try:
+            updated = services.model_version_update(user=request.user, version=obj, changes=changes)
+        except PermissionDenied:
+            raise
+        except ApplicationError as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(request, f"Draft saved. New content hash {updated.content_hash[:12]}…")
+            return redirect("registry:version-detail", model=model, version=obj.number)
+    return render(request, "registry/version_edit.html", {"model": obj.model, "version": obj,
+                                                          "form": form})
+
+
+@page
+@require_POST
+def version_submit(request, model, version):
+    obj = selectors.version_get_for_user(user=request.user, model_name=model, number=version)
+    try:
+        submitted = services.model_version_submit(user=request.user, version=obj)
+    except PermissionDenied:
+        raise
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Version {submitted.number} submitted for review. Content hash "
+                         f"{submitted.content_hash} is now fixed.")
+    return redirect("registry:version-detail", model=model, version=obj.number)
+
+
+@page
+def version_artifact(request, model, version):
+    obj = selectors.version_get_for_user(user=request.user, model_name=model, number=version)
+    try:
+        data = services.model_version_artifact_download(user=request.user, version=obj)
+    except PermissionDenied:
+        raise
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return redirect("registry:version-detail", model=model, version=obj.number)
+    response = HttpResponse(data, content_type="application/octet-stream")
+    response["Content-Disposition"] = (
+        f'attachment; filename="{obj.model.name}-v{obj.number}.{obj.artifact_format}"')
+    return response
+
+
+@page
+def dataset_list(request):
+    datasets = selectors.dataset_list_for_user(user=request.user).select_related("created_by")
+    return render(request, "registry/dataset_list.html", {
+        "datasets": datasets, "can_register": services.can_register_datasets(request.user)})
+
+
+@page
+def dataset_detail(request, dataset_id):
+    dataset = selectors.dataset_get_for_user(user=request.user, dataset_id=dataset_id)
+    return render(request, "registry/dataset_detail.html", {
+        "dataset": dataset, "profile": dataset.profile.get("columns", {})})
+
+
+@page
+@require_http_methods(["GET", "POST"])
+def dataset_create(request):
+    form = DatasetCreateForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and not _too_large(request, form) and form.is_valid():
+        data = dict(form.cleaned_data)
+        pasted = data.pop("profile_json") or {}
+        upload = data.pop("file")
+        try:
+            dataset = services.dataset_version_register(
+                user=request.user, data_file=upload, sha256=pasted.get("sha256"),
+                profile=pasted.get("profile"), columns=pasted.get("columns"),
+                row_count=pasted.get("row_count"), file_format=pasted.get("file_format"), **data)
+        except PermissionDenied:
+            raise
+        except ApplicationError as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(request, f"Dataset {dataset} registered ({dataset.row_count:,} rows, "
+                             f"sha256 {dataset.sha256[:12]}…).")
+            return redirect("registry:dataset-detail", dataset_id=dataset.pk)
+    return render(request, "registry/dataset_create.html", {"form": form})
