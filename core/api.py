@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.context import context_for_user, set_actor
-from core.errors import ApplicationError
+from core.errors import ApplicationError, PayloadTooLarge
 from core.uploads import UploadTooLarge, upload_limit_message
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,12 @@ class AttestAPIView(APIView):
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
         django_request = request._request
+        if request.content_type.startswith("multipart/"):
+            # Django's parser stops quietly at the size limit and drops the rest of the
+            # form; answer 413 instead of complaining about missing fields.
+            _ = request.data
+            if getattr(django_request, "upload_too_large", False):
+                raise PayloadTooLarge(upload_limit_message(), code="too_large", field="artifact")
         set_actor(context_for_user(request.user, via="api",
                                    request_id=getattr(django_request, "request_id", None),
                                    remote_addr=getattr(django_request, "client_addr", None)))

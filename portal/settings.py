@@ -249,7 +249,8 @@ TIME_ZONE = env_str("ATTEST_TIME_ZONE", "UTC")
 USE_I18N = False
 USE_TZ = True
 STATIC_URL = "static/"
-STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT = env_path("ATTEST_STATIC_ROOT", DATA_DIR / "static")
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns on a missing directory
 STATICFILES_DIRS = [BASE_DIR / "static"]
 
 LOGGING = {

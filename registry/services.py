@@ -54,6 +54,7 @@ from .storage import blob_delete, blob_put, blob_read_verified, spool_upload
 log = logging.getLogger(__name__)
 
 DEFAULT_SIGNOFFS = ["pi_approval", "irb_approval"]
+RESERVED_NAMES = frozenset({"new"})  # clashes with the portal's /models/new/
 _MEANING = re.compile(r"^[a-z][a-z0-9_]{1,49}$")
 
 
@@ -116,6 +117,9 @@ def registered_model_create(*, user, name: str, description: str = "",
                                   "between 1 and 36500.", "retention_days"))
     if not isinstance(description, str):
         problems.append(ErrorItem("invalid", "description must be text.", "description"))
+    if name in RESERVED_NAMES:
+        problems.append(ErrorItem("invalid_name", f"'{name}' is reserved; choose another name.",
+                                  "name"))
     if problems:
         raise ValidationFailed(items=problems)
     signoffs = _validate_signoffs(required_signoffs)

@@ -81,7 +81,8 @@ class DatasetCreateSerializer(serializers.Serializer):
     protocol_number = serializers.CharField(required=False, allow_blank=True, default="",
                                             max_length=100)
     deidentification = serializers.CharField(required=False, allow_blank=True, default="")
-    file = serializers.FileField(required=False, help_text="CSV or Parquet data file")
+    file = serializers.FileField(required=False, allow_empty_file=True,
+                                 help_text="CSV or Parquet data file")
     file_format = serializers.ChoiceField(choices=["csv", "parquet"], required=False)
     store_file = serializers.BooleanField(required=False, default=False,
                                           help_text="Keep the raw file (default: keep only hash "
@@ -120,7 +121,8 @@ class VersionSerializer(serializers.ModelSerializer):
 
 
 class VersionCreateSerializer(serializers.Serializer):
-    artifact = serializers.FileField(help_text="A .skops or .onnx file (pickle/joblib refused)")
+    artifact = serializers.FileField(allow_empty_file=True,
+                                     help_text="A .skops or .onnx file (pickle/joblib refused)")
     metadata = serializers.JSONField(help_text=(
         "JSON object. Keys: dataset (required: id or \"name@version\"), format (skops|onnx; "
         "default from the file suffix), trusted_types (skops types beyond skops' defaults), "

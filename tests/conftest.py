@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+from django.conf import settings as django_settings
+from rest_framework.test import APIClient
+
+from registry.runtime import model_cache
+
+from .personas import make_personas
+
+# Keep numerical libraries to one thread: two pytest workers share two cores.
+for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(var, "1")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_artifact_store(settings, tmp_path):
+    """Each test gets its own artifact location (a directory, or an S3 key prefix)."""
+    storages = {**django_settings.STORAGES}
+    artifacts = {**storages["artifacts"], "OPTIONS": {**storages["artifacts"]["OPTIONS"]}}
+    if artifacts["BACKEND"].endswith("S3Storage"):
+        artifacts["OPTIONS"]["location"] = f"tests/{uuid.uuid4().hex}"
+    else:
+        artifacts["OPTIONS"]["location"] = str(tmp_path / "artifacts")
+    storages["artifacts"] = artifacts
+    settings.STORAGES = storages
+    model_cache.clear()
+    yield
+    model_cache.clear()
+
+
+@pytest.fixture
+def personas(db):
+    return make_personas()
+
+
+@pytest.fixture
+def api():
+    return APIClient()
+
+
+def api_as(user) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user=user)
+    return client
+
+
+@pytest.fixture
+def owner_api(personas):
+    return api_as(personas.owner)
+
+
+@pytest.fixture(autouse=True)
+def _audit_triggers(request):
+    """Keep the append-only triggers in place on SQLite around transactional tests.
+
+    Django empties tables between transactional tests; on SQLite it does so with
+    DELETE, which the triggers refuse (as they should). So after such a test we
+    drop them just before Django's flush, and every database test re-installs
+    them first. PostgreSQL flushes with TRUNCATE, which row triggers do not see.
+    """
+    names = set(request.fixturenames)
+    transactional = bool({"transactional_db", "live_server"} & names)
+    if not transactional and "db" not in names:
+        yield
+        return
+    request.getfixturevalue("transactional_db" if transactional else "db")
+    from django.db import connection
+
+    from audits.triggers import run
+
+    if connection.vendor == "sqlite":
+        run(connection, install=True)
+    yield
+    if transactional and connection.vendor == "sqlite":
+        run(connection, install=False)
