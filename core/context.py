@@ -64,3 +64,14 @@ def set_actor(ctx: ActorContext) -> contextvars.Token:
 
 def reset_actor(token: contextvars.Token) -> None:
     _current.reset(token)
+
+
+def actor_with_user(user) -> ActorContext:
+    """The current context (request id, address, channel) attributed to ``user``.
+
+    For events recorded while the user is being authenticated, before the
+    request's actor is known (token exchange, first use of a token).
+    """
+    ctx = current_actor()
+    return context_for_user(user, via=ctx.via, request_id=ctx.request_id or None,
+                            remote_addr=ctx.remote_addr)

@@ -236,6 +236,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BEAT_SCHEDULE = {
+    "verify-audit-chain": {"task": "audits.verify_chain",
+                           "schedule": env_int("ATTEST_AUDIT_VERIFY_SECONDS", 3600, minimum=60)},
+}
 
 # --- email (sign-off notifications) ------------------------------------------------------
 EMAIL_BACKEND = env_str("ATTEST_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from audits.models import Action
 from audits.services import audit_event_record
+from core.context import actor_with_user
 from core.errors import NotFound, ValidationFailed
 
 from .models import ApiToken
@@ -37,7 +38,7 @@ def api_token_create(*, user, name: str, days: int | None = None) -> tuple[ApiTo
     with transaction.atomic():
         row = ApiToken.objects.create(user=user, name=name, prefix=prefix, token_hash=_digest(token),
                                       expires_at=timezone.now() + timedelta(days=days))
-        audit_event_record(action=Action.TOKEN_CREATED, obj=row,
+        audit_event_record(action=Action.TOKEN_CREATED, obj=row, actor=actor_with_user(user),
                            details={"name": name, "expires_at": row.expires_at.isoformat()})
     return row, token
 
@@ -61,7 +62,7 @@ def api_token_authenticate(raw: str) -> ApiToken | None:
                 last_used_at=now)
             if first:
                 audit_event_record(action=Action.TOKEN_FIRST_USE, obj=row,
-                                   object_repr=str(row))
+                                   object_repr=str(row), actor=actor_with_user(row.user))
     elif (now - row.last_used_at).total_seconds() > 60:
         # Coarse last-used time: one write a minute per token, not one per request.
         ApiToken.objects.filter(pk=row.pk).update(last_used_at=now)

@@ -27,6 +27,8 @@ def _isolated_artifact_store(settings, tmp_path):
         artifacts["OPTIONS"]["location"] = str(tmp_path / "artifacts")
     storages["artifacts"] = artifacts
     settings.STORAGES = storages
+    # Argon2 is the production hasher (see test_settings); tests create many users.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     model_cache.clear()
     yield
     model_cache.clear()

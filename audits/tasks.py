@@ -1,0 +1,21 @@
+"""Scheduled integrity check of the audit chain (Celery beat runs it hourly)."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from core.context import acting_as
+
+from .chain import verify_chain
+from .models import Action
+from .services import audit_event_record
+
+
+@shared_task(name="audits.verify_chain", acks_late=True)
+def verify_audit_chain() -> dict:
+    """Recompute the chain and record the outcome as an event of its own."""
+    result = verify_chain()
+    with acting_as(None, via="task"):
+        audit_event_record(action=Action.AUDIT_VERIFIED, object_type="audits.chain",
+                           object_repr="audit chain", details=result.as_dict())
+    return result.as_dict()
