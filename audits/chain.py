@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
-from core.hashing import canonical_json
+from core.hashing import canonical_bytes
 
 from .models import GENESIS_HASH, AuditEvent
 
@@ -30,8 +30,7 @@ def _time_text(value: datetime) -> str:
 def event_hash(prev_hash: str, material: dict) -> str:
     data = dict(material)
     data["time"] = _time_text(data["time"]) if isinstance(data["time"], datetime) else data["time"]
-    text = prev_hash + "\n" + canonical_json(data)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return hashlib.sha256(prev_hash.encode("ascii") + b"\n" + canonical_bytes(data)).hexdigest()
 
 
 @dataclass(frozen=True)
