@@ -126,3 +126,4 @@ def json_500(request):
     return JsonResponse(error_body("server_error",
                                    "An unexpected error occurred; it has been logged."),
                         status=500)
+

@@ -7,6 +7,7 @@ import json
 from django import forms
 
 from core.errors import ApplicationError
+from core.parsers import find_unstorable_text
 
 from .models import ArtifactFormat, OodPolicy
 
@@ -32,6 +33,9 @@ class JSONTextField(forms.CharField):
                                         f"column {exc.colno}).") from None
         if not isinstance(parsed, self.expect):
             raise forms.ValidationError("Not the expected JSON shape (an object or a list).")
+        if find_unstorable_text(parsed) is not None:
+            raise forms.ValidationError("Text may not contain NUL characters or unpaired "
+                                        "surrogates.")
         return parsed
 
 

@@ -8,11 +8,12 @@ from django.contrib.auth import get_user_model
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from core.api import AttestAPIView, error_responses
 from core.errors import ValidationFailed
+from core.parsers import StrictJSONParser, require_storable
 
 from .. import selectors, services
 from ..roles import ROLE_CAPABILITIES
@@ -59,7 +60,7 @@ class ModelDetailView(AttestAPIView):
 
 
 class DatasetListView(AttestAPIView):
-    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    parser_classes = [StrictJSONParser, MultiPartParser, FormParser]
 
     @extend_schema(responses={200: DatasetSerializer(many=True), **error_responses(401)})
     def get(self, request):
@@ -110,6 +111,7 @@ class VersionListView(AttestAPIView):
                                        field="metadata") from None
         elif metadata is None:
             metadata = {}
+        require_storable(metadata, "metadata")
         version = services.model_version_register(user=request.user, model=obj,
                                                   artifact=request.FILES.get("artifact"),
                                                   metadata=metadata)
@@ -117,7 +119,7 @@ class VersionListView(AttestAPIView):
 
 
 class VersionDetailView(AttestAPIView):
-    parser_classes = [JSONParser]
+    parser_classes = [StrictJSONParser]
 
     @extend_schema(responses={200: VersionSerializer, **error_responses(401, 404)})
     def get(self, request, model, version):
@@ -161,7 +163,7 @@ class VersionArtifactView(AttestAPIView):
 
 
 class AccessView(AttestAPIView):
-    parser_classes = [JSONParser]
+    parser_classes = [StrictJSONParser]
 
     def _grants(self, model):
         return [{"user": g.user.username, "name": g.user.get_full_name(), "role": g.role,

@@ -88,3 +88,15 @@ def test_malformed_json_is_a_structured_400(personas):
                                            content_type="application/json")
     assert response.status_code == 400
     assert response.json()["errors"][0]["code"] == "parse_error"
+
+
+@pytest.mark.parametrize("text", ["nul\u0000byte", "lone \ud800 surrogate"])
+def test_unstorable_text_is_a_structured_400(personas, text):
+    import json as _json
+
+    body = _json.dumps({"name": "fine-name", "description": text})
+    response = api_as(personas.owner).post("/api/v1/models/", data=body,
+                                           content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["code"] in ("invalid_characters", "null_characters_not_allowed")
+    assert not RegisteredModel.objects.filter(name="fine-name").exists()

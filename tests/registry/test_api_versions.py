@@ -101,7 +101,7 @@ def test_a_model_trained_on_other_data_registers_with_documented_fields_only(per
         format="multipart").json()
     data = sio.dumps(forest)
     untrusted = sio.get_untrusted_types(data=data)
-    response = _post(personas, data, {"dataset": f"wine@1", "trusted_types": untrusted})
+    response = _post(personas, data, {"dataset": "wine@1", "trusted_types": untrusted})
     assert response.status_code == 201, response.json()
     body = response.json()
     assert [f["name"] for f in body["input_schema"]] == list(wine.feature_names)
