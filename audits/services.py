@@ -18,7 +18,7 @@ from .models import Action, AuditEvent
 _CHAIN_LOCK_KEY = 0x41545354  # "ATST"
 
 
-def _lock_chain_head() -> None:
+def lock_chain_head() -> None:
     """Serialize appends so concurrent writers never fork the chain.
 
     PostgreSQL: a transaction-scoped advisory lock, released at commit.
@@ -60,7 +60,7 @@ def audit_event_record(
         object_id = object_id or obj.pk
         object_repr = object_repr or str(obj)
     with transaction.atomic():
-        _lock_chain_head()
+        lock_chain_head()
         seq, prev_hash = chain_head()
         event = AuditEvent(
             seq=seq + 1,

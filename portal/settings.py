@@ -193,6 +193,21 @@ if env_bool("ATTEST_BEHIND_TLS_PROXY", False):
 # X-Forwarded-For is believed only when the direct peer is one of these.
 ATTEST_TRUSTED_PROXIES = env_list("ATTEST_TRUSTED_PROXIES", [])
 ATTEST_TOKEN_DAYS = env_int("ATTEST_TOKEN_DAYS", 90, minimum=1)
+# Sign-in throttling: this many failures for one username or one address within
+# the window locks further attempts for the rest of the window.
+ATTEST_LOGIN_MAX_FAILURES = env_int("ATTEST_LOGIN_MAX_FAILURES", 5, minimum=1)
+ATTEST_LOGIN_WINDOW_MINUTES = env_int("ATTEST_LOGIN_WINDOW_MINUTES", 15, minimum=1)
+
+# --- audit trail anchoring ---------------------------------------------------------
+# Ed25519 private key (PEM) that signs audit checkpoints, as text or a file path.
+ATTEST_AUDIT_SIGNING_KEY = env_str("ATTEST_AUDIT_SIGNING_KEY")
+ATTEST_AUDIT_SIGNING_KEY_FILE = env_str("ATTEST_AUDIT_SIGNING_KEY_FILE")
+# Without either, the embedded shape generates a key into the data directory;
+# set this where a generated key would be a mistake.
+ATTEST_REQUIRE_SIGNING_KEY = env_bool("ATTEST_REQUIRE_SIGNING_KEY", False)
+# Public keys (PEM text or file paths) of retired signing keys, so checkpoints
+# signed before a rotation still verify.
+ATTEST_AUDIT_TRUSTED_PUBLIC_KEYS = env_list("ATTEST_AUDIT_TRUSTED_PUBLIC_KEYS", [])
 
 # --- REST API -----------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -239,6 +254,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BEAT_SCHEDULE = {
     "verify-audit-chain": {"task": "audits.verify_chain",
                            "schedule": env_int("ATTEST_AUDIT_VERIFY_SECONDS", 3600, minimum=60)},
+    "audit-checkpoint": {"task": "audits.checkpoint",
+                         "schedule": env_int("ATTEST_AUDIT_CHECKPOINT_SECONDS", 86400,
+                                             minimum=60)},
 }
 
 # --- email (sign-off notifications) ------------------------------------------------------
