@@ -11,6 +11,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
 from audits.selectors import audit_events_for_model
@@ -43,7 +44,13 @@ def page(view):
             raise Http404 from None
         except PermissionDenied as exc:
             messages.error(request, exc.message)
-            return redirect(request.META.get("HTTP_REFERER") or "registry:model-list")
+            # Back where they came from, but never to another site (the Referer is client-sent).
+            referer = request.META.get("HTTP_REFERER")
+            if referer and url_has_allowed_host_and_scheme(
+                    referer, allowed_hosts={request.get_host()},
+                    require_https=request.is_secure()):
+                return redirect(referer)
+            return redirect("registry:model-list")
 
     return wrapper
 
@@ -65,6 +72,12 @@ def model_list(request):
 @page
 @require_http_methods(["GET", "POST"])
 def model_create(request):
+    if request.method == "GET" and not can_create_models(request.user):
+        # Say so before they fill the form in; a POST still reaches the service, which
+        # refuses it and records the attempt.
+        messages.error(request, "You do not have permission to register models. Ask an "
+                       "administrator.")
+        return redirect("registry:model-list")
     form = ModelCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -218,6 +231,10 @@ def dataset_detail(request, dataset_id):
 @page
 @require_http_methods(["GET", "POST"])
 def dataset_create(request):
+    if request.method == "GET" and not services.can_register_datasets(request.user):
+        messages.error(request, "You do not have permission to register datasets: it needs the "
+                       "register_version role on a model.")
+        return redirect("registry:dataset-list")
     form = DatasetCreateForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and not _too_large(request, form) and form.is_valid():
         data = dict(form.cleaned_data)
