@@ -16,6 +16,7 @@ class Action(models.TextChoices):
     # accounts and access
     LOGIN = "auth.login", "Signed in"
     LOGIN_FAILED = "auth.login_failed", "Sign-in failed"
+    LOGIN_THROTTLED = "auth.login_throttled", "Sign-in refused while locked"
     LOGOUT = "auth.logout", "Signed out"
     TOKEN_CREATED = "auth.token_created", "API token created"
     TOKEN_REVOKED = "auth.token_revoked", "API token revoked"

@@ -12,10 +12,12 @@ from rest_framework.throttling import AnonRateThrottle
 from audits.chain import verify_chain
 from core.api import AttestAPIView, error_responses
 from core.errors import PermissionDenied, ValidationFailed
+from core.middleware import client_address
 from registry.roles import Capability, is_global_admin, is_global_auditor
 from registry.selectors import model_list_for_user
 
 from .models import ApiToken
+from .throttling import login_lock_seconds
 from .tokens import api_token_create, api_token_revoke
 
 
@@ -61,6 +63,14 @@ class TokenListView(AttestAPIView):
     def post(self, request):
         body = TokenRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
+        wait = login_lock_seconds(username=body.validated_data["username"],
+                                  address=client_address(request._request))
+        if wait:
+            return Response({"errors": [{"field": None, "code": "locked",
+                                         "message": "Too many failed sign-in attempts; try again "
+                                                    "later."}]},
+                            status=status.HTTP_429_TOO_MANY_REQUESTS,
+                            headers={"Retry-After": str(wait)})
         user = authenticate(request._request, username=body.validated_data["username"],
                             password=body.validated_data["password"])
         if user is None or not user.is_active:

@@ -172,8 +172,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+AUTHENTICATION_BACKENDS = ["portal.backends.ThrottledModelBackend"]
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "portal:home"
+LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
 SECURE_COOKIES = env_bool("ATTEST_SECURE_COOKIES", False)
@@ -196,6 +197,8 @@ ATTEST_TOKEN_DAYS = env_int("ATTEST_TOKEN_DAYS", 90, minimum=1)
 # Sign-in throttling: this many failures for one username or one address within
 # the window locks further attempts for the rest of the window.
 ATTEST_LOGIN_MAX_FAILURES = env_int("ATTEST_LOGIN_MAX_FAILURES", 5, minimum=1)
+ATTEST_LOGIN_MAX_FAILURES_PER_ADDRESS = env_int("ATTEST_LOGIN_MAX_FAILURES_PER_ADDRESS", 25,
+                                                minimum=1)
 ATTEST_LOGIN_WINDOW_MINUTES = env_int("ATTEST_LOGIN_WINDOW_MINUTES", 15, minimum=1)
 
 # --- audit trail anchoring ---------------------------------------------------------

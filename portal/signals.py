@@ -22,5 +22,8 @@ def _logged_in(sender, request, user, **kwargs):
 @receiver(user_login_failed)
 def _login_failed(sender, credentials, request=None, **kwargs):
     username = str(credentials.get("username", ""))[:150]
-    audit_event_record(action=Action.LOGIN_FAILED, object_type="auth.user",
-                       object_repr=username, details={"username": username})
+    # Attempts refused during a lock are recorded apart, so they do not extend it.
+    locked = getattr(request, "attest_login_locked", False)
+    audit_event_record(action=Action.LOGIN_THROTTLED if locked else Action.LOGIN_FAILED,
+                       object_type="auth.user", object_repr=username,
+                       details={"username": username})

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.views import LoginView
 from django.db import connection
 from django.http import JsonResponse
@@ -13,13 +15,27 @@ from django.views.decorators.http import require_GET
 
 from audits.chain import verify_chain
 from core.api import json_404, json_500
+from core.middleware import client_address
 
 from .api import can_verify_audit
+from .throttling import login_lock_seconds
+
+
+class AttestLoginForm(AuthenticationForm):
+    def clean(self):
+        seconds = login_lock_seconds(username=self.cleaned_data.get("username"),
+                                     address=client_address(self.request))
+        if seconds:
+            raise forms.ValidationError(
+                f"Too many failed sign-in attempts. Try again in {max(1, seconds // 60)} "
+                "minute(s), or ask an administrator.", code="locked")
+        return super().clean()
 
 
 class AttestLoginView(LoginView):
     template_name = "portal/login.html"
     redirect_authenticated_user = True
+    authentication_form = AttestLoginForm
 
 
 @login_required
