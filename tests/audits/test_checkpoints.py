@@ -39,11 +39,9 @@ def _rewrite_history(seq: int) -> None:
                 material["details"] = {"i": "rewritten"}
             new_hash = event_hash(prev, material)
             with connection.cursor() as cursor:
-                cursor.execute(
-                    "UPDATE audits_auditevent SET details = "
-                    + ("%s::jsonb" if connection.vendor == "postgresql" else "%s")
-                    + ", prev_hash = %s, hash = %s WHERE id = %s",
-                    [json.dumps(material["details"]), prev, new_hash, event.pk])
+                cast = "%s::jsonb" if connection.vendor == "postgresql" else "%s"
+                sql = f"UPDATE audits_auditevent SET details = {cast}, prev_hash = %s, hash = %s WHERE id = %s"  # noqa: S608
+                cursor.execute(sql, [json.dumps(material["details"]), prev, new_hash, event.pk])
             prev = new_hash
     finally:
         run_triggers(connection, install=True)
