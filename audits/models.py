@@ -88,7 +88,7 @@ class AuditEvent(models.Model):
         indexes = [
             models.Index(fields=["model_id", "-seq"], name="audit_model_seq"),
             models.Index(fields=["version_id", "-seq"], name="audit_version_seq"),
-            models.Index(fields=["actor", "-seq"], name="audit_actor_seq"),
+            models.Index(fields=["actor_username", "-seq"], name="audit_actor_seq"),
             models.Index(fields=["action", "-seq"], name="audit_action_seq"),
         ]
 

@@ -6,4 +6,4 @@ class PortalConfig(AppConfig):
     verbose_name = "Portal"
 
     def ready(self) -> None:
-        from . import signals  # noqa: F401  (login/logout audit events)
+        from . import schema, signals  # noqa: F401  (OpenAPI auth scheme; sign-in events)

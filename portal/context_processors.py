@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from registry.roles import can_create_models, is_global_admin, is_global_auditor
+from registry.roles import Capability, can_create_models, is_global_admin, is_global_auditor
+from registry.selectors import model_list_for_user
 
 
 def navigation(request):
@@ -10,8 +11,9 @@ def navigation(request):
     if user is None or not user.is_authenticated:
         return {"nav": []}
     nav = [("Models", "registry:model-list"), ("Datasets", "registry:dataset-list")]
-    if is_global_admin(user) or is_global_auditor(user):
-        nav.append(("Audit", "audit-verify"))
+    if is_global_admin(user) or is_global_auditor(user) or model_list_for_user(
+            user=user, capability=Capability.VIEW_AUDIT).exists():
+        nav.append(("Audit trail", "audit-events"))
     nav.append(("API", "api-docs"))
     return {
         "nav": nav,

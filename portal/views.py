@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django import forms
-from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.views import LoginView
@@ -13,11 +12,9 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from audits.chain import verify_chain
 from core.api import json_404, json_500
 from core.middleware import client_address
 
-from .api import can_verify_audit
 from .throttling import login_lock_seconds
 
 
@@ -52,15 +49,6 @@ def healthz(request):
     except Exception:  # noqa: BLE001 - any database failure means unhealthy
         return JsonResponse({"status": "error", "database": "unreachable"}, status=503)
     return JsonResponse({"status": "ok", "database": connection.vendor})
-
-
-@login_required
-def audit_verify(request):
-    if not can_verify_audit(request.user):
-        messages.error(request, "Verifying the audit trail needs the view_audit permission.")
-        return redirect("home")
-    result = verify_chain()
-    return render(request, "portal/audit_verify.html", {"result": result})
 
 
 def not_found(request, exception=None):

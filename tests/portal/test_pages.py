@@ -241,11 +241,11 @@ def test_it_shows_the_latest_version_state_in_the_list(client_as, version):
     assert "v1" in body and "state-draft" in body
 
 
-@pytest.mark.parametrize(("name", "shown"), [("admin", True), ("auditor", True), ("owner", False),
-                                             ("clinician", False)])
-def test_it_shows_the_audit_link_in_the_navigation_to_global_roles(client_as, name, shown):
+@pytest.mark.parametrize(("name", "shown"), [("admin", True), ("auditor", True), ("owner", True),
+                                             ("pi", True), ("clinician", False)])
+def test_it_shows_the_audit_link_to_those_who_may_read_the_trail(client_as, name, shown):
     body = text(client_as(name).get("/models/"))
-    assert ('href="/audit/verify/"' in body) is shown
+    assert ('href="/audit/"' in body) is shown
 
 
 # -- model create -----------------------------------------------------------------------------------
