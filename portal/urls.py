@@ -21,6 +21,7 @@ urlpatterns = [
     path("healthz/", views.healthz, name="healthz"),
     path("login/", views.AttestLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("account/", views.account, name="account"),
     path("audit/", audit_views.event_list, name="audit-events"),
     path("audit/events/<int:event_id>/", audit_views.event_detail, name="audit-event"),
     path("audit/export/", audit_views.export, name="audit-export"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django import forms
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.views import LoginView
@@ -13,9 +14,12 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from core.api import json_404, json_500
+from core.errors import ApplicationError
 from core.middleware import client_address
 
+from .models import ApiToken
 from .throttling import login_lock_seconds
+from .tokens import api_token_create, api_token_revoke
 
 
 class AttestLoginForm(AuthenticationForm):
@@ -63,3 +67,34 @@ def server_error(request):
     return render(request, "500.html", status=500)
 
 
+
+
+class TokenCreateForm(forms.Form):
+    name = forms.CharField(max_length=100, initial="API token",
+                           help_text="Where you will use it, e.g. 'laptop notebook'.")
+    days = forms.IntegerField(min_value=1, max_value=366, initial=90, label="Valid for (days)")
+
+
+@login_required
+def account(request):
+    """The user's profile: roles and personal API tokens (a new secret is shown once)."""
+    form = TokenCreateForm(request.POST or None)
+    secret = None
+    if request.method == "POST":
+        if "revoke" in request.POST:
+            try:
+                api_token_revoke(user=request.user, token_id=int(request.POST.get("revoke", "0")))
+            except (ValueError, ApplicationError):
+                messages.error(request, "No such token.")
+            else:
+                messages.success(request, "Token revoked.")
+            return redirect("account")
+        if form.is_valid():
+            _row, secret = api_token_create(user=request.user, name=form.cleaned_data["name"],
+                                            days=form.cleaned_data["days"])
+            form = TokenCreateForm()
+    return render(request, "portal/account.html", {
+        "form": form, "secret": secret,
+        "tokens": ApiToken.objects.filter(user=request.user).order_by("-created_at"),
+        "grants": request.user.model_grants.select_related("model").order_by("model__name"),
+    })

@@ -190,7 +190,7 @@ _FIELD_ROOTS = {
     "metadata.runbook": "runbook", "metadata.confidence_threshold": "confidence_threshold",
     "metadata.ood_policy": "ood_policy", "metadata.code_reference": "code_reference",
     "metadata.description": "description", "profile": "profile_json", "columns": "profile_json",
-    "sha256": "profile_json", "row_count": "profile_json",
+    "sha256": "profile_json", "row_count": "profile_json", "user": "username",
 }
 
 
@@ -211,3 +211,14 @@ def add_service_errors(form: forms.Form, error: ApplicationError) -> None:
             target = "features"
         message = item.message if not item.field or target else f"{item.field}: {item.message}"
         form.add_error(target if target in form.fields else None, message)
+
+
+class GrantForm(forms.Form):
+    username = forms.CharField(max_length=150, label="User (username)")
+    role = forms.ChoiceField(choices=[])
+
+    def __init__(self, *args, **kwargs):
+        from .roles import ModelRole
+
+        super().__init__(*args, **kwargs)
+        self.fields["role"].choices = ModelRole.choices

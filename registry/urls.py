@@ -8,6 +8,7 @@ urlpatterns = [
     path("models/", views.model_list, name="model-list"),
     path("models/new/", views.model_create, name="model-create"),
     path("models/<str:model>/", views.model_detail, name="model-detail"),
+    path("models/<str:model>/access/", views.model_access, name="model-access"),
     path("models/<str:model>/versions/new/", views.version_register, name="version-register"),
     path("models/<str:model>/versions/<str:version>/", views.version_detail, name="version-detail"),
     path("models/<str:model>/versions/<str:version>/edit/", views.version_edit,

@@ -21,6 +21,7 @@ from core.uploads import upload_limit_message
 from . import selectors, services
 from .forms import (
     DatasetCreateForm,
+    GrantForm,
     ModelCreateForm,
     VersionEditForm,
     VersionRegisterForm,
@@ -119,7 +120,8 @@ def version_detail(request, model, version):
     subgroups = (obj.metrics or {}).get("subgroups", [])
     metric_names = sorted({k for g in subgroups for k in (g.get("metrics") or {})})
     return render(request, "registry/version_detail.html", {
-        "model": obj.model, "version": obj, "caps": caps, "allowed_next": allowed_next(obj.state),
+        "model": obj.model, "version": obj, "caps": caps,
+        "allowed_next": [(s, VersionState(s).label) for s in allowed_next(obj.state)],
         "overall": (obj.metrics or {}).get("overall", {}), "subgroups": subgroups,
         "metric_names": metric_names, "profile": obj.dataset.profile.get("columns", {}),
     })
@@ -254,3 +256,54 @@ def dataset_create(request):
                              f"sha256 {dataset.sha256[:12]}…).")
             return redirect("registry:dataset-detail", dataset_id=dataset.pk)
     return render(request, "registry/dataset_create.html", {"form": form})
+
+
+@page
+@require_http_methods(["GET", "POST"])
+def model_access(request, model):
+    """Grants of one model: who holds which role; owners and admins change them."""
+    from django.contrib.auth import get_user_model
+
+    obj = selectors.model_get_for_user(user=request.user, name=model)
+    caps = selectors.user_capabilities(user=request.user, model=obj)
+    can_manage = Capability.MANAGE_ACCESS in caps
+    form = GrantForm(request.POST or None) if can_manage else None
+    if request.method == "POST":
+        if not can_manage:
+            raise PermissionDenied(f"You lack the 'manage_access' permission on {obj.name}.")
+        User = get_user_model()
+        if "revoke" in request.POST:
+            grantee = User.objects.filter(username=request.POST.get("username", "")).first()
+            try:
+                if grantee is None:
+                    raise NotFound("No such user.")
+                services.access_revoke(user=request.user, model=obj, grantee=grantee,
+                                       role=request.POST.get("role", ""))
+            except PermissionDenied:
+                raise
+            except ApplicationError as exc:
+                messages.error(request, exc.message)
+            else:
+                messages.success(request, f"Revoked {request.POST.get('role')} from "
+                                 f"{grantee.username}.")
+            return redirect("registry:model-access", model=obj.name)
+        if form.is_valid():
+            grantee = User.objects.filter(username=form.cleaned_data["username"],
+                                          is_active=True).first()
+            try:
+                services.access_grant(user=request.user, model=obj, grantee=grantee,
+                                      role=form.cleaned_data["role"])
+            except PermissionDenied:
+                raise
+            except ApplicationError as exc:
+                add_service_errors(form, exc)
+            else:
+                messages.success(request, f"Granted {form.cleaned_data['role']} to "
+                                 f"{grantee.username}.")
+                return redirect("registry:model-access", model=obj.name)
+    return render(request, "registry/model_access.html", {
+        "model": obj, "grants": selectors.model_grants(model=obj), "form": form,
+        "can_manage": can_manage,
+        "role_map": [(ModelRole(r).label, sorted(c)) for r, c in ROLE_CAPABILITIES.items()],
+        "capabilities": Capability.choices,
+    })
