@@ -13,7 +13,6 @@ import json
 import re
 
 import pytest
-from django.conf import settings  # noqa: F401 - read by the xfail condition string below
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
@@ -183,10 +182,6 @@ def test_it_signs_in_from_the_bare_login_page_and_lands_on_the_models(client, pe
     assert response.redirect_chain[-1][0] == "/models/"
 
 
-@pytest.mark.xfail(
-    "settings.LOGIN_REDIRECT_URL == 'portal:home'", strict=True, raises=Exception,
-    reason="portal/settings.py LOGIN_REDIRECT_URL names a 'portal' URL namespace that does not "
-           "exist (the view is named 'home'): a signed-in user opening /login/ gets a 500")
 def test_it_sends_a_signed_in_user_from_the_login_page_to_the_models(client_as):
     response = client_as("owner").get("/login/", follow=True)
     assert response.status_code == 200
@@ -456,6 +451,19 @@ def test_it_shows_schema_errors_next_to_the_input_schema_field(client_as, datase
     errors = field_errors(response, "input_schema")
     assert any("min 30 greater than max 5" in e for e in errors), errors
     assert not ModelVersion.objects.exists()
+
+
+def test_it_links_help_and_errors_to_their_inputs(client_as, dataset):
+    # Screen readers announce an input's help and errors through aria-describedby.
+    response = client_as("owner").post(model_url("versions/new/"), version_form(
+        dataset, confidence_threshold="2"))
+    page = response.content.decode()
+    described = re.search(r'<input[^>]*id="id_confidence_threshold"[^>]*>', page).group(0)
+    ids = re.search(r'aria-describedby="([^"]+)"', described).group(1).split()
+    assert ids == ["id_confidence_threshold_helptext", "id_confidence_threshold_error"]
+    for element_id in ids:
+        assert f'id="{element_id}"' in page
+    assert 'aria-invalid="true"' in described
 
 
 def test_it_shows_invalid_json_next_to_the_input_schema_field(client_as, dataset):
