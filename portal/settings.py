@@ -237,6 +237,7 @@ SPECTACULAR_SETTINGS = {
                    "Errors are always {\"errors\": [{\"field\", \"code\", \"message\"}]}.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",

@@ -125,7 +125,7 @@ def inspect_artifact(data: bytes, *, artifact_format: str, trusted_types: list[s
     if artifact_format == ArtifactFormat.ONNX:
         return _inspect_onnx(data)
     raise ValidationFailed(f"Unknown artifact format {artifact_format!r}; use 'skops' or 'onnx'.",
-                           code="unsupported_format", field="format")
+                           code="unsupported_format", field="metadata.format")
 
 
 def _inspect_skops(data: bytes, trusted_types: list[str]) -> ArtifactInfo:

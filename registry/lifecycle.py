@@ -31,10 +31,14 @@ def allowed_next(state: str) -> list[str]:
     return sorted(TRANSITIONS.get(state, frozenset()))
 
 
+def _label(state: str) -> str:
+    return S(state).label.lower() if state in S.values else state
+
+
 def check_transition(current: str, target: str, *, what: str = "version") -> None:
     if target not in TRANSITIONS.get(current, frozenset()):
         raise Conflict(
-            f"This {what} is {current}; it cannot become {target}.",
+            f"This {what} is {_label(current)}; it cannot become {_label(target)}.",
             code="illegal_transition", field="state",
             extra={"state": current, "allowed_next": allowed_next(current)},
         )
@@ -43,7 +47,7 @@ def check_transition(current: str, target: str, *, what: str = "version") -> Non
 def check_editable(state: str) -> None:
     if state not in EDITABLE_STATES:
         raise Conflict(
-            f"This version is {state}: its content was frozen when it was submitted and can no "
+            f"This version is {_label(state)}: its content was frozen when it was submitted and can no "
             "longer change. Register a new version instead.",
             code="version_frozen", field="state",
             extra={"state": state, "allowed_next": allowed_next(state)},

@@ -22,7 +22,7 @@ from core.errors import Conflict, ErrorItem, PermissionDenied, ValidationFailed
 from core.hashing import normalize_json, sha256_json
 
 from . import lifecycle
-from .artifacts import inspect_artifact
+from .artifacts import CONVERT_HELP, detect_pickle, inspect_artifact
 from .models import (
     MODEL_NAME_VALIDATOR,
     ArtifactFormat,
@@ -406,13 +406,19 @@ def model_version_register(*, user, model: RegisteredModel, artifact, metadata: 
     if problems:
         raise ValidationFailed(items=problems)
     dataset = _resolve_dataset(user, metadata["dataset"])
-    fmt = _artifact_format(metadata, getattr(artifact, "name", ""))
 
     path, sha, size = spool_upload(artifact, limit=settings.ATTEST_MAX_UPLOAD_BYTES)
     key, created = "", False
     try:
         with open(path, "rb") as handle:
             data = handle.read()
+        # Content first: a pickle named model.pkl must hear why it is refused, not that
+        # its suffix is unknown.
+        pickled = detect_pickle(data)
+        if pickled:
+            raise ValidationFailed(f"The artifact is {pickled}. {CONVERT_HELP}",
+                                   code="pickle_refused", field="artifact")
+        fmt = _artifact_format(metadata, getattr(artifact, "name", ""))
         info = inspect_artifact(data, artifact_format=fmt, trusted_types=trusted)
         loaded = load_model(data, artifact_format=fmt, trusted_types=info.untrusted_types)
         schema, output, dry = _prepare_interface(loaded=loaded, metadata=metadata, dataset=dataset)

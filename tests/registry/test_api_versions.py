@@ -313,3 +313,9 @@ def test_version_detail_and_list(personas, dataset):
     assert client.get(_url(personas, "99/")).status_code == 404
     assert client.get(_url(personas, "abc/")).status_code == 404
     assert json.dumps(detail)  # plain JSON throughout
+
+
+def test_a_pickle_with_any_name_hears_why_it_is_refused(personas, dataset):
+    response = _post(personas, pickle_bytes(), {"dataset": dataset.pk}, name="model.pkl")
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["code"] == "pickle_refused"

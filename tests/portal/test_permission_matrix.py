@@ -1,0 +1,295 @@
+"""Every endpoint and page × every persona, with the status each must get.
+
+The matrix is checked against the URL resolver: a route added without a row
+here fails ``test_every_route_has_a_row``. Each persona's request runs inside a
+savepoint that is rolled back, so one persona's write never changes what the
+next one sees.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from django.contrib.messages import constants, get_messages
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import transaction
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver
+from rest_framework.test import APIClient
+
+from audits.checkpoints import audit_checkpoint_write
+from audits.models import AuditEvent
+from portal.tokens import api_token_create
+
+from ..artifacts import logistic_model, skops_bytes, training_csv
+from ..personas import PASSWORD
+from ..registry.helpers import register_dataset, register_version
+
+pytestmark = pytest.mark.django_db
+
+PERSONAS = ("admin", "auditor", "owner", "pi", "irb", "clinician", "reviewer", "viewer_other",
+            "outsider", "anonymous")
+VIEWERS = ("admin", "auditor", "owner", "pi", "irb", "clinician", "reviewer")
+HIDDEN = ("viewer_other", "outsider")
+AUDIT_READERS = ("admin", "auditor", "owner", "pi", "irb")
+GLOBAL = ("admin", "auditor")
+EDITORS = ("admin", "owner")
+DOWNLOADERS = ("admin", "auditor", "owner", "pi")
+
+# Expectations: an HTTP status, or "login" (302 to the sign-in page), "deny" (302
+# elsewhere with an error message), "ok302" (302 with no error message).
+
+
+@dataclass
+class Case:
+    name: str
+    method: str
+    path: str
+    expected: dict
+    api: bool = False
+    data: Any = None
+    format: str | None = None
+    multipart: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def matrix(ctx) -> list[Case]:
+    m = ctx["model"]
+    v = f"/models/{m}/versions/1"
+    api_v = f"/api/v1{v}"
+
+    def table(**groups) -> dict:
+        out = {}
+        for value_key, personas in groups.items():
+            value = {"s200": 200, "s201": 201, "s204": 204, "s401": 401, "s403": 403,
+                     "s404": 404, "login": "login", "deny": "deny", "ok302": "ok302"}[
+                         value_key.split("__")[0]]
+            for persona in personas:
+                out[persona] = value
+        missing = set(PERSONAS) - set(out)
+        assert not missing, f"no expectation for {sorted(missing)}"
+        return out
+
+    everyone = PERSONAS[:-1]
+    return [
+        # -- shell --------------------------------------------------------------------------
+        Case("home", "get", "/", table(ok302=everyone, login=("anonymous",))),
+        Case("healthz", "get", "/healthz/", table(s200=PERSONAS)),
+        Case("login", "get", "/login/", table(ok302=everyone, s200=("anonymous",))),
+        Case("logout", "post", "/logout/", table(login=PERSONAS)),
+        Case("account", "get", "/account/", table(s200=everyone, login=("anonymous",))),
+        Case("audit-events", "get", "/audit/", table(
+            s200=AUDIT_READERS, deny=("clinician", "reviewer", *HIDDEN), login=("anonymous",))),
+        Case("audit-event", "get", f"/audit/events/{ctx['event_id']}/", table(
+            s200=AUDIT_READERS, deny=("clinician", "reviewer", *HIDDEN), login=("anonymous",))),
+        Case("audit-export", "get", "/audit/export/?format=csv", table(
+            s200=AUDIT_READERS, deny=("clinician", "reviewer", *HIDDEN), login=("anonymous",))),
+        Case("audit-verify", "get", "/audit/verify/", table(
+            s200=AUDIT_READERS, deny=("clinician", "reviewer", *HIDDEN), login=("anonymous",))),
+        Case("audit-checkpoint-create", "post", "/audit/checkpoints/new/", table(
+            ok302=GLOBAL, deny=("owner", "pi", "irb", "clinician", "reviewer", *HIDDEN),
+            login=("anonymous",))),
+        Case("audit-checkpoint", "get", f"/audit/checkpoints/{ctx['checkpoint_key']}", table(
+            s200=GLOBAL, deny=("owner", "pi", "irb", "clinician", "reviewer", *HIDDEN),
+            login=("anonymous",))),
+        Case("audit-public-key", "get", "/audit/public-key/", table(
+            s200=GLOBAL, deny=("owner", "pi", "irb", "clinician", "reviewer", *HIDDEN),
+            login=("anonymous",))),
+        Case("api-docs", "get", "/api/docs/", table(s200=everyone, s401=("anonymous",))),
+        Case("api-schema", "get", "/api/schema/", table(s200=everyone, s401=("anonymous",))),
+        # -- registry pages ---------------------------------------------------------------
+        Case("registry:model-list", "get", "/models/", table(s200=everyone, login=("anonymous",))),
+        Case("registry:model-create", "get", "/models/new/", table(
+            s200=EDITORS, deny=("auditor", "pi", "irb", "clinician", "reviewer", *HIDDEN),
+            login=("anonymous",))),
+        Case("registry:model-create", "post", "/models/new/", table(
+            ok302=EDITORS, deny=("auditor", "pi", "irb", "clinician", "reviewer", *HIDDEN),
+            login=("anonymous",)), data={"name": "brand-new", "retention_days": 30}),
+        Case("registry:model-detail", "get", f"/models/{m}/", table(
+            s200=VIEWERS, s404=HIDDEN, login=("anonymous",))),
+        Case("registry:model-access", "get", f"/models/{m}/access/", table(
+            s200=VIEWERS, s404=HIDDEN, login=("anonymous",))),
+        Case("registry:model-access", "post", f"/models/{m}/access/", table(
+            ok302=EDITORS, deny=("auditor", "pi", "irb", "clinician", "reviewer"), s404=HIDDEN,
+            login=("anonymous",)), data={"username": "outsider", "role": "viewer"}),
+        Case("registry:version-register", "get", f"/models/{m}/versions/new/", table(
+            s200=EDITORS, deny=("auditor", "pi", "irb", "clinician", "reviewer"), s404=HIDDEN,
+            login=("anonymous",))),
+        Case("registry:version-detail", "get", f"{v}/", table(
+            s200=VIEWERS, s404=HIDDEN, login=("anonymous",))),
+        Case("registry:version-edit", "get", f"{v}/edit/", table(
+            s200=EDITORS, deny=("auditor", "pi", "irb", "clinician", "reviewer"), s404=HIDDEN,
+            login=("anonymous",))),
+        Case("registry:version-submit", "post", f"{v}/submit/", table(
+            ok302=EDITORS, deny=("auditor", "pi", "irb", "clinician", "reviewer"), s404=HIDDEN,
+            login=("anonymous",))),
+        Case("registry:version-artifact", "get", f"{v}/artifact/", table(
+            s200=DOWNLOADERS, deny=("irb", "clinician", "reviewer"), s404=HIDDEN,
+            login=("anonymous",))),
+        Case("registry:dataset-list", "get", "/datasets/", table(
+            s200=everyone, login=("anonymous",))),
+        Case("registry:dataset-create", "get", "/datasets/new/", table(
+            s200=EDITORS, deny=("auditor", "pi", "irb", "clinician", "reviewer", *HIDDEN),
+            login=("anonymous",))),
+        Case("registry:dataset-detail", "get", f"/datasets/{ctx['dataset_id']}/", table(
+            s200=VIEWERS, s404=HIDDEN, login=("anonymous",))),
+        # -- API ------------------------------------------------------------------------------
+        Case("api-tokens", "get", "/api/v1/auth/tokens/", table(s200=everyone, s401=("anonymous",)),
+             api=True),
+        Case("api-tokens", "post", "/api/v1/auth/tokens/", table(s201=everyone, s401=("anonymous",)),
+             api=True, data="credentials"),
+        Case("api-token", "delete", f"/api/v1/auth/tokens/{ctx['token_id']}/", table(
+            s204=("owner",), s404=("admin", "auditor", "pi", "irb", "clinician", "reviewer",
+                                   *HIDDEN), s401=("anonymous",)), api=True),
+        Case("api-audit-verify", "get", "/api/v1/audit/verify/", table(
+            s200=AUDIT_READERS, s403=("clinician", "reviewer", *HIDDEN), s401=("anonymous",)),
+             api=True),
+        Case("api-audit-events", "get", "/api/v1/audit/events/", table(
+            s200=AUDIT_READERS, s403=("clinician", "reviewer", *HIDDEN), s401=("anonymous",)),
+             api=True),
+        Case("api-audit-event", "get", f"/api/v1/audit/events/{ctx['event_id']}/", table(
+            s200=AUDIT_READERS, s403=("clinician", "reviewer", *HIDDEN), s401=("anonymous",)),
+             api=True),
+        Case("api-audit-export", "get", "/api/v1/audit/export/?format=json", table(
+            s200=AUDIT_READERS, s403=("clinician", "reviewer", *HIDDEN), s401=("anonymous",)),
+             api=True),
+        Case("api-audit-checkpoints", "get", "/api/v1/audit/checkpoints/", table(
+            s200=GLOBAL, s403=("owner", "pi", "irb", "clinician", "reviewer", *HIDDEN),
+            s401=("anonymous",)), api=True),
+        Case("api-audit-checkpoints", "post", "/api/v1/audit/checkpoints/", table(
+            s201=GLOBAL, s403=("owner", "pi", "irb", "clinician", "reviewer", *HIDDEN),
+            s401=("anonymous",)), api=True),
+        Case("api-models", "get", "/api/v1/models/", table(s200=everyone, s401=("anonymous",)),
+             api=True),
+        Case("api-models", "post", "/api/v1/models/", table(
+            s201=EDITORS, s403=("auditor", "pi", "irb", "clinician", "reviewer", *HIDDEN),
+            s401=("anonymous",)), api=True, data={"name": "brand-new"}, format="json"),
+        Case("api-model", "get", f"/api/v1/models/{m}/", table(
+            s200=VIEWERS, s404=HIDDEN, s401=("anonymous",)), api=True),
+        Case("api-versions", "get", f"/api/v1/models/{m}/versions/", table(
+            s200=VIEWERS, s404=HIDDEN, s401=("anonymous",)), api=True),
+        Case("api-versions", "post", f"/api/v1/models/{m}/versions/", table(
+            s201=EDITORS, s403=("auditor", "pi", "irb", "clinician", "reviewer"), s404=HIDDEN,
+            s401=("anonymous",)), api=True, data="new-version", multipart=True),
+        Case("api-version", "get", f"{api_v}/", table(
+            s200=VIEWERS, s404=HIDDEN, s401=("anonymous",)), api=True),
+        Case("api-version", "patch", f"{api_v}/", table(
+            s200=EDITORS, s403=("auditor", "pi", "irb", "clinician", "reviewer"), s404=HIDDEN,
+            s401=("anonymous",)), api=True, data={"runbook": "Updated"}, format="json"),
+        Case("api-version-submit", "post", f"{api_v}/submit/", table(
+            s200=EDITORS, s403=("auditor", "pi", "irb", "clinician", "reviewer"), s404=HIDDEN,
+            s401=("anonymous",)), api=True),
+        Case("api-version-artifact", "get", f"{api_v}/artifact/", table(
+            s200=DOWNLOADERS, s403=("irb", "clinician", "reviewer"), s404=HIDDEN,
+            s401=("anonymous",)), api=True),
+        Case("api-access", "get", f"/api/v1/models/{m}/access/", table(
+            s200=VIEWERS, s404=HIDDEN, s401=("anonymous",)), api=True),
+        Case("api-access", "post", f"/api/v1/models/{m}/access/", table(
+            s201=EDITORS, s403=("auditor", "pi", "irb", "clinician", "reviewer"), s404=HIDDEN,
+            s401=("anonymous",)), api=True, data={"user": "outsider", "role": "viewer"},
+             format="json"),
+        Case("api-access", "delete", f"/api/v1/models/{m}/access/", table(
+            s200=EDITORS, s403=("auditor", "pi", "irb", "clinician", "reviewer"), s404=HIDDEN,
+            s401=("anonymous",)), api=True, data={"user": "reviewer", "role": "reviewer"},
+             format="json"),
+        Case("api-datasets", "get", "/api/v1/datasets/", table(s200=everyone, s401=("anonymous",)),
+             api=True),
+        Case("api-datasets", "post", "/api/v1/datasets/", table(
+            s201=EDITORS, s403=("auditor", "pi", "irb", "clinician", "reviewer", *HIDDEN),
+            s401=("anonymous",)), api=True, data="new-dataset", multipart=True),
+        Case("api-dataset", "get", f"/api/v1/datasets/{ctx['dataset_id']}/", table(
+            s200=VIEWERS, s404=HIDDEN, s401=("anonymous",)), api=True),
+    ]
+
+
+def _route_names() -> set[str]:
+    names: set[str] = set()
+
+    def walk(patterns, namespace=""):
+        for p in patterns:
+            if isinstance(p, URLResolver):
+                walk(p.url_patterns, f"{namespace}{p.namespace}:" if p.namespace else namespace)
+            elif isinstance(p, URLPattern):
+                names.add(f"{namespace}{p.name}" if p.name else f"<unnamed {p.pattern}>")
+
+    walk(get_resolver().url_patterns)
+    return names
+
+
+FAKE_CTX = {"model": "m", "event_id": 1, "checkpoint_key": "k", "dataset_id": 1, "token_id": 1}
+CASES = matrix(FAKE_CTX)
+
+
+def test_every_route_has_a_row():
+    assert _route_names() == {c.name for c in CASES}, (
+        "routes without a permission-matrix row (or rows for routes that no longer exist)")
+
+
+@pytest.fixture
+def ctx(personas):
+    dataset = register_dataset(personas.owner)
+    register_version(personas.owner, personas.model, dataset)
+    token, _secret = api_token_create(user=personas.owner, name="matrix")
+    checkpoint = audit_checkpoint_write()
+    event = AuditEvent.objects.filter(model_id=personas.model.pk).first()
+    return {"model": personas.model.name, "event_id": event.pk, "dataset_id": dataset.pk,
+            "token_id": token.pk, "checkpoint_key": checkpoint.storage_key,
+            "personas": personas, "dataset": dataset}
+
+
+class _Rollback(Exception):
+    pass
+
+
+def _request(case: Case, persona: str, ctx) -> Any:
+    personas = ctx["personas"]
+    user = None if persona == "anonymous" else personas.get(persona)
+    data = case.data
+    if data == "credentials":
+        data = {"username": user.username if user else "nobody", "password": PASSWORD}
+    elif data == "new-version":
+        data = {"artifact": SimpleUploadedFile("m.skops", skops_bytes(logistic_model())),
+                "metadata": f'{{"dataset": {ctx["dataset_id"]}}}'}
+    elif data == "new-dataset":
+        data = {"name": "matrix-data", "version": "1", "source": "test",
+                "file": SimpleUploadedFile("d.csv", training_csv())}
+    if case.api:
+        client = APIClient()
+        if user is not None and case.data != "credentials":
+            client.force_authenticate(user)
+        kwargs = {"format": "multipart" if case.multipart else (case.format or "json")}
+        if data is None:
+            return getattr(client, case.method)(case.path)
+        return getattr(client, case.method)(case.path, data, **kwargs)
+    client = Client()
+    if user is not None:
+        client.force_login(user)
+    if case.method == "get":
+        return client.get(case.path)
+    return client.post(case.path, data or {})
+
+
+def _outcome(response) -> Any:
+    if response.status_code == 302:
+        location = response["Location"]
+        if location.startswith("/login/"):
+            return "login"
+        errors = [m for m in get_messages(response.wsgi_request) if m.level == constants.ERROR]
+        return "deny" if errors else "ok302"
+    return response.status_code
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{c.method.upper()} {c.name}" for c in CASES])
+def test_the_matrix(case, ctx):
+    case = next(c for c in matrix(ctx) if c.name == case.name and c.method == case.method)
+    got = {}
+    for persona in PERSONAS:
+        try:
+            with transaction.atomic():
+                got[persona] = _outcome(_request(case, persona, ctx))
+                raise _Rollback
+        except _Rollback:
+            pass
+    assert got == case.expected
