@@ -36,6 +36,17 @@ class Action(models.TextChoices):
     ARTIFACT_UPLOADED = "registry.artifact_uploaded", "Artifact stored"
     ARTIFACT_DOWNLOADED = "registry.artifact_downloaded", "Artifact downloaded"
     ARTIFACT_INTEGRITY_FAILED = "registry.artifact_integrity_failed", "Artifact hash mismatch"
+    # release workflow
+    POLICY_UPDATED = "release.policy_updated", "Release policy changed"
+    SIGNOFF_RECORDED = "release.signoff_recorded", "Sign-off recorded"
+    SIGNOFF_PASSWORD_FAILED = "release.signoff_password_failed", "Sign-off refused: wrong password"
+    VERSION_APPROVED = "release.version_approved", "Version approved"
+    VERSION_REJECTED = "release.version_rejected", "Version rejected"
+    VERSION_PROMOTED = "release.version_promoted", "Version promoted to production"
+    VERSION_ROLLED_BACK = "release.rolled_back", "Rolled back"
+    VERSION_RETIRED = "release.version_retired", "Version retired"
+    SHADOW_STARTED = "release.shadow_started", "Shadow scoring started"
+    SHADOW_STOPPED = "release.shadow_stopped", "Shadow scoring stopped"
     # audit trail itself
     AUDIT_VERIFIED = "audit.verified", "Audit chain verified"
     AUDIT_EXPORTED = "audit.exported", "Audit trail exported"

@@ -133,6 +133,8 @@ class ModelVersion(models.Model):
     submitted_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
                                      related_name="+", null=True, blank=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
+    # Scores live traffic beside production (logged, never returned); in_review or approved.
+    shadow = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["model", "-number"]
@@ -141,6 +143,8 @@ class ModelVersion(models.Model):
             # SPEC: exactly one production version per model, held by the database.
             models.UniqueConstraint(fields=["model"], condition=Q(state="production"),
                                     name="one_production_version_per_model"),
+            models.UniqueConstraint(fields=["model"], condition=Q(shadow=True),
+                                    name="one_shadow_version_per_model"),
             models.CheckConstraint(condition=Q(confidence_threshold__gte=0)
                                    & Q(confidence_threshold__lte=1),
                                    name="threshold_in_unit_interval"),
@@ -156,6 +160,59 @@ class ModelVersion(models.Model):
     @property
     def is_draft(self) -> bool:
         return self.state == VersionState.DRAFT
+
+
+class SignoffDecision(models.TextChoices):
+    APPROVE = "approve", "Approve"
+    REJECT = "reject", "Reject"
+
+
+class AppendOnlyQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise TypeError("signatures are append-only")
+
+    def delete(self):
+        raise TypeError("signatures are append-only")
+
+
+class Signature(models.Model):
+    """An electronic signature on a submitted version (21 CFR 11.50 / 11.70 / 11.200).
+
+    It records who signed (and their printed name and role at the time), what the
+    signature means, the decision, and the content hash it is bound to. Rows are
+    never changed or deleted: the model, its queryset and database triggers
+    (migration 0003) refuse it.
+    """
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="signatures")
+    signer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
+                               related_name="+")
+    printed_name = models.CharField(max_length=300)
+    role = models.CharField(max_length=16, choices=ModelRole.choices)
+    meaning = models.CharField(max_length=50)
+    decision = models.CharField(max_length=8, choices=SignoffDecision.choices)
+    comment = models.TextField(blank=True)
+    content_hash = models.CharField(max_length=64)
+    signed_at = models.DateTimeField()
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["version", "signed_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["version", "meaning"], name="one_signature_per_meaning"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.meaning} {self.decision} by {self.printed_name} on {self.version}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise TypeError("signatures are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise TypeError("signatures are append-only")
 
 
 class ModelAccessGrant(models.Model):

@@ -65,6 +65,18 @@ AUDITORS_GROUP = "attest-auditors"
 CREATE_MODEL_PERMISSION = "registry.add_registeredmodel"
 
 
+# Which roles may sign which sign-off meaning. Meanings not listed here may be
+# signed by any role holding sign_release on the model.
+SIGNOFF_ROLES: dict[str, frozenset[str]] = {
+    "pi_approval": frozenset({ModelRole.APPROVER}),
+    "irb_approval": frozenset({ModelRole.IRB}),
+}
+
+
+def signing_roles(meaning: str) -> frozenset[str]:
+    return SIGNOFF_ROLES.get(meaning, frozenset(roles_with(Capability.SIGN_RELEASE)))
+
+
 def roles_with(capability: str) -> list[str]:
     return [role for role, caps in ROLE_CAPABILITIES.items() if capability in caps]
 
