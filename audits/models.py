@@ -43,6 +43,7 @@ class Action(models.TextChoices):
     VERSION_APPROVED = "release.version_approved", "Version approved"
     VERSION_REJECTED = "release.version_rejected", "Version rejected"
     VERSION_PROMOTED = "release.version_promoted", "Version promoted to production"
+    VERSION_SUPERSEDED = "release.version_superseded", "Version superseded"
     VERSION_ROLLED_BACK = "release.rolled_back", "Rolled back"
     VERSION_RETIRED = "release.version_retired", "Version retired"
     SHADOW_STARTED = "release.shadow_started", "Shadow scoring started"

@@ -138,3 +138,84 @@ def dataset_get_for_user(*, user, dataset_id: int | str) -> DatasetVersion:
 
 def model_grants(*, model: RegisteredModel) -> QuerySet[ModelAccessGrant]:
     return ModelAccessGrant.objects.filter(model=model).select_related("user", "granted_by")
+
+
+# -- release workflow -------------------------------------------------------------------
+
+def signature_manifest(*, version: ModelVersion) -> list[dict]:
+    """Who signed what, as which role, when, and the content hash each signature binds."""
+    required = list(version.model.required_signoffs)
+    signed = {s.meaning: s for s in version.signatures.select_related("signer")}
+    rows = []
+    for meaning in required + sorted(set(signed) - set(required)):
+        sig = signed.get(meaning)
+        rows.append({
+            "meaning": meaning, "required": meaning in required,
+            "status": sig.decision if sig else "pending",
+            "signer": sig.signer.get_username() if sig else None,
+            "printed_name": sig.printed_name if sig else None,
+            "role": sig.role if sig else None, "comment": sig.comment if sig else "",
+            "signed_at": sig.signed_at.isoformat() if sig else None,
+            "content_hash": sig.content_hash if sig else None,
+            "bound_to_current_content": bool(sig) and sig.content_hash == version.content_hash,
+        })
+    return rows
+
+
+def versions_awaiting_signoff(*, user) -> list[tuple[ModelVersion, list[str]]]:
+    """Versions in review where this user holds a role that may sign a missing meaning."""
+    from .models import VersionState
+    from .roles import signing_roles
+
+    if not _authenticated(user):
+        return []
+    grants: dict[int, set[str]] = {}
+    for model_id, role in ModelAccessGrant.objects.filter(user=user).values_list("model_id", "role"):
+        grants.setdefault(model_id, set()).add(role)
+    if not grants:
+        return []
+    waiting = []
+    versions = (ModelVersion.objects.filter(model_id__in=grants, state=VersionState.IN_REVIEW)
+                .exclude(submitted_by=user).select_related("model", "submitted_by")
+                .prefetch_related("signatures").order_by("submitted_at"))
+    for version in versions:
+        signed = {s.meaning for s in version.signatures.all()}
+        meanings = [m for m in version.model.required_signoffs
+                    if m not in signed and grants[version.model_id] & signing_roles(m)]
+        if meanings:
+            waiting.append((version, meanings))
+    return waiting
+
+
+def production_at(*, model: RegisteredModel, when) -> dict:
+    """What was in production at ``when`` and who approved it — from the audit trail.
+
+    The version's state field only says what is true now; the trail says what was
+    true then: the last promote or rollback event at or before ``when`` names the
+    version (unless a later retire of it came first), and the sign-off events
+    recorded for that version before ``when`` name its approvers.
+    """
+    from audits.models import Action, AuditEvent
+
+    events = AuditEvent.objects.filter(model_id=model.pk, time__lte=when).order_by("-seq")
+    entered = events.filter(action__in=[Action.VERSION_PROMOTED, Action.VERSION_ROLLED_BACK],
+                            after__state="production").first()
+    if entered is None:
+        return {"version": None, "since": None, "approvals": [], "event_seq": None}
+    left = events.filter(version_id=entered.version_id, seq__gt=entered.seq,
+                         action__in=[Action.VERSION_SUPERSEDED, Action.VERSION_RETIRED]).first()
+    if left is not None:
+        return {"version": None, "since": left.time.isoformat(), "approvals": [],
+                "event_seq": left.seq}
+    approvals = [
+        {"meaning": e.after.get("meaning"), "decision": e.after.get("decision"),
+         "signer": e.after.get("signer"), "printed_name": e.after.get("printed_name"),
+         "role": e.after.get("role"), "time": e.time.isoformat(), "event_seq": e.seq}
+        for e in AuditEvent.objects.filter(version_id=entered.version_id,
+                                           action=Action.SIGNOFF_RECORDED,
+                                           time__lte=when).order_by("seq")
+    ]
+    return {"version": entered.version_label, "since": entered.time.isoformat(),
+            "via": "rollback" if entered.action == Action.VERSION_ROLLED_BACK else "promote",
+            "by": entered.actor_username, "reason": entered.reason,
+            "approvals": approvals, "event_seq": entered.seq}

@@ -550,6 +550,9 @@ def model_version_submit(*, user, version: ModelVersion) -> ModelVersion:
                            before={"state": VersionState.DRAFT},
                            after={"state": locked.state, "content_hash": locked.content_hash,
                                   "required_signoffs": locked.model.required_signoffs})
+        from .notifications import notify_signers
+
+        transaction.on_commit(lambda: notify_signers(version_id=locked.pk))
     return locked
 
 
@@ -604,6 +607,8 @@ def access_grant(*, user, model: RegisteredModel, grantee, role: str) -> ModelAc
     with transaction.atomic():
         grant, created = ModelAccessGrant.objects.get_or_create(
             model=model, user=grantee, role=role, defaults={"granted_by": user})
+        for person in (user, grantee):  # capabilities are cached per user object
+            person.__dict__.pop("_attest_caps", None)
         if created:
             audit_event_record(action=Action.ACCESS_GRANTED, obj=grant,
                                **_model_event_fields(model), before=None,
@@ -627,3 +632,5 @@ def access_revoke(*, user, model: RegisteredModel, grantee, role: str) -> None:
                            object_id=grant.pk, object_repr=str(grant), **_model_event_fields(model),
                            before={"user": grantee.get_username(), "role": role}, after=None)
         ModelAccessGrant.objects.filter(pk=grant.pk).delete()
+        for person in (user, grantee):
+            person.__dict__.pop("_attest_caps", None)

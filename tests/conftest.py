@@ -11,6 +11,8 @@ from registry.runtime import model_cache
 
 from .personas import make_personas
 
+APPEND_ONLY_TABLES = ("audits_auditevent", "registry_signature")
+
 # Keep numerical libraries to one thread: two pytest workers share two cores.
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(var, "1")
@@ -75,7 +77,9 @@ def _audit_triggers(request):
     from audits.triggers import run
 
     if connection.vendor == "sqlite":
-        run(connection, install=True)
+        for table in APPEND_ONLY_TABLES:
+            run(connection, install=True, table=table)
     yield
     if transactional and connection.vendor == "sqlite":
-        run(connection, install=False)
+        for table in APPEND_ONLY_TABLES:
+            run(connection, install=False, table=table)

@@ -27,6 +27,7 @@ class VersionBriefSerializer(serializers.ModelSerializer):
 
 class ModelSerializer(serializers.ModelSerializer):
     production_version = serializers.SerializerMethodField()
+    shadow_version = serializers.SerializerMethodField()
     versions = serializers.SerializerMethodField()
     created_by = serializers.CharField(source="created_by.username")
     capabilities = serializers.SerializerMethodField()
@@ -34,7 +35,8 @@ class ModelSerializer(serializers.ModelSerializer):
     class Meta:
         model = RegisteredModel
         fields = ["name", "description", "required_signoffs", "retention_days", "created_by",
-                  "created_at", "production_version", "versions", "capabilities"]
+                  "created_at", "production_version", "shadow_version", "versions",
+                  "capabilities"]
 
     def _versions(self, obj):
         cache = getattr(obj, "_prefetched_objects_cache", {}).get("versions")
@@ -42,6 +44,9 @@ class ModelSerializer(serializers.ModelSerializer):
 
     def get_production_version(self, obj) -> int | None:
         return next((v.number for v in self._versions(obj) if v.state == "production"), None)
+
+    def get_shadow_version(self, obj) -> int | None:
+        return next((v.number for v in self._versions(obj) if v.shadow), None)
 
     def get_versions(self, obj) -> list[dict]:
         return VersionBriefSerializer(self._versions(obj), many=True).data
@@ -104,7 +109,8 @@ class VersionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ModelVersion
-        fields = ["model", "version", "state", "allowed_next", "content_hash", "description",
+        fields = ["model", "version", "state", "allowed_next", "shadow", "content_hash",
+                  "description",
                   "artifact_sha256", "artifact_size", "format", "trusted_types", "framework",
                   "framework_version", "library_versions", "estimator", "input_schema",
                   "output_schema", "dataset", "code_reference", "hyperparameters", "metrics",
@@ -150,3 +156,27 @@ class VersionPatchSerializer(serializers.Serializer):
 class GrantSerializer(serializers.Serializer):
     user = serializers.CharField(help_text="username")
     role = serializers.CharField()
+
+
+class SignoffSerializer(serializers.Serializer):
+    meaning = serializers.CharField(help_text="e.g. pi_approval, irb_approval")
+    decision = serializers.ChoiceField(choices=["approve", "reject"])
+    password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False,
+                                     help_text="Your own password (the second signature component)")
+    comment = serializers.CharField(required=False, allow_blank=True, default="")
+    content_hash = serializers.CharField(required=False, min_length=64, max_length=64,
+                                         help_text="The content hash you reviewed; refused if it "
+                                                   "is not the version's")
+
+
+class RollbackSerializer(serializers.Serializer):
+    to_version = serializers.IntegerField(min_value=1)
+    reason = serializers.CharField()
+
+
+class ReasonSerializer(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class ModelPatchSerializer(serializers.Serializer):
+    required_signoffs = serializers.ListField(child=serializers.CharField())

@@ -6,7 +6,7 @@ import json
 
 from django.contrib.auth import get_user_model
 from django.http import HttpResponse
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
@@ -15,14 +15,18 @@ from core.api import AttestAPIView, error_responses
 from core.errors import ValidationFailed
 from core.parsers import StrictJSONParser, require_storable
 
-from .. import selectors, services
+from .. import release, selectors, services
 from ..roles import ROLE_CAPABILITIES
 from .serializers import (
     DatasetCreateSerializer,
     DatasetSerializer,
     GrantSerializer,
     ModelCreateSerializer,
+    ModelPatchSerializer,
     ModelSerializer,
+    ReasonSerializer,
+    RollbackSerializer,
+    SignoffSerializer,
     VersionCreateSerializer,
     VersionPatchSerializer,
     VersionSerializer,
@@ -53,10 +57,24 @@ class ModelListView(AttestAPIView):
 
 
 class ModelDetailView(AttestAPIView):
+    parser_classes = [StrictJSONParser]
+
     @extend_schema(responses={200: ModelSerializer, **error_responses(401, 404)})
     def get(self, request, model):
         obj = selectors.model_get_for_user(user=request.user, name=model)
         return Response(ModelSerializer(obj, context=_model_context(request.user, [obj])).data)
+
+    @extend_schema(request=ModelPatchSerializer,
+                   responses={200: ModelSerializer, **error_responses(400, 401, 403, 404, 409)},
+                   summary="Change the release policy (not while a version is in review)")
+    def patch(self, request, model):
+        obj = selectors.model_get_for_user(user=request.user, name=model)
+        body = ModelPatchSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        updated = release.release_policy_update(
+            user=request.user, model=obj, required_signoffs=body.validated_data["required_signoffs"])
+        return Response(ModelSerializer(updated, context=_model_context(request.user,
+                                                                        [updated])).data)
 
 
 class DatasetListView(AttestAPIView):
@@ -205,3 +223,126 @@ class AccessView(AttestAPIView):
         return Response({"grants": self._grants(obj)})
 
 
+
+
+# -- release workflow -----------------------------------------------------------------
+
+class SignoffView(AttestAPIView):
+    parser_classes = [StrictJSONParser]
+
+    @extend_schema(responses={200: OpenApiResponse(description="sign-off manifest"),
+                              **error_responses(401, 404)})
+    def get(self, request, model, version):
+        obj = selectors.version_get_for_user(user=request.user, model_name=model, number=version)
+        return Response({"content_hash": obj.content_hash, "state": obj.state,
+                         "manifest": selectors.signature_manifest(version=obj)})
+
+    @extend_schema(request=SignoffSerializer,
+                   responses={201: OpenApiResponse(description="manifest after signing"),
+                              **error_responses(400, 401, 403, 404, 409)},
+                   summary="Sign (approve or reject) a version in review; re-enter your password")
+    def post(self, request, model, version):
+        obj = selectors.version_get_for_user(user=request.user, model_name=model, number=version)
+        body = SignoffSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        release.signoff_record(user=request.user, version=obj, **body.validated_data)
+        obj.refresh_from_db()
+        return Response({"content_hash": obj.content_hash, "state": obj.state,
+                         "manifest": selectors.signature_manifest(version=obj)},
+                        status=status.HTTP_201_CREATED)
+
+
+def _release_action(func, summary: str, request_serializer=None):
+    """A POST endpoint on one version that calls one release service."""
+
+    class View(AttestAPIView):
+        parser_classes = [StrictJSONParser]
+
+        @extend_schema(request=request_serializer,
+                       responses={200: VersionSerializer, **error_responses(401, 403, 404, 409)},
+                       summary=summary)
+        def post(self, request, model, version):
+            obj = selectors.version_get_for_user(user=request.user, model_name=model,
+                                                 number=version)
+            kwargs = {}
+            if request_serializer is not None:
+                body = request_serializer(data=request.data)
+                body.is_valid(raise_exception=True)
+                kwargs = dict(body.validated_data)
+            return Response(VersionSerializer(func(user=request.user, version=obj,
+                                                   **kwargs)).data)
+
+    View.__name__ = f"{func.__name__.title().replace('_', '')}View"
+    return View
+
+
+PromoteView = _release_action(release.version_promote, "Promote an approved version to production")
+RetireView = _release_action(release.version_retire, "Retire a version", ReasonSerializer)
+DiscardView = _release_action(release.version_discard, "Discard a draft")
+
+
+class ShadowView(AttestAPIView):
+    @extend_schema(request=None, responses={200: VersionSerializer,
+                                            **error_responses(401, 403, 404, 409)},
+                   summary="Start shadow scoring (in review or approved versions)")
+    def post(self, request, model, version):
+        obj = selectors.version_get_for_user(user=request.user, model_name=model, number=version)
+        return Response(VersionSerializer(release.shadow_start(user=request.user,
+                                                               version=obj)).data)
+
+    @extend_schema(request=None, responses={200: VersionSerializer,
+                                            **error_responses(401, 403, 404)},
+                   summary="Stop shadow scoring")
+    def delete(self, request, model, version):
+        obj = selectors.version_get_for_user(user=request.user, model_name=model, number=version)
+        return Response(VersionSerializer(release.shadow_stop(user=request.user,
+                                                              version=obj)).data)
+
+
+class RollbackView(AttestAPIView):
+    parser_classes = [StrictJSONParser]
+
+    @extend_schema(request=RollbackSerializer,
+                   responses={200: VersionSerializer, **error_responses(400, 401, 403, 404, 409)},
+                   summary="Re-promote an earlier approved or superseded version, with a reason")
+    def post(self, request, model):
+        obj = selectors.model_get_for_user(user=request.user, name=model)
+        body = RollbackSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        target = release.model_rollback(user=request.user, model=obj, **body.validated_data)
+        return Response(VersionSerializer(target).data)
+
+
+class ProductionAtView(AttestAPIView):
+    @extend_schema(parameters=[OpenApiParameter("at", str, description="ISO date-time "
+                                                "(default: now)")],
+                   responses={200: OpenApiResponse(description="version in production then, "
+                                                   "and its approvals, from the audit trail"),
+                              **error_responses(400, 401, 404)},
+                   summary="What was in production at a moment, approved by whom")
+    def get(self, request, model):
+        obj = selectors.model_get_for_user(user=request.user, name=model)
+        when = parse_moment(request.query_params.get("at"))
+        return Response({"model": obj.name, "at": when.isoformat(),
+                         **selectors.production_at(model=obj, when=when)})
+
+
+def parse_moment(value):
+    """An ISO date-time or date (a date means the end of that day); now when empty."""
+    from datetime import datetime, time
+
+    from django.utils import timezone
+    from django.utils.dateparse import parse_date, parse_datetime
+
+    if not value:
+        return timezone.now()
+    moment = parse_datetime(value)
+    if moment is None:
+        day = parse_date(value)
+        if day is None:
+            raise ValidationFailed("Use an ISO date or date-time, e.g. 2026-01-31T12:00:00Z.",
+                                   code="invalid_date", field="at")
+        moment = datetime.combine(day, time.max)
+    if timezone.is_naive(moment):
+        moment = timezone.make_aware(moment, timezone.get_current_timezone())
+    return moment

@@ -1,0 +1,306 @@
+"""The release workflow: policy, e-signatures, promote, rollback, retire, shadow.
+
+Every transition goes through ``lifecycle.check_transition`` under a row lock on
+the model, so concurrent requests serialize per model, and the database's
+partial unique constraints (one production, one shadow version per model) hold
+even against code that forgets.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.contrib.auth.hashers import check_password
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from audits.models import Action
+from audits.services import audit_event_record
+from core.errors import Conflict, ErrorItem, PermissionDenied, ValidationFailed
+
+from . import lifecycle
+from .models import (
+    ModelAccessGrant,
+    ModelVersion,
+    RegisteredModel,
+    Signature,
+    SignoffDecision,
+    VersionState,
+)
+from .roles import Capability, signing_roles
+from .services import _model_event_fields, _require, _validate_signoffs, _version_event_fields
+
+log = logging.getLogger(__name__)
+
+
+def _locked(version: ModelVersion) -> tuple[RegisteredModel, ModelVersion]:
+    """Lock the model row (serializes every release action on it), reload the version."""
+    model = RegisteredModel.objects.select_for_update().get(pk=version.model_id)
+    fresh = ModelVersion.objects.select_related("model", "dataset").get(pk=version.pk)
+    return model, fresh
+
+
+# -- policy ---------------------------------------------------------------------------
+
+def release_policy_update(*, user, model: RegisteredModel, required_signoffs: Any) -> RegisteredModel:
+    """Change the sign-off meanings every release needs; not while a version is in review."""
+    _require(user=user, model=model, capability=Capability.MANAGE_ACCESS,
+             what=f"change the release policy of {model.name}")
+    meanings = _validate_signoffs(required_signoffs)
+    with transaction.atomic():
+        locked = RegisteredModel.objects.select_for_update().get(pk=model.pk)
+        if locked.versions.filter(state=VersionState.IN_REVIEW).exists():
+            raise Conflict("A version is in review: its sign-offs were requested under the "
+                           "current policy. Change the policy once it is decided.",
+                           code="version_in_review", field="required_signoffs")
+        before = list(locked.required_signoffs)
+        if before == meanings:
+            return locked
+        locked.required_signoffs = meanings
+        locked.save(update_fields=["required_signoffs", "updated_at"])
+        audit_event_record(action=Action.POLICY_UPDATED, obj=locked, **_model_event_fields(locked),
+                           before={"required_signoffs": before},
+                           after={"required_signoffs": meanings})
+    return locked
+
+
+# -- signatures -----------------------------------------------------------------------
+
+def signable_meanings(*, user, version: ModelVersion) -> list[str]:
+    """Meanings this user could sign on this version right now (for forms and dashboards)."""
+    if version.state != VersionState.IN_REVIEW or version.submitted_by_id == user.pk:
+        return []
+    roles = set(ModelAccessGrant.objects.filter(model_id=version.model_id, user=user)
+                .values_list("role", flat=True))
+    signed = set(version.signatures.values_list("meaning", flat=True))
+    return [m for m in version.model.required_signoffs
+            if m not in signed and roles & signing_roles(m)]
+
+
+def signoff_record(*, user, version: ModelVersion, meaning: str, decision: str, password: str,
+                   comment: str = "", content_hash: str | None = None) -> Signature:
+    """Sign a version in review: the signer re-enters their password (two components).
+
+    1. Permission, then the password (a wrong one is recorded and refused).
+    2. Under the model's lock: the version must be in review, the meaning one the
+       policy requires and not yet signed, the signer not the submitter and
+       holding a role that may sign this meaning; the hash the signer saw must be
+       the version's content hash.
+    3. The signature and its event are written; a rejection moves the version to
+       rejected, the last required approval to approved.
+    """
+    _require(user=user, model=version.model, capability=Capability.SIGN_RELEASE,
+             what=f"sign {version}")
+    problems = []
+    if decision not in SignoffDecision.values:
+        problems.append(ErrorItem("invalid", "decision must be approve or reject.", "decision"))
+    if not isinstance(comment, str) or len(comment) > 5000:
+        problems.append(ErrorItem("invalid", "comment must be text (at most 5000 characters).",
+                                  "comment"))
+    if decision == SignoffDecision.REJECT and not (comment or "").strip():
+        problems.append(ErrorItem("required", "Say why in the comment when you reject.",
+                                  "comment"))
+    if problems:
+        raise ValidationFailed(items=problems)
+    if not password or not check_password(password, user.password):
+        audit_event_record(action=Action.SIGNOFF_PASSWORD_FAILED, obj=version,
+                           **_version_event_fields(version), details={"meaning": meaning})
+        raise ValidationFailed("The password is not correct. Signing needs your own password.",
+                               code="wrong_password", field="password")
+    with transaction.atomic():
+        model, fresh = _locked(version)
+        if fresh.state != VersionState.IN_REVIEW:
+            raise Conflict(f"Only a version in review can be signed; this one is "
+                           f"{fresh.get_state_display().lower()}.", code="not_in_review",
+                           field="state", extra={"state": fresh.state,
+                                                 "allowed_next": lifecycle.allowed_next(fresh.state)})
+        if meaning not in model.required_signoffs:
+            raise ValidationFailed(f"'{meaning}' is not a sign-off this model's policy requires "
+                                   f"({', '.join(model.required_signoffs)}).",
+                                   code="unknown_meaning", field="meaning")
+        if fresh.submitted_by_id == user.pk:
+            raise PermissionDenied("You submitted this version, so you cannot sign it.",
+                                   code="self_signing")
+        roles = set(ModelAccessGrant.objects.filter(model=model, user=user)
+                    .values_list("role", flat=True)) & signing_roles(meaning)
+        if not roles:
+            raise PermissionDenied(f"Signing '{meaning}' needs one of these roles on "
+                                   f"{model.name}: {', '.join(sorted(signing_roles(meaning)))}.",
+                                   code="wrong_role")
+        if content_hash is not None and content_hash != fresh.content_hash:
+            raise Conflict("The content hash you reviewed is not the version's content hash; "
+                           "reload the review page.", code="hash_mismatch", field="content_hash",
+                           extra={"content_hash": fresh.content_hash})
+        if fresh.signatures.filter(meaning=meaning).exists():
+            raise Conflict(f"'{meaning}' has already been signed on this version.",
+                           code="already_signed", field="meaning")
+        try:
+            with transaction.atomic():
+                signature = Signature.objects.create(
+                    version=fresh, signer=user,
+                    printed_name=(user.get_full_name() or user.get_username()).strip(),
+                    role=sorted(roles)[0], meaning=meaning, decision=decision,
+                    comment=comment.strip(), content_hash=fresh.content_hash,
+                    signed_at=timezone.now())
+        except IntegrityError:
+            raise Conflict(f"'{meaning}' has already been signed on this version.",
+                           code="already_signed", field="meaning") from None
+        audit_event_record(action=Action.SIGNOFF_RECORDED, obj=fresh, **_version_event_fields(fresh),
+                           after={"meaning": meaning, "decision": decision,
+                                  "signer": user.get_username(),
+                                  "printed_name": signature.printed_name, "role": signature.role,
+                                  "content_hash": signature.content_hash},
+                           reason=signature.comment)
+        if decision == SignoffDecision.REJECT:
+            _transition(fresh, VersionState.REJECTED, Action.VERSION_REJECTED,
+                        details={"meaning": meaning, "by": user.get_username()})
+        else:
+            approved = set(fresh.signatures.filter(decision=SignoffDecision.APPROVE)
+                           .values_list("meaning", flat=True))
+            if set(model.required_signoffs) <= approved:
+                _transition(fresh, VersionState.APPROVED, Action.VERSION_APPROVED,
+                            details={"signoffs": sorted(approved)})
+    return signature
+
+
+def _transition(version: ModelVersion, target: str, action: str, *, reason: str = "",
+                details: dict | None = None) -> None:
+    lifecycle.check_transition(version.state, target)
+    before = version.state
+    version.state = target
+    if target not in (VersionState.IN_REVIEW, VersionState.APPROVED):
+        version.shadow = False  # only reviewed candidates shadow production
+    version.save(update_fields=["state", "shadow", "updated_at"])
+    audit_event_record(action=action, obj=version, **_version_event_fields(version),
+                       before={"state": before}, after={"state": target}, reason=reason,
+                       details=details)
+
+
+# -- promote, rollback, retire --------------------------------------------------------
+
+def _make_production(model: RegisteredModel, version: ModelVersion, *, action: str,
+                     reason: str = "", details: dict | None = None) -> ModelVersion | None:
+    """Supersede the current production version (if any), then promote ``version``."""
+    current = (ModelVersion.objects.select_for_update()
+               .filter(model=model, state=VersionState.PRODUCTION).first())
+    if current is not None and current.pk == version.pk:
+        raise Conflict(f"v{version.number} is already in production.", code="already_production",
+                       field="state", extra={"state": version.state,
+                                             "allowed_next": lifecycle.allowed_next(version.state)})
+    lifecycle.check_transition(version.state, VersionState.PRODUCTION)
+    try:
+        with transaction.atomic():
+            if current is not None:
+                _transition(current, VersionState.SUPERSEDED, Action.VERSION_SUPERSEDED,
+                            reason=reason, details={"superseded_by": version.label})
+            _transition(version, VersionState.PRODUCTION, action, reason=reason,
+                        details={**(details or {}),
+                                 "previous": current.label if current else None})
+    except IntegrityError:
+        # The partial unique index caught a concurrent promote the lock did not.
+        raise Conflict("Another version became production at the same moment; reload.",
+                       code="concurrent_promote") from None
+    return current
+
+
+def version_promote(*, user, version: ModelVersion) -> ModelVersion:
+    _require(user=user, model=version.model, capability=Capability.PROMOTE,
+             what=f"promote {version}")
+    with transaction.atomic():
+        model, fresh = _locked(version)
+        if fresh.state != VersionState.APPROVED:
+            raise Conflict(f"Only an approved version can be promoted; v{fresh.number} is "
+                           f"{fresh.get_state_display().lower()}.", code="illegal_transition",
+                           field="state", extra={"state": fresh.state,
+                                                 "allowed_next": lifecycle.allowed_next(fresh.state)})
+        _make_production(model, fresh, action=Action.VERSION_PROMOTED,
+                         details={"content_hash": fresh.content_hash})
+    return fresh
+
+
+def model_rollback(*, user, model: RegisteredModel, to_version: Any, reason: str) -> ModelVersion:
+    """Re-promote an earlier approved or superseded version, with a reason, in one action."""
+    _require(user=user, model=model, capability=Capability.ROLLBACK,
+             what=f"roll back {model.name}")
+    problems = []
+    if not isinstance(reason, str) or not reason.strip():
+        problems.append(ErrorItem("required", "A rollback needs a reason.", "reason"))
+    try:
+        number = int(to_version)
+    except (TypeError, ValueError):
+        problems.append(ErrorItem("invalid", "to_version must be a version number.", "to_version"))
+        number = None
+    if problems:
+        raise ValidationFailed(items=problems)
+    with transaction.atomic():
+        locked = RegisteredModel.objects.select_for_update().get(pk=model.pk)
+        target = (ModelVersion.objects.select_related("model", "dataset")
+                  .filter(model=locked, number=number).first())
+        if target is None:
+            raise ValidationFailed(f"{model.name} has no version {number}.", code="unknown_version",
+                                   field="to_version")
+        if target.state not in (VersionState.SUPERSEDED, VersionState.APPROVED):
+            raise Conflict(f"Rollback goes to an earlier approved or superseded version; v{number} "
+                           f"is {target.get_state_display().lower()}.", code="illegal_transition",
+                           field="to_version", extra={"state": target.state,
+                                                      "allowed_next":
+                                                      lifecycle.allowed_next(target.state)})
+        _make_production(locked, target, action=Action.VERSION_ROLLED_BACK,
+                         reason=reason.strip(), details={"content_hash": target.content_hash})
+    return target
+
+
+def version_retire(*, user, version: ModelVersion, reason: str = "") -> ModelVersion:
+    _require(user=user, model=version.model, capability=Capability.PROMOTE,
+             what=f"retire {version}")
+    with transaction.atomic():
+        _model, fresh = _locked(version)
+        _transition(fresh, VersionState.RETIRED, Action.VERSION_RETIRED, reason=reason)
+    return fresh
+
+
+def version_discard(*, user, version: ModelVersion) -> ModelVersion:
+    _require(user=user, model=version.model, capability=Capability.EDIT_DRAFT,
+             what=f"discard {version}")
+    with transaction.atomic():
+        _model, fresh = _locked(version)
+        _transition(fresh, VersionState.DISCARDED, Action.VERSION_DISCARDED)
+    return fresh
+
+
+# -- shadow ---------------------------------------------------------------------------
+
+def shadow_start(*, user, version: ModelVersion) -> ModelVersion:
+    _require(user=user, model=version.model, capability=Capability.RUN_SHADOW,
+             what=f"start shadow scoring of {version}")
+    with transaction.atomic():
+        model, fresh = _locked(version)
+        if fresh.state not in (VersionState.IN_REVIEW, VersionState.APPROVED):
+            raise Conflict("Only a version in review or approved can run in shadow.",
+                           code="illegal_transition", field="state",
+                           extra={"state": fresh.state,
+                                  "allowed_next": lifecycle.allowed_next(fresh.state)})
+        other = ModelVersion.objects.filter(model=model, shadow=True).exclude(pk=fresh.pk).first()
+        if other is not None:
+            raise Conflict(f"v{other.number} is already running in shadow; stop it first.",
+                           code="shadow_busy", field="shadow")
+        if not fresh.shadow:
+            fresh.shadow = True
+            fresh.save(update_fields=["shadow", "updated_at"])
+            audit_event_record(action=Action.SHADOW_STARTED, obj=fresh,
+                               **_version_event_fields(fresh))
+    return fresh
+
+
+def shadow_stop(*, user, version: ModelVersion) -> ModelVersion:
+    _require(user=user, model=version.model, capability=Capability.RUN_SHADOW,
+             what=f"stop shadow scoring of {version}")
+    with transaction.atomic():
+        _model, fresh = _locked(version)
+        if fresh.shadow:
+            fresh.shadow = False
+            fresh.save(update_fields=["shadow", "updated_at"])
+            audit_event_record(action=Action.SHADOW_STOPPED, obj=fresh,
+                               **_version_event_fields(fresh))
+    return fresh
