@@ -6,7 +6,6 @@ from django.utils import timezone
 
 from audits.chain import verify_chain
 from audits.models import Action, AuditEvent
-from registry import release
 from registry.models import ModelVersion, Signature
 
 from ..conftest import api_as
