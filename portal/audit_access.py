@@ -6,14 +6,12 @@ models on which they hold ``view_audit``. Shared by the API and the pages.
 
 from __future__ import annotations
 
-from datetime import datetime, time
-
-from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
+from datetime import datetime
 
 from audits.models import Action
 from audits.selectors import EventFilters
 from core.errors import ErrorItem, PermissionDenied, ValidationFailed
+from core.moments import parse_moment
 from registry.roles import Capability, is_global_admin, is_global_auditor
 from registry.selectors import model_list_for_user
 
@@ -31,20 +29,11 @@ def audit_scope(user) -> set[int] | None:
 
 
 def _when(value: str, field: str, *, end: bool, problems: list[ErrorItem]) -> datetime | None:
-    if not value:
+    try:
+        return parse_moment(value, field=field, end_of_day=end, default_now=False)
+    except ValidationFailed as exc:
+        problems.extend(exc.items)
         return None
-    parsed = parse_datetime(value)
-    if parsed is None:
-        day = parse_date(value)
-        if day is None:
-            problems.append(ErrorItem("invalid_date", "Use an ISO date or date-time, e.g. "
-                                      "2026-01-31 or 2026-01-31T12:00:00Z.", field))
-            return None
-        # "until 2026-01-31" means through the end of that day
-        parsed = datetime.combine(day, time.max if end else time.min)
-    if timezone.is_naive(parsed):
-        parsed = timezone.make_aware(parsed, timezone.get_current_timezone())
-    return parsed
 
 
 def parse_event_filters(params, *, user) -> EventFilters:

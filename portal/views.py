@@ -16,6 +16,7 @@ from django.views.decorators.http import require_GET
 from core.api import json_404, json_500
 from core.errors import ApplicationError
 from core.middleware import client_address
+from registry.selectors import model_versions_summary, versions_awaiting_signoff
 
 from .models import ApiToken
 from .throttling import login_lock_seconds
@@ -41,7 +42,11 @@ class AttestLoginView(LoginView):
 
 @login_required
 def home(request):
-    return redirect("registry:model-list")
+    """The dashboard: what awaits the user, then the models they can see."""
+    return render(request, "portal/home.html", {
+        "awaiting": versions_awaiting_signoff(user=request.user),
+        "models": model_versions_summary(user=request.user),
+    })
 
 
 @require_GET

@@ -222,3 +222,38 @@ class GrantForm(forms.Form):
 
         super().__init__(*args, **kwargs)
         self.fields["role"].choices = ModelRole.choices
+
+
+class SignoffForm(forms.Form):
+    meaning = forms.ChoiceField(choices=[], label="I sign as")
+    decision = forms.ChoiceField(choices=[("approve", "Approve the release"),
+                                          ("reject", "Reject the release")],
+                                 widget=forms.RadioSelect)
+    comment = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}),
+                              help_text="Required when you reject.")
+    password = forms.CharField(widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+                               strip=False, label="Your password",
+                               help_text="Re-entering your password signs this version "
+                                         "electronically, bound to the content hash above.")
+    content_hash = forms.CharField(widget=forms.HiddenInput)
+
+    def __init__(self, *args, meanings=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["meaning"].choices = [(m, m.replace("_", " ")) for m in meanings]
+
+
+class RollbackForm(forms.Form):
+    to_version = forms.TypedChoiceField(coerce=int, choices=[], label="Roll back to")
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}),
+                             help_text="Recorded in the audit trail with the rollback.")
+
+    def __init__(self, *args, candidates=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["to_version"].choices = [
+            (v.number, f"v{v.number} ({v.get_state_display().lower()})") for v in candidates]
+
+
+class PolicyForm(forms.Form):
+    required_signoffs = forms.CharField(
+        help_text="Sign-off meanings each release needs, comma-separated (pi_approval is signed "
+                  "by approvers, irb_approval by IRB members; other meanings by either).")

@@ -16,13 +16,18 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from audits.selectors import audit_events_for_model
 from core.errors import ApplicationError, NotFound, PermissionDenied
+from core.moments import parse_moment
 from core.uploads import upload_limit_message
 
-from . import selectors, services
+from . import release, selectors, services
+from .compare import compare_versions
 from .forms import (
     DatasetCreateForm,
     GrantForm,
     ModelCreateForm,
+    PolicyForm,
+    RollbackForm,
+    SignoffForm,
     VersionEditForm,
     VersionRegisterForm,
     add_service_errors,
@@ -104,8 +109,21 @@ def model_detail(request, model):
     versions = selectors.version_list_for_model(user=request.user, model=obj)
     history = (audit_events_for_model(model_id=obj.pk)[:25]
                if Capability.VIEW_AUDIT in caps else None)
+    at_text = request.GET.get("at", "")
+    point_in_time = None
+    if at_text and Capability.VIEW_AUDIT in caps:
+        try:
+            point_in_time = {"at": parse_moment(at_text),
+                             **selectors.production_at(model=obj, when=parse_moment(at_text))}
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+    candidates = _rollback_candidates(obj)
     return render(request, "registry/model_detail.html", {
         "model": obj, "versions": versions, "caps": caps, "history": history,
+        "rollback_form": RollbackForm(candidates=candidates) if candidates else None,
+        "policy_form": PolicyForm(initial={"required_signoffs": ", ".join(
+            obj.required_signoffs)}),
+        "point_in_time": point_in_time, "at_text": at_text,
         "grants": selectors.model_grants(model=obj),
         "roles": selectors.user_model_roles(user=request.user, model=obj),
         "role_map": [(ModelRole(r).label, sorted(c)) for r, c in ROLE_CAPABILITIES.items()],
@@ -124,6 +142,9 @@ def version_detail(request, model, version):
         "allowed_next": [(s, VersionState(s).label) for s in allowed_next(obj.state)],
         "overall": (obj.metrics or {}).get("overall", {}), "subgroups": subgroups,
         "metric_names": metric_names, "profile": obj.dataset.profile.get("columns", {}),
+        "manifest": selectors.signature_manifest(version=obj) if obj.state != VersionState.DRAFT
+        else [],
+        "signable": release.signable_meanings(user=request.user, version=obj),
     })
 
 
@@ -307,3 +328,133 @@ def model_access(request, model):
         "role_map": [(ModelRole(r).label, sorted(c)) for r, c in ROLE_CAPABILITIES.items()],
         "capabilities": Capability.choices,
     })
+
+
+# -- release workflow pages -------------------------------------------------------------
+
+def _back_to_version(obj):
+    return redirect("registry:version-detail", model=obj.model.name, version=obj.number)
+
+
+def _release_post(request, obj, action, success: str, **kwargs):
+    try:
+        action(user=request.user, version=obj, **kwargs)
+    except PermissionDenied:
+        raise
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, success)
+    return _back_to_version(obj)
+
+
+@page
+@require_POST
+def version_promote(request, model, version):
+    obj = selectors.version_get_for_user(user=request.user, model_name=model, number=version)
+    return _release_post(request, obj, release.version_promote,
+                         f"v{obj.number} is now in production.")
+
+
+@page
+@require_POST
+def version_retire(request, model, version):
+    obj = selectors.version_get_for_user(user=request.user, model_name=model, number=version)
+    return _release_post(request, obj, release.version_retire, f"v{obj.number} retired.",
+                         reason=request.POST.get("reason", ""))
+
+
+@page
+@require_POST
+def version_discard(request, model, version):
+    obj = selectors.version_get_for_user(user=request.user, model_name=model, number=version)
+    return _release_post(request, obj, release.version_discard, f"Draft v{obj.number} discarded.")
+
+
+@page
+@require_POST
+def version_shadow(request, model, version):
+    obj = selectors.version_get_for_user(user=request.user, model_name=model, number=version)
+    if request.POST.get("stop"):
+        return _release_post(request, obj, release.shadow_stop,
+                             f"Shadow scoring of v{obj.number} stopped.")
+    return _release_post(request, obj, release.shadow_start,
+                         f"v{obj.number} now scores live requests in shadow.")
+
+
+@page
+@require_http_methods(["GET", "POST"])
+def version_review(request, model, version):
+    """The PI/IRB review page: what changes against production, and the signing form."""
+    obj = selectors.version_get_for_user(user=request.user, model_name=model, number=version)
+    caps = selectors.user_capabilities(user=request.user, model=obj.model)
+    production = (obj.model.versions.filter(state=VersionState.PRODUCTION)
+                  .exclude(pk=obj.pk).select_related("dataset").first())
+    meanings = release.signable_meanings(user=request.user, version=obj)
+    form = None
+    if Capability.SIGN_RELEASE in caps:
+        form = SignoffForm(request.POST or None, meanings=meanings,
+                           initial={"content_hash": obj.content_hash})
+    if request.method == "POST":
+        if form is None:
+            raise PermissionDenied(f"You lack the 'sign_release' permission on {obj.model.name}.")
+        if form.is_valid():
+            try:
+                signature = release.signoff_record(user=request.user, version=obj,
+                                                   **form.cleaned_data)
+            except PermissionDenied as exc:
+                form.add_error(None, exc.message)
+            except ApplicationError as exc:
+                add_service_errors(form, exc)
+            else:
+                messages.success(request, f"Signed: {signature.meaning} — {signature.decision}, "
+                                 f"bound to content hash {signature.content_hash[:12]}…")
+                return _back_to_version(obj)
+    return render(request, "registry/version_review.html", {
+        "model": obj.model, "version": obj, "form": form, "meanings": meanings, "caps": caps,
+        "comparison": compare_versions(obj, production),
+        "manifest": selectors.signature_manifest(version=obj),
+    })
+
+
+@page
+@require_POST
+def model_rollback(request, model):
+    obj = selectors.model_get_for_user(user=request.user, name=model)
+    form = RollbackForm(request.POST, candidates=_rollback_candidates(obj))
+    if not form.is_valid():
+        messages.error(request, "Choose a version and give a reason for the rollback.")
+        return redirect("registry:model-detail", model=obj.name)
+    try:
+        target = release.model_rollback(user=request.user, model=obj, **form.cleaned_data)
+    except PermissionDenied:
+        raise
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Rolled back: v{target.number} is in production again.")
+    return redirect("registry:model-detail", model=obj.name)
+
+
+@page
+@require_POST
+def model_policy(request, model):
+    obj = selectors.model_get_for_user(user=request.user, name=model)
+    form = PolicyForm(request.POST)
+    if form.is_valid():
+        try:
+            release.release_policy_update(user=request.user, model=obj,
+                                          required_signoffs=lines(form.cleaned_data[
+                                              "required_signoffs"]))
+        except PermissionDenied:
+            raise
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, "Release policy updated.")
+    return redirect("registry:model-detail", model=obj.name)
+
+
+def _rollback_candidates(model):
+    return list(model.versions.filter(state__in=[VersionState.SUPERSEDED, VersionState.APPROVED])
+                .order_by("-number"))

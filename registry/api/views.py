@@ -13,6 +13,7 @@ from rest_framework.response import Response
 
 from core.api import AttestAPIView, error_responses
 from core.errors import ValidationFailed
+from core.moments import parse_moment
 from core.parsers import StrictJSONParser, require_storable
 
 from .. import release, selectors, services
@@ -325,24 +326,3 @@ class ProductionAtView(AttestAPIView):
         when = parse_moment(request.query_params.get("at"))
         return Response({"model": obj.name, "at": when.isoformat(),
                          **selectors.production_at(model=obj, when=when)})
-
-
-def parse_moment(value):
-    """An ISO date-time or date (a date means the end of that day); now when empty."""
-    from datetime import datetime, time
-
-    from django.utils import timezone
-    from django.utils.dateparse import parse_date, parse_datetime
-
-    if not value:
-        return timezone.now()
-    moment = parse_datetime(value)
-    if moment is None:
-        day = parse_date(value)
-        if day is None:
-            raise ValidationFailed("Use an ISO date or date-time, e.g. 2026-01-31T12:00:00Z.",
-                                   code="invalid_date", field="at")
-        moment = datetime.combine(day, time.max)
-    if timezone.is_naive(moment):
-        moment = timezone.make_aware(moment, timezone.get_current_timezone())
-    return moment

@@ -176,7 +176,7 @@ def test_it_signs_in_and_follows_next(client, personas):
     assert client.get(model_url()).status_code == 200
 
 
-def test_it_signs_in_from_the_bare_login_page_and_lands_on_the_models(client, personas):
+def test_it_signs_in_from_the_bare_login_page_and_lands_on_the_dashboard(client, personas):
     # The form's hidden "next" is what the page rendered: the bare /login/ (where sign-out
     # lands) renders a default rather than leaving the redirect to settings.
     form = text(client.get("/login/"))
@@ -184,13 +184,14 @@ def test_it_signs_in_from_the_bare_login_page_and_lands_on_the_models(client, pe
     response = client.post("/login/", {"username": "owner", "password": PASSWORD,
                                        "next": next_value}, follow=True)
     assert response.status_code == 200
-    assert response.redirect_chain[-1][0] == "/models/"
+    assert response.redirect_chain[-1][0] == "/"
+    assert "Awaiting your sign-off" in text(response)
 
 
-def test_it_sends_a_signed_in_user_from_the_login_page_to_the_models(client_as):
+def test_it_sends_a_signed_in_user_from_the_login_page_to_the_dashboard(client_as):
     response = client_as("owner").get("/login/", follow=True)
     assert response.status_code == 200
-    assert response.redirect_chain[-1][0] == "/models/"
+    assert response.redirect_chain[-1][0] == "/"
 
 
 def test_it_refuses_a_wrong_password_with_a_message(client, personas):
@@ -861,7 +862,7 @@ def test_it_verifies_the_audit_chain_for_those_with_view_audit(client_as, versio
 def test_it_refuses_the_audit_page_without_view_audit(client_as, name):
     response = client_as(name).get("/audit/verify/", follow=True)
     assert_refused(response, message="needs the view_audit permission")
-    assert response.redirect_chain[-1][0] == "/models/"
+    assert response.redirect_chain[-1][0] == "/"
 
 
 # -- error pages ----------------------------------------------------------------------------------

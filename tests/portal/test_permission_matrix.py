@@ -22,6 +22,9 @@ from rest_framework.test import APIClient
 from audits.checkpoints import audit_checkpoint_write
 from audits.models import AuditEvent
 from portal.tokens import api_token_create
+from registry.models import ModelVersion
+from registry.release import signoff_record, version_promote
+from registry.services import model_version_submit
 
 from ..artifacts import logistic_model, skops_bytes, training_csv
 from ..personas import PASSWORD
@@ -57,14 +60,16 @@ class Case:
 
 def matrix(ctx) -> list[Case]:
     m = ctx["model"]
-    v = f"/models/{m}/versions/1"
-    api_v = f"/api/v1{v}"
+    v = f"/models/{m}/versions/1"  # a draft
+    vr = f"/models/{m}/versions/2"  # in review
+    va = f"/models/{m}/versions/5"  # approved (v3 superseded, v4 production)
+    api_v, api_vr, api_va = f"/api/v1{v}", f"/api/v1{vr}", f"/api/v1{va}"
 
     def table(**groups) -> dict:
         out = {}
         for value_key, personas in groups.items():
             value = {"s200": 200, "s201": 201, "s204": 204, "s401": 401, "s403": 403,
-                     "s404": 404, "login": "login", "deny": "deny", "ok302": "ok302"}[
+                     "s404": 404, "s409": 409, "login": "login", "deny": "deny", "ok302": "ok302"}[
                          value_key.split("__")[0]]
             for persona in personas:
                 out[persona] = value
@@ -75,7 +80,7 @@ def matrix(ctx) -> list[Case]:
     everyone = PERSONAS[:-1]
     return [
         # -- shell --------------------------------------------------------------------------
-        Case("home", "get", "/", table(ok302=everyone, login=("anonymous",))),
+        Case("home", "get", "/", table(s200=everyone, login=("anonymous",))),
         Case("healthz", "get", "/healthz/", table(s200=PERSONAS)),
         Case("login", "get", "/login/", table(ok302=everyone, s200=("anonymous",))),
         Case("logout", "post", "/logout/", table(login=PERSONAS)),
@@ -128,6 +133,31 @@ def matrix(ctx) -> list[Case]:
         Case("registry:version-artifact", "get", f"{v}/artifact/", table(
             s200=DOWNLOADERS, deny=("irb", "clinician", "reviewer"), s404=HIDDEN,
             login=("anonymous",))),
+        Case("registry:version-review", "get", f"{v}/review/", table(
+            s200=VIEWERS, s404=HIDDEN, login=("anonymous",))),
+        Case("registry:version-review", "post", f"{vr}/review/", table(
+            ok302=("pi",), deny=("auditor", "owner", "clinician", "reviewer"), s200=("admin", "irb"),
+            s404=HIDDEN, login=("anonymous",)), data="pi-signoff"),
+        Case("registry:version-promote", "post", f"{va}/promote/", table(
+            ok302=EDITORS, deny=("auditor", "pi", "irb", "clinician", "reviewer"), s404=HIDDEN,
+            login=("anonymous",))),
+        Case("registry:version-retire", "post", f"{va}/retire/", table(
+            ok302=EDITORS, deny=("auditor", "pi", "irb", "clinician", "reviewer"), s404=HIDDEN,
+            login=("anonymous",))),
+        Case("registry:version-discard", "post", f"{v}/discard/", table(
+            ok302=EDITORS, deny=("auditor", "pi", "irb", "clinician", "reviewer"), s404=HIDDEN,
+            login=("anonymous",))),
+        Case("registry:version-shadow", "post", f"{vr}/shadow/", table(
+            ok302=EDITORS, deny=("auditor", "pi", "irb", "clinician", "reviewer"), s404=HIDDEN,
+            login=("anonymous",))),
+        Case("registry:model-rollback", "post", f"/models/{m}/rollback/", table(
+            ok302=EDITORS, deny=("auditor", "pi", "irb", "clinician", "reviewer"), s404=HIDDEN,
+            login=("anonymous",)), data={"to_version": 3, "reason": "matrix"}),
+        # v2 is in review, so even editors are refused (409 in the API): permission is
+        # checked first, and the page shows the conflict as an error message.
+        Case("registry:model-policy", "post", f"/models/{m}/policy/", table(
+            deny=(*EDITORS, "auditor", "pi", "irb", "clinician", "reviewer"), s404=HIDDEN,
+            login=("anonymous",)), data={"required_signoffs": "pi_approval"}),
         Case("registry:dataset-list", "get", "/datasets/", table(
             s200=everyone, login=("anonymous",))),
         Case("registry:dataset-create", "get", "/datasets/new/", table(
@@ -194,6 +224,36 @@ def matrix(ctx) -> list[Case]:
             s200=EDITORS, s403=("auditor", "pi", "irb", "clinician", "reviewer"), s404=HIDDEN,
             s401=("anonymous",)), api=True, data={"user": "reviewer", "role": "reviewer"},
              format="json"),
+        Case("api-version-signoffs", "get", f"{api_vr}/signoffs/", table(
+            s200=VIEWERS, s404=HIDDEN, s401=("anonymous",)), api=True),
+        Case("api-version-signoffs", "post", f"{api_vr}/signoffs/", table(
+            s201=("pi",), s403=("admin", "auditor", "owner", "irb", "clinician", "reviewer"),
+            s404=HIDDEN, s401=("anonymous",)), api=True, data="pi-signoff", format="json"),
+        Case("api-version-promote", "post", f"{api_va}/promote/", table(
+            s200=EDITORS, s403=("auditor", "pi", "irb", "clinician", "reviewer"), s404=HIDDEN,
+            s401=("anonymous",)), api=True),
+        Case("api-version-retire", "post", f"{api_va}/retire/", table(
+            s200=EDITORS, s403=("auditor", "pi", "irb", "clinician", "reviewer"), s404=HIDDEN,
+            s401=("anonymous",)), api=True),
+        Case("api-version-discard", "post", f"{api_v}/discard/", table(
+            s200=EDITORS, s403=("auditor", "pi", "irb", "clinician", "reviewer"), s404=HIDDEN,
+            s401=("anonymous",)), api=True),
+        Case("api-version-shadow", "post", f"{api_vr}/shadow/", table(
+            s200=EDITORS, s403=("auditor", "pi", "irb", "clinician", "reviewer"), s404=HIDDEN,
+            s401=("anonymous",)), api=True),
+        Case("api-version-shadow", "delete", f"{api_vr}/shadow/", table(
+            s200=EDITORS, s403=("auditor", "pi", "irb", "clinician", "reviewer"), s404=HIDDEN,
+            s401=("anonymous",)), api=True),
+        Case("api-rollback", "post", f"/api/v1/models/{m}/rollback/", table(
+            s200=EDITORS, s403=("auditor", "pi", "irb", "clinician", "reviewer"), s404=HIDDEN,
+            s401=("anonymous",)), api=True, data={"to_version": 3, "reason": "matrix"},
+             format="json"),
+        Case("api-production-at", "get", f"/api/v1/models/{m}/production/", table(
+            s200=VIEWERS, s404=HIDDEN, s401=("anonymous",)), api=True),
+        Case("api-model", "patch", f"/api/v1/models/{m}/", table(
+            s409=EDITORS, s403=("auditor", "pi", "irb", "clinician", "reviewer"), s404=HIDDEN,
+            s401=("anonymous",)), api=True, data={"required_signoffs": ["pi_approval"]},
+             format="json"),
         Case("api-datasets", "get", "/api/v1/datasets/", table(s200=everyone, s401=("anonymous",)),
              api=True),
         Case("api-datasets", "post", "/api/v1/datasets/", table(
@@ -227,10 +287,24 @@ def test_every_route_has_a_row():
         "routes without a permission-matrix row (or rows for routes that no longer exist)")
 
 
+def _approved(personas, dataset):
+    version = register_version(personas.owner, personas.model, dataset)
+    model_version_submit(user=personas.owner, version=version)
+    for who, meaning in (("pi", "pi_approval"), ("irb", "irb_approval")):
+        signoff_record(user=personas.get(who), version=version, meaning=meaning,
+                       decision="approve", password=PASSWORD)
+    return version
+
+
 @pytest.fixture
 def ctx(personas):
     dataset = register_dataset(personas.owner)
-    register_version(personas.owner, personas.model, dataset)
+    register_version(personas.owner, personas.model, dataset)  # v1: draft
+    v2 = register_version(personas.owner, personas.model, dataset)
+    model_version_submit(user=personas.owner, version=v2)  # v2: in review
+    version_promote(user=personas.owner, version=_approved(personas, dataset))  # v3
+    version_promote(user=personas.owner, version=_approved(personas, dataset))  # v4 production,
+    _approved(personas, dataset)  # v5: approved                              v3 superseded
     token, _secret = api_token_create(user=personas.owner, name="matrix")
     checkpoint = audit_checkpoint_write()
     event = AuditEvent.objects.filter(model_id=personas.model.pk).first()
@@ -252,6 +326,10 @@ def _request(case: Case, persona: str, ctx) -> Any:
     elif data == "new-version":
         data = {"artifact": SimpleUploadedFile("m.skops", skops_bytes(logistic_model())),
                 "metadata": f'{{"dataset": {ctx["dataset_id"]}}}'}
+    elif data == "pi-signoff":
+        data = {"meaning": "pi_approval", "decision": "approve", "password": PASSWORD,
+                "comment": "ok", "content_hash": ModelVersion.objects.get(
+                    model__name=ctx["model"], number=2).content_hash}
     elif data == "new-dataset":
         data = {"name": "matrix-data", "version": "1", "source": "test",
                 "file": SimpleUploadedFile("d.csv", training_csv())}
