@@ -136,3 +136,45 @@ def test_a_celery_worker_on_redis_runs_the_scheduled_chain_check(transactional_d
             worker.wait(timeout=20)
         except subprocess.TimeoutExpired:
             worker.kill()
+
+
+def test_two_concurrent_promotes_leave_exactly_one_in_production(transactional_db):
+    """Two owners promote two approved versions at the same instant, on PostgreSQL."""
+    from registry.models import ModelVersion
+    from registry.release import signoff_record, version_promote
+    from registry.services import model_version_submit
+
+    from ..personas import PASSWORD, make_personas
+
+    personas = make_personas()
+    dataset = register_dataset(personas.owner)
+    versions = []
+    for _ in range(2):
+        version = register_version(personas.owner, personas.model, dataset)
+        model_version_submit(user=personas.owner, version=version)
+        for who, meaning in (("pi", "pi_approval"), ("irb", "irb_approval")):
+            signoff_record(user=personas.get(who), version=version, meaning=meaning,
+                           decision="approve", password=PASSWORD)
+        versions.append(version)
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def promote(version) -> None:
+        try:
+            barrier.wait()
+            version_promote(user=personas.owner, version=version)
+        except BaseException as exc:  # noqa: BLE001 - collected and checked below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=promote, args=(v,)) for v in versions]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    states = sorted(ModelVersion.objects.filter(model=personas.model).values_list("state",
+                                                                                  flat=True))
+    assert states == ["production", "superseded"]
+    assert verify_chain().ok
