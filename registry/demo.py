@@ -16,7 +16,7 @@ from django.db import transaction
 
 from core.context import acting_as
 
-from . import services
+from . import release, services
 from .models import DatasetVersion, RegisteredModel
 from .roles import AUDITORS_GROUP, ModelRole
 
@@ -79,6 +79,10 @@ RUNBOOK = """\
 Low-confidence and out-of-distribution predictions go to the review queue;
 reviewers override with a reason code. A rising override rate is a retraining signal.
 """
+
+
+def _password(username: str) -> str:
+    return next(d.password for d in DEMO_USERS if d.username == username)
 
 
 def _users():
@@ -205,9 +209,17 @@ def run_demo(*, stdout) -> dict:
                     "metrics": _metrics(gb, test, features), "confidence_threshold": 0.85,
                     "ood_policy": "review", "model_card": MODEL_CARD, "runbook": RUNBOOK})
             services.model_version_submit(user=owner, version=v1)
+            for who, meaning, comment in (
+                    ("pi", "pi_approval", "Held-out metrics acceptable in every subgroup."),
+                    ("irb", "irb_approval", "Use is within protocol DEMO-0001.")):
+                with acting_as(users[who], via="command"):
+                    release.signoff_record(user=users[who], version=v1, meaning=meaning,
+                                           decision="approve", password=_password(who),
+                                           comment=comment)
+            release.version_promote(user=owner, version=v1)
             lr = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.5))
             lr.fit(train[features], train["diagnosis"])
-            services.model_version_register(
+            v2 = services.model_version_register(
                 user=owner, model=model, artifact=_skops_file(lr, "lr.skops"), metadata={
                     "dataset": f"{DATASET_NAME}@2024.1",
                     "description": "Candidate: standardized logistic regression (C=0.5).",
@@ -215,7 +227,9 @@ def run_demo(*, stdout) -> dict:
                     "hyperparameters": {"C": 0.5, "max_iter": 2000},
                     "metrics": _metrics(lr, test, features), "confidence_threshold": 0.8,
                     "model_card": MODEL_CARD, "runbook": RUNBOOK})
-    stdout.write(f"Demo model '{MODEL_NAME}' is ready: v1 in review, v2 a draft.\n")
+            services.model_version_submit(user=owner, version=v2)
+    stdout.write(f"Demo model '{MODEL_NAME}' is ready: v1 in production (signed by pi and irb), "
+                 "v2 in review awaiting their sign-off.\n")
     stdout.write("Users (demo passwords — change them before real use):\n")
     for demo in DEMO_USERS:
         role = demo.role or ("admin" if demo.username == "admin" else "global auditor")
