@@ -48,6 +48,13 @@ class Action(models.TextChoices):
     VERSION_RETIRED = "release.version_retired", "Version retired"
     SHADOW_STARTED = "release.shadow_started", "Shadow scoring started"
     SHADOW_STOPPED = "release.shadow_stopped", "Shadow scoring stopped"
+    # inference
+    PREDICTIONS_ANCHORED = "inference.predictions_anchored", "Prediction log anchored"
+    PREDICTION_INPUTS_PURGED = "inference.inputs_purged", "Raw prediction inputs purged"
+    REVIEW_DECIDED = "inference.review_decided", "Review decision recorded"
+    BATCH_SUBMITTED = "inference.batch_submitted", "Batch job submitted"
+    BATCH_FINISHED = "inference.batch_finished", "Batch job finished"
+    BATCH_CANCELLED = "inference.batch_cancelled", "Batch job cancelled"
     # audit trail itself
     AUDIT_VERIFIED = "audit.verified", "Audit chain verified"
     AUDIT_EXPORTED = "audit.exported", "Audit trail exported"

@@ -14,6 +14,7 @@ api_v1 = [
     path("audit/export/", api.AuditExportView.as_view(), name="api-audit-export"),
     path("audit/checkpoints/", api.AuditCheckpointView.as_view(), name="api-audit-checkpoints"),
     path("", include("registry.api.urls")),
+    path("", include("inference.api.urls")),
 ]
 
 urlpatterns = [

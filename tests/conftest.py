@@ -76,10 +76,14 @@ def _audit_triggers(request):
 
     from audits.triggers import run
 
+    from inference.triggers import run as run_prediction_triggers
+
     if connection.vendor == "sqlite":
         for table in APPEND_ONLY_TABLES:
             run(connection, install=True, table=table)
+        run_prediction_triggers(connection, install=True)
     yield
     if transactional and connection.vendor == "sqlite":
         for table in APPEND_ONLY_TABLES:
             run(connection, install=False, table=table)
+        run_prediction_triggers(connection, install=False)

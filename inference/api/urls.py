@@ -1,0 +1,12 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("models/<str:model>/predict/", views.PredictView.as_view(), name="api-predict"),
+    path("predictions/<str:prediction_id>/", views.PredictionDetailView.as_view(),
+         name="api-prediction"),
+    path("reviews/", views.ReviewListView.as_view(), name="api-reviews"),
+    path("reviews/<str:item_id>/decision/", views.ReviewDecisionView.as_view(),
+         name="api-review-decision"),
+]

@@ -1,0 +1,143 @@
+"""Prediction and review-queue API."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
+from rest_framework import serializers, status
+from rest_framework.response import Response
+
+from core.api import AttestAPIView, error_responses
+from core.errors import NotFound, ValidationFailed
+from core.parsers import StrictJSONParser
+from registry.selectors import model_get_for_user
+
+from .. import selectors, services
+from ..models import ReviewStatus
+
+
+def prediction_as_dict(prediction, *, review=None, reveal_input: bool = False) -> dict:
+    body = {
+        "id": str(prediction.public_id), "model": prediction.model.name if hasattr(
+            prediction, "model") else None,
+        "model_version": prediction.version.number, "label": prediction.label,
+        "score": prediction.score, "confidence": prediction.confidence,
+        "probabilities": prediction.probabilities, "routing": prediction.routing,
+        "reason": prediction.reason or None, "ood": prediction.ood,
+        "input_sha256": prediction.input_sha256, "created_at": prediction.created_at.isoformat(),
+        "latency_ms": prediction.latency_ms,
+    }
+    if review is not None:
+        body["review_id"] = review.pk
+    if reveal_input:
+        body["input"] = prediction.input
+        body["input_purged"] = prediction.input is None
+    return body
+
+
+PredictRequest = inline_serializer(name="PredictRequest", fields={
+    "inputs": serializers.DictField(required=False, help_text="one input: {feature: value}"),
+    "instances": serializers.ListField(child=serializers.DictField(), required=False,
+                                       help_text="several inputs (at most 1000)"),
+    "version": serializers.IntegerField(required=False,
+                                        help_text="owners only: score with this version"),
+})
+
+
+class PredictView(AttestAPIView):
+    parser_classes = [StrictJSONParser]
+
+    @extend_schema(request=PredictRequest,
+                   responses={200: OpenApiResponse(description="prediction(s)"),
+                              **error_responses(400, 401, 403, 404, 409)},
+                   summary="Validate, check, score, route and log")
+    def post(self, request, model):
+        obj = model_get_for_user(user=request.user, name=model)
+        body = request.data
+        if not isinstance(body, dict):
+            raise ValidationFailed("Send a JSON object.", code="invalid")
+        unknown = set(body) - {"inputs", "instances", "version"}
+        if unknown:
+            raise ValidationFailed(f"Unknown keys: {', '.join(sorted(unknown))}.",
+                                   code="unknown_field", field=sorted(unknown)[0])
+        if ("inputs" in body) == ("instances" in body):
+            raise ValidationFailed("Send exactly one of \"inputs\" (an object) or \"instances\" "
+                                   "(a list of objects).", code="invalid", field="inputs")
+        many = "instances" in body
+        instances = body["instances"] if many else [body["inputs"]]
+        results = services.prediction_create(user=request.user, model=obj,
+                                             instances=instances, many=many,
+                                             version_number=body.get("version"))
+        items = [prediction_as_dict(r.prediction, review=r.review) for r in results]
+        if many:
+            return Response({"predictions": items})
+        return Response(items[0])
+
+
+class PredictionDetailView(AttestAPIView):
+    @extend_schema(responses={200: OpenApiResponse(description="one logged prediction"),
+                              **error_responses(401, 404)})
+    def get(self, request, prediction_id):
+        prediction = services.prediction_get_for_user(user=request.user, public_id=prediction_id)
+        review = getattr(prediction, "review", None)
+        return Response(prediction_as_dict(
+            prediction, review=review,
+            reveal_input=selectors.can_see_raw_inputs(user=request.user, prediction=prediction)))
+
+
+def review_as_dict(item, *, reveal_input: bool) -> dict:
+    return {
+        "id": item.pk, "status": item.status, "model": item.model.name,
+        "model_version": item.version.number, "created_at": item.created_at.isoformat(),
+        "prediction": prediction_as_dict(item.prediction, reveal_input=reveal_input),
+        "decision": item.decision or None, "final_label": item.final_label or None,
+        "reason_code": item.reason_code or None, "comment": item.comment,
+        "reviewer": item.reviewer.username if item.reviewer else None,
+        "decided_at": item.decided_at.isoformat() if item.decided_at else None,
+    }
+
+
+class ReviewListView(AttestAPIView):
+    @extend_schema(parameters=[OpenApiParameter("status", str, enum=["open", "decided"])],
+                   responses={200: OpenApiResponse(description="review items, oldest first"),
+                              **error_responses(400, 401)})
+    def get(self, request):
+        status_ = request.query_params.get("status", ReviewStatus.OPEN)
+        if status_ not in ReviewStatus.values:
+            raise ValidationFailed("status must be open or decided.", field="status")
+        items = list(selectors.review_queue_for_user(user=request.user, status=status_)[:200])
+        return Response({"results": [
+            review_as_dict(i, reveal_input=selectors.can_see_raw_inputs(
+                user=request.user, prediction=i.prediction)) for i in items]})
+
+
+DecisionRequest = inline_serializer(name="ReviewDecision", fields={
+    "decision": serializers.ChoiceField(choices=["accept", "override"]),
+    "final_label": serializers.CharField(required=False),
+    "reason_code": serializers.CharField(required=False),
+    "comment": serializers.CharField(required=False, allow_blank=True),
+})
+
+
+class ReviewDecisionView(AttestAPIView):
+    parser_classes = [StrictJSONParser]
+
+    @extend_schema(request=DecisionRequest,
+                   responses={200: OpenApiResponse(description="the decided item"),
+                              **error_responses(400, 401, 404, 409)})
+    def post(self, request, item_id):
+        item = selectors.review_item_get_for_user(user=request.user, item_id=item_id)
+        if item is None:
+            raise NotFound("No such review item.")
+        body = request.data if isinstance(request.data, dict) else {}
+        decided = services.review_decide(
+            user=request.user, item=item, decision=str(body.get("decision", "")),
+            final_label=str(body.get("final_label", "") or ""),
+            reason_code=str(body.get("reason_code", "") or ""),
+            comment=str(body.get("comment", "") or ""))
+        return Response(review_as_dict(decided, reveal_input=selectors.can_see_raw_inputs(
+            user=request.user, prediction=decided.prediction)), status=status.HTTP_200_OK)

@@ -1,0 +1,138 @@
+"""Tamper evidence for the prediction log.
+
+Every row carries ``row_hash`` over what it recorded (the input's sha256, not
+the input, so purging raw inputs keeps the log verifiable). Contiguous id ranges
+are anchored: their digest — sha256 over the row hashes in id order — goes into
+the audit hash chain as an event, and so under its signed checkpoints too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from datetime import UTC, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from audits.models import Action
+from audits.services import audit_event_record
+from core.hashing import canonical_bytes
+
+from .models import Prediction, PredictionAnchor
+
+ROW_FIELDS = ("public_id", "version_id", "model_id", "input_sha256", "label", "score",
+              "confidence", "probabilities", "routing", "reason", "ood", "shadow_version_id",
+              "shadow_output", "requester_id", "runtime", "created_at", "latency_ms", "batch_id",
+              "row_index")
+# Rows younger than this are not anchored yet: a transaction that began earlier may
+# still commit a lower id, which a finished anchor would then miss.
+ANCHOR_SETTLE = timedelta(seconds=30)
+
+
+def row_material(values: dict) -> dict:
+    material = {name: values.get(name) for name in ROW_FIELDS}
+    material["public_id"] = str(material["public_id"])
+    created = material["created_at"]
+    if created is not None and not isinstance(created, str):
+        material["created_at"] = created.astimezone(UTC).isoformat(timespec="microseconds")
+    return material
+
+
+def row_hash(values: dict) -> str:
+    return hashlib.sha256(canonical_bytes(row_material(values))).hexdigest()
+
+
+def prediction_row_hash(prediction: Prediction) -> str:
+    return row_hash({name: getattr(prediction, name) for name in ROW_FIELDS})
+
+
+def anchor_predictions(*, settle: timedelta = ANCHOR_SETTLE, max_rows: int = 1_000_000) -> PredictionAnchor | None:
+    """Anchor the rows after the last anchor, up to those older than ``settle``."""
+    with transaction.atomic():
+        last = PredictionAnchor.objects.select_for_update().order_by("-to_id").first()
+        start = last.to_id if last else 0
+        cutoff = timezone.now() - settle
+        rows = list(Prediction.objects.filter(id__gt=start, created_at__lte=cutoff)
+                    .order_by("id").values_list("id", "row_hash")[:max_rows])
+        if not rows:
+            return None
+        # Stop before the first id that is younger than the cutoff, so the range is contiguous.
+        newer = Prediction.objects.filter(id__gt=start, created_at__gt=cutoff).order_by("id") \
+            .values_list("id", flat=True).first()
+        if newer is not None:
+            rows = [r for r in rows if r[0] < newer]
+            if not rows:
+                return None
+        digest = hashlib.sha256("".join(h for _id, h in rows).encode("ascii")).hexdigest()
+        event = audit_event_record(
+            action=Action.PREDICTIONS_ANCHORED, object_type="inference.prediction",
+            object_repr=f"predictions {start + 1}–{rows[-1][0]}",
+            details={"from_id": start + 1, "to_id": rows[-1][0], "count": len(rows),
+                     "digest": digest})
+        return PredictionAnchor.objects.create(from_id=start + 1, to_id=rows[-1][0],
+                                               count=len(rows), digest=digest,
+                                               event_seq=event.seq)
+
+
+@dataclass(frozen=True)
+class LogVerdict:
+    ok: bool
+    checked: int
+    anchored: int
+    unanchored: int
+    first_problem: dict | None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def verify_prediction_log(*, chunk_size: int = 20000) -> LogVerdict:
+    """Recompute every row hash and every anchor digest; name the first problem."""
+    fields = ("id", "row_hash", *ROW_FIELDS)
+    anchors = list(PredictionAnchor.objects.order_by("from_id").values_list(
+        "from_id", "to_id", "count", "digest"))
+    from audits.models import AuditEvent
+
+    recorded = {(e["from_id"], e["to_id"], e["digest"]) for e in AuditEvent.objects.filter(
+        action=Action.PREDICTIONS_ANCHORED).values_list("details", flat=True)}
+    anchor_index = 0
+    digest = hashlib.sha256()
+    in_anchor = 0
+    checked = anchored = 0
+    last_id = 0
+    while True:
+        rows = list(Prediction.objects.filter(id__gt=last_id).order_by("id")
+                    .values_list(*fields)[:chunk_size])
+        if not rows:
+            break
+        for row in rows:
+            pk, stored = row[0], row[1]
+            values = dict(zip(ROW_FIELDS, row[2:], strict=True))
+            if row_hash(values) != stored:
+                return LogVerdict(False, checked, anchored, 0,
+                                  {"id": pk, "problem": "row does not match its hash"})
+            checked += 1
+            last_id = pk
+            if anchor_index < len(anchors) and pk > anchors[anchor_index][1]:
+                return LogVerdict(False, checked, anchored, 0,
+                                  {"id": anchors[anchor_index][1],
+                                   "problem": "rows missing from an anchored range"})
+            if anchor_index < len(anchors) and anchors[anchor_index][0] <= pk:
+                digest.update(stored.encode("ascii"))
+                in_anchor += 1
+                if pk == anchors[anchor_index][1]:
+                    from_id, to_id, count, expected = anchors[anchor_index]
+                    if (digest.hexdigest() != expected or in_anchor != count
+                            or (from_id, to_id, expected) not in recorded):
+                        return LogVerdict(False, checked, anchored, 0,
+                                          {"id": to_id, "problem": f"anchor {from_id}–{to_id} "
+                                           "does not match the rows or the audit chain"})
+                    anchored += in_anchor
+                    anchor_index += 1
+                    digest, in_anchor = hashlib.sha256(), 0
+    if anchor_index < len(anchors):
+        return LogVerdict(False, checked, anchored, 0,
+                          {"id": anchors[anchor_index][1],
+                           "problem": "rows missing from an anchored range"})
+    return LogVerdict(True, checked, anchored, checked - anchored, None)

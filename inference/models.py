@@ -1,0 +1,196 @@
+"""The prediction log, the human-review queue and rejection counts.
+
+Predictions are append-only (model, queryset and database triggers refuse
+changes), except that the raw input may be purged after the model's retention
+period; each row's hash covers the input's sha256, not the input, so the log
+stays verifiable after a purge. Ranges of rows are anchored in the audit chain.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from registry.models import ModelVersion, RegisteredModel
+
+
+class Routing(models.TextChoices):
+    AUTO = "auto", "Automatic"
+    REVIEW = "review", "Human review"
+
+
+class PredictionQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        if set(kwargs) - {"input", "purged_at"} or kwargs.get("input") is not None:
+            raise TypeError("predictions are append-only; only the raw input may be purged")
+        return super().update(**kwargs)
+
+    def delete(self):
+        raise TypeError("predictions are append-only")
+
+
+class Prediction(models.Model):
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="+")
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="predictions")
+    input_sha256 = models.CharField(max_length=64, db_index=True)
+    input = models.JSONField(null=True, blank=True)
+    label = models.CharField(max_length=100)
+    score = models.FloatField(help_text="Probability of the positive label.")
+    confidence = models.FloatField(help_text="Probability of the predicted label.")
+    probabilities = models.JSONField()
+    routing = models.CharField(max_length=8, choices=Routing.choices)
+    reason = models.CharField(max_length=300, blank=True)
+    ood = models.JSONField(default=list, blank=True)
+    shadow_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, null=True,
+                                       blank=True, related_name="shadow_predictions")
+    shadow_output = models.JSONField(null=True, blank=True)
+    requester = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True,
+                                  blank=True, related_name="+")
+    runtime = models.CharField(max_length=16, blank=True)
+    created_at = models.DateTimeField(db_index=True)
+    latency_ms = models.FloatField()
+    batch = models.ForeignKey("BatchJob", on_delete=models.PROTECT, null=True, blank=True,
+                              related_name="predictions")
+    row_index = models.PositiveIntegerField(null=True, blank=True)
+    row_hash = models.CharField(max_length=64)
+    purged_at = models.DateTimeField(null=True, blank=True)
+
+    objects = PredictionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["version", "-id"], name="prediction_version_id"),
+                   models.Index(fields=["model", "created_at"], name="prediction_model_time")]
+        constraints = [
+            # Idempotent batch writes: a retried chunk cannot log a row twice.
+            models.UniqueConstraint(fields=["batch", "row_index"], condition=Q(batch__isnull=False),
+                                    name="one_prediction_per_batch_row"),
+        ]
+
+    def __str__(self) -> str:
+        return f"prediction {self.public_id}"
+
+    def delete(self, *args, **kwargs):
+        raise TypeError("predictions are append-only")
+
+
+class PredictionAnchor(models.Model):
+    """A digest over a contiguous id range of predictions, recorded in the audit chain."""
+
+    from_id = models.BigIntegerField()
+    to_id = models.BigIntegerField(unique=True)
+    count = models.PositiveIntegerField()
+    digest = models.CharField(max_length=64)
+    event_seq = models.BigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["to_id"]
+
+    def __str__(self) -> str:
+        return f"predictions {self.from_id}–{self.to_id}"
+
+
+class ReviewStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    DECIDED = "decided", "Decided"
+
+
+class ReviewDecision(models.TextChoices):
+    ACCEPT = "accept", "Accept the model's answer"
+    OVERRIDE = "override", "Override with another label"
+
+
+class OverrideReason(models.TextChoices):
+    CLINICAL_JUDGEMENT = "clinical_judgement", "Clinical judgement"
+    ADDITIONAL_INFORMATION = "additional_information", "Information the model did not have"
+    DATA_ERROR = "data_error", "Input data were wrong"
+    MODEL_ERROR = "model_error", "Model appears wrong for this case"
+    OUT_OF_SCOPE = "out_of_scope", "Patient outside the model's intended use"
+    OTHER = "other", "Other (see comment)"
+
+
+class ReviewItem(models.Model):
+    prediction = models.OneToOneField(Prediction, on_delete=models.PROTECT, related_name="review")
+    model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="+")
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+    status = models.CharField(max_length=8, choices=ReviewStatus.choices,
+                              default=ReviewStatus.OPEN)
+    created_at = models.DateTimeField()
+    decision = models.CharField(max_length=8, choices=ReviewDecision.choices, blank=True)
+    final_label = models.CharField(max_length=100, blank=True)
+    reason_code = models.CharField(max_length=32, choices=OverrideReason.choices, blank=True)
+    comment = models.TextField(blank=True)
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True,
+                                 blank=True, related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["status", "model", "created_at"], name="review_queue")]
+
+    def __str__(self) -> str:
+        return f"review of {self.prediction.public_id}"
+
+
+class RejectionCount(models.Model):
+    """Refused requests per model, version, day and reason — counted, never stored raw."""
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="+")
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, null=True, blank=True,
+                                related_name="+")
+    day = models.DateField()
+    code = models.CharField(max_length=40)
+    count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["model", "version", "day", "code"],
+                                               name="rejection_count_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.code} x{self.count} on {self.day}"
+
+
+class BatchStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class BatchJob(models.Model):
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="+")
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+    requester = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
+                                  related_name="+")
+    status = models.CharField(max_length=10, choices=BatchStatus.choices,
+                              default=BatchStatus.QUEUED)
+    file_name = models.CharField(max_length=200)
+    file_format = models.CharField(max_length=10)
+    input_sha256 = models.CharField(max_length=64)
+    input_key = models.CharField(max_length=200)
+    total_rows = models.PositiveBigIntegerField(default=0)
+    rows_done = models.PositiveBigIntegerField(default=0)
+    rows_failed = models.PositiveBigIntegerField(default=0)
+    chunk_size = models.PositiveIntegerField(default=20000)
+    chunks_done = models.JSONField(default=list, blank=True)
+    result_key = models.CharField(max_length=200, blank=True)
+    error_key = models.CharField(max_length=200, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"batch {self.public_id}"

@@ -1,0 +1,71 @@
+"""Reads of predictions and the review queue, for a user."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db.models import Count, QuerySet, Sum
+from django.utils import timezone
+
+from registry.models import ModelVersion
+from registry.roles import Capability
+from registry.selectors import model_list_for_user, user_capabilities
+
+from .models import Prediction, RejectionCount, ReviewItem, ReviewStatus
+
+
+def review_queue_for_user(*, user, status: str = ReviewStatus.OPEN) -> QuerySet[ReviewItem]:
+    """Items on models the user reviews, oldest first."""
+    return (ReviewItem.objects.filter(model__in=model_list_for_user(user=user,
+                                                                    capability=Capability.REVIEW),
+                                      status=status)
+            .select_related("prediction", "model", "version", "reviewer")
+            .order_by("created_at", "id"))
+
+
+def review_item_get_for_user(*, user, item_id) -> ReviewItem | None:
+    try:
+        pk = int(item_id)
+    except (TypeError, ValueError):
+        return None
+    return (ReviewItem.objects.filter(pk=pk, model__in=model_list_for_user(
+        user=user, capability=Capability.REVIEW)).select_related(
+        "prediction", "model", "version", "reviewer").first())
+
+
+def can_see_raw_inputs(*, user, prediction: Prediction) -> bool:
+    return Capability.VIEW_PREDICTIONS in user_capabilities(user=user, model=prediction.model)
+
+
+def review_stats(*, version: ModelVersion) -> dict:
+    """Queue size, oldest open item, override rate and direction for one version."""
+    items = ReviewItem.objects.filter(version=version)
+    open_items = items.filter(status=ReviewStatus.OPEN)
+    oldest = open_items.order_by("created_at").values_list("created_at", flat=True).first()
+    decided = items.filter(status=ReviewStatus.DECIDED)
+    n_decided = decided.count()
+    overrides = decided.filter(decision="override")
+    direction: dict[str, dict[str, int]] = {}
+    for row in overrides.values("prediction__label", "final_label").annotate(n=Count("id")):
+        direction.setdefault(row["prediction__label"], {})[row["final_label"]] = row["n"]
+    reasons = dict(overrides.values_list("reason_code").annotate(n=Count("id")))
+    n_over = overrides.count()
+    return {
+        "open": open_items.count(),
+        "oldest_open_age_seconds": int((timezone.now() - oldest).total_seconds()) if oldest else None,
+        "decided": n_decided,
+        "overrides": n_over,
+        "override_rate": round(n_over / n_decided, 4) if n_decided else None,
+        "direction": direction,
+        "override_reasons": reasons,
+        "predictions": Prediction.objects.filter(version=version).count(),
+        "routed_to_review": items.count(),
+    }
+
+
+def rejection_summary(*, model, days: int = 30) -> list[dict]:
+    since = timezone.now().date() - timedelta(days=days)
+    rows = (RejectionCount.objects.filter(model=model, day__gte=since).values("code")
+            .annotate(total=Sum("count")).order_by("-total"))
+    return [{"code": r["code"], "count": r["total"]} for r in rows]
+
