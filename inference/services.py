@@ -169,15 +169,34 @@ def prediction_create(*, user, model: RegisteredModel, instances: list[Any],
             rejection_count(model=model, version=version, code=code)
         raise ValidationFailed(items=errors, extra={"model_version": version.number})
     loaded = _load(version, "single" if len(checked) < 100 else "batch")
+    requester = user if user.is_authenticated else None
+    rows, reviews = score_and_build(model=model, version=version, checked=checked, loaded=loaded,
+                                    requester=requester, started=started)
+    with transaction.atomic():
+        Prediction.objects.bulk_create(rows)
+        for review in reviews:
+            review.prediction_id = review.prediction.pk
+        ReviewItem.objects.bulk_create(reviews)
+    by_prediction = {r.prediction_id: r for r in reviews}
+    return [Result(p, by_prediction.get(p.pk)) for p in rows]
+
+
+def score_and_build(*, model: RegisteredModel, version: ModelVersion, checked: list[Checked],
+                    loaded, requester, started: float, batch=None,
+                    row_indices: list[int] | None = None) -> tuple[list[Prediction],
+                                                                   list[ReviewItem]]:
+    """Score validated inputs, route them and build (unsaved) log rows and review items.
+
+    Shared by single predictions and batch jobs, so both route and log alike.
+    """
     proba = loaded.predict_proba([c.values for c in checked])
     labels = version.output_schema.get("labels") or [str(i) for i in range(proba.shape[1])]
     positive = labels.index(version.output_schema.get("positive_label", labels[-1]))
     shadow, shadow_outputs = _shadow(model, version, [c.values for c in checked])
     now = timezone.now()
-    latency = (time.perf_counter() - started) * 1000
+    latency = (time.perf_counter() - started) * 1000 / (len(checked) if batch else 1)
     rows, reviews = [], []
-    requester = user if user.is_authenticated else None
-    for c, p, shadow_out in zip(checked, proba, shadow_outputs, strict=True):
+    for i, (c, p, shadow_out) in enumerate(zip(checked, proba, shadow_outputs, strict=True)):
         k = int(np.argmax(p))
         confidence = float(p[k])
         routing, reason = _route(version, confidence, c)
@@ -189,22 +208,18 @@ def prediction_create(*, user, model: RegisteredModel, instances: list[Any],
             "routing": routing, "reason": reason, "ood": c.ood,
             "shadow_version_id": shadow.pk if shadow else None, "shadow_output": shadow_out,
             "requester_id": requester.pk if requester else None, "runtime": loaded.runtime,
-            "created_at": now, "latency_ms": round(latency, 3), "batch_id": None,
-            "row_index": None,
+            "created_at": now, "latency_ms": round(latency, 3),
+            "batch_id": batch.pk if batch else None,
+            "row_index": row_indices[i] if row_indices is not None else None,
         }
         prediction = Prediction(input=c.values, **values)
         values["public_id"] = prediction.public_id
         prediction.row_hash = row_hash(values)
         rows.append(prediction)
-    with transaction.atomic():
-        Prediction.objects.bulk_create(rows)
-        for prediction in rows:
-            if prediction.routing == Routing.REVIEW:
-                reviews.append(ReviewItem(prediction=prediction, model=model, version=version,
-                                          created_at=now))
-        ReviewItem.objects.bulk_create(reviews)
-    by_prediction = {r.prediction_id: r for r in reviews}
-    return [Result(p, by_prediction.get(p.pk)) for p in rows]
+        if routing == Routing.REVIEW:
+            reviews.append(ReviewItem(prediction=prediction, model=model, version=version,
+                                      created_at=now))
+    return rows, reviews
 
 
 # -- review queue ---------------------------------------------------------------------
@@ -278,8 +293,14 @@ def prediction_inputs_purge(*, now=None) -> dict[str, int]:
 
 
 def prediction_get_for_user(*, user, public_id: str) -> Prediction:
+    import uuid
+
     from registry.selectors import model_list_for_user
 
+    try:
+        public_id = str(uuid.UUID(str(public_id)))
+    except ValueError:
+        raise NotFound("No such prediction.") from None
     try:
         prediction = (Prediction.objects.select_related("version", "model", "requester")
                       .filter(public_id=public_id,
