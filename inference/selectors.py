@@ -69,3 +69,14 @@ def rejection_summary(*, model, days: int = 30) -> list[dict]:
             .annotate(total=Sum("count")).order_by("-total"))
     return [{"code": r["code"], "count": r["total"]} for r in rows]
 
+
+
+def latency_summary(*, model, last: int = 2000) -> dict | None:
+    """p50/p95 server-side latency of the model's most recent single predictions."""
+    values = sorted(Prediction.objects.filter(model=model, batch__isnull=True)
+                    .order_by("-id").values_list("latency_ms", flat=True)[:last])
+    if not values:
+        return None
+    def pick(q):
+        return values[min(len(values) - 1, int(q * len(values)))]
+    return {"n": len(values), "p50_ms": round(pick(0.5), 2), "p95_ms": round(pick(0.95), 2)}

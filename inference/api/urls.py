@@ -6,6 +6,8 @@ urlpatterns = [
     path("models/<str:model>/predict/", views.PredictView.as_view(), name="api-predict"),
     path("predictions/<str:prediction_id>/", views.PredictionDetailView.as_view(),
          name="api-prediction"),
+    path("models/<str:model>/review-stats/", views.ReviewStatsView.as_view(),
+         name="api-review-stats"),
     path("reviews/", views.ReviewListView.as_view(), name="api-reviews"),
     path("reviews/<str:item_id>/decision/", views.ReviewDecisionView.as_view(),
          name="api-review-decision"),

@@ -141,3 +141,16 @@ class ReviewDecisionView(AttestAPIView):
             comment=str(body.get("comment", "") or ""))
         return Response(review_as_dict(decided, reveal_input=selectors.can_see_raw_inputs(
             user=request.user, prediction=decided.prediction)), status=status.HTTP_200_OK)
+
+
+class ReviewStatsView(AttestAPIView):
+    @extend_schema(responses={200: OpenApiResponse(description="per version: open items, oldest "
+                                                   "open age, override rate and direction"),
+                              **error_responses(401, 404)})
+    def get(self, request, model):
+        obj = model_get_for_user(user=request.user, name=model)
+        return Response({"model": obj.name, "versions": [
+            {"version": v.number, "state": v.state, **selectors.review_stats(version=v)}
+            for v in obj.versions.order_by("-number")],
+            "rejections_30d": selectors.rejection_summary(model=obj),
+            "latency": selectors.latency_summary(model=obj)})

@@ -21,12 +21,14 @@ from rest_framework.test import APIClient
 
 from audits.checkpoints import audit_checkpoint_write
 from audits.models import AuditEvent
+from inference.services import prediction_create
 from portal.tokens import api_token_create
 from registry.models import ModelVersion
 from registry.release import signoff_record, version_promote
 from registry.services import model_version_submit
 
 from ..artifacts import logistic_model, skops_bytes, training_csv
+from ..inference.helpers import typical_input
 from ..personas import PASSWORD
 from ..registry.helpers import register_dataset, register_version
 
@@ -158,6 +160,26 @@ def matrix(ctx) -> list[Case]:
         Case("registry:model-policy", "post", f"/models/{m}/policy/", table(
             deny=(*EDITORS, "auditor", "pi", "irb", "clinician", "reviewer"), s404=HIDDEN,
             login=("anonymous",)), data={"required_signoffs": "pi_approval"}),
+        Case("inference:predict", "get", f"/models/{m}/predict/", table(
+            s200=("admin", "owner", "clinician"), deny=("auditor", "pi", "irb", "reviewer"),
+            s404=HIDDEN, login=("anonymous",))),
+        Case("inference:predict", "post", f"/models/{m}/predict/", table(
+            ok302=("admin", "owner", "clinician"), deny=("auditor", "pi", "irb", "reviewer"),
+            s404=HIDDEN, login=("anonymous",)), data="predict-form"),
+        Case("inference:prediction", "get", f"/predictions/{ctx['prediction_id']}/", table(
+            s200=("admin", "auditor", "owner", "pi", "irb", "clinician", "reviewer"),
+            s404=HIDDEN, login=("anonymous",))),
+        Case("inference:operations", "get", f"/models/{m}/operations/", table(
+            s200=VIEWERS, s404=HIDDEN, login=("anonymous",))),
+        Case("inference:review-queue", "get", "/reviews/", table(
+            s200=everyone, login=("anonymous",))),
+        Case("inference:review-item", "get", f"/reviews/{ctx['review_id']}/", table(
+            s200=("admin", "clinician", "reviewer"),
+            s404=("auditor", "owner", "pi", "irb", *HIDDEN), login=("anonymous",))),
+        Case("inference:review-item", "post", f"/reviews/{ctx['review_id']}/", table(
+            ok302=("admin", "clinician", "reviewer"),
+            s404=("auditor", "owner", "pi", "irb", *HIDDEN), login=("anonymous",)),
+             data={"decision": "accept"}),
         Case("registry:dataset-list", "get", "/datasets/", table(
             s200=everyone, login=("anonymous",))),
         Case("registry:dataset-create", "get", "/datasets/new/", table(
@@ -254,6 +276,20 @@ def matrix(ctx) -> list[Case]:
             s409=EDITORS, s403=("auditor", "pi", "irb", "clinician", "reviewer"), s404=HIDDEN,
             s401=("anonymous",)), api=True, data={"required_signoffs": ["pi_approval"]},
              format="json"),
+        Case("api-predict", "post", f"/api/v1/models/{m}/predict/", table(
+            s200=("admin", "owner", "clinician"), s403=("auditor", "pi", "irb", "reviewer"),
+            s404=HIDDEN, s401=("anonymous",)), api=True, data="predict-row", format="json"),
+        Case("api-prediction", "get", f"/api/v1/predictions/{ctx['prediction_id']}/", table(
+            s200=("admin", "auditor", "owner", "pi", "irb", "clinician", "reviewer"),
+            s404=HIDDEN, s401=("anonymous",)), api=True),
+        Case("api-reviews", "get", "/api/v1/reviews/", table(s200=everyone, s401=("anonymous",)),
+             api=True),
+        Case("api-review-decision", "post", f"/api/v1/reviews/{ctx['review_id']}/decision/",
+             table(s200=("admin", "clinician", "reviewer"),
+                   s404=("auditor", "owner", "pi", "irb", *HIDDEN), s401=("anonymous",)),
+             api=True, data={"decision": "accept"}, format="json"),
+        Case("api-review-stats", "get", f"/api/v1/models/{m}/review-stats/", table(
+            s200=VIEWERS, s404=HIDDEN, s401=("anonymous",)), api=True),
         Case("api-datasets", "get", "/api/v1/datasets/", table(s200=everyone, s401=("anonymous",)),
              api=True),
         Case("api-datasets", "post", "/api/v1/datasets/", table(
@@ -278,7 +314,8 @@ def _route_names() -> set[str]:
     return names
 
 
-FAKE_CTX = {"model": "m", "event_id": 1, "checkpoint_key": "k", "dataset_id": 1, "token_id": 1}
+FAKE_CTX = {"model": "m", "event_id": 1, "checkpoint_key": "k", "dataset_id": 1, "token_id": 1,
+            "prediction_id": "p", "review_id": 1, "predict_row": {}}
 CASES = matrix(FAKE_CTX)
 
 
@@ -305,10 +342,16 @@ def ctx(personas):
     version_promote(user=personas.owner, version=_approved(personas, dataset))  # v3
     version_promote(user=personas.owner, version=_approved(personas, dataset))  # v4 production,
     _approved(personas, dataset)  # v5: approved                              v3 superseded
+    production = ModelVersion.objects.get(model=personas.model, number=4)
+    row = typical_input(production)
+    row[production.input_schema[0]["name"]] = 1e6  # out of range: scored, sent to review
+    result = prediction_create(user=personas.clinician, model=personas.model, instances=[row])[0]
     token, _secret = api_token_create(user=personas.owner, name="matrix")
     checkpoint = audit_checkpoint_write()
     event = AuditEvent.objects.filter(model_id=personas.model.pk).first()
-    return {"model": personas.model.name, "event_id": event.pk, "dataset_id": dataset.pk,
+    return {"model": personas.model.name, "event_id": event.pk,
+            "prediction_id": str(result.prediction.public_id), "review_id": result.review.pk,
+            "predict_row": typical_input(production), "dataset_id": dataset.pk,
             "token_id": token.pk, "checkpoint_key": checkpoint.storage_key,
             "personas": personas, "dataset": dataset}
 
@@ -326,6 +369,10 @@ def _request(case: Case, persona: str, ctx) -> Any:
     elif data == "new-version":
         data = {"artifact": SimpleUploadedFile("m.skops", skops_bytes(logistic_model())),
                 "metadata": f'{{"dataset": {ctx["dataset_id"]}}}'}
+    elif data == "predict-row":
+        data = {"inputs": ctx["predict_row"]}
+    elif data == "predict-form":
+        data = {k: str(v) for k, v in ctx["predict_row"].items()}
     elif data == "pi-signoff":
         data = {"meaning": "pi_approval", "decision": "approve", "password": PASSWORD,
                 "comment": "ok", "content_hash": ModelVersion.objects.get(

@@ -1,0 +1,114 @@
+"""Clinician pages: the prediction form, a prediction, the review queue."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+
+from core.errors import ApplicationError, Conflict, NotFound, PermissionDenied
+from registry.roles import Capability
+from registry.selectors import model_get_for_user, user_capabilities
+
+from . import selectors, services
+from .forms import PredictionForm, ReviewDecisionForm
+
+
+def _guard(view):
+    @login_required
+    def wrapper(request, *args, **kwargs):
+        try:
+            return view(request, *args, **kwargs)
+        except NotFound:
+            raise Http404 from None
+        except PermissionDenied as exc:
+            messages.error(request, exc.message)
+            return redirect("home")
+
+    wrapper.__name__ = view.__name__
+    return wrapper
+
+
+@_guard
+@require_http_methods(["GET", "POST"])
+def predict(request, model):
+    obj = model_get_for_user(user=request.user, name=model, capability=Capability.PREDICT)
+    try:
+        version = services.target_version(user=request.user, model=obj)
+    except Conflict as exc:
+        messages.error(request, exc.message)
+        return redirect("registry:model-detail", model=obj.name)
+    form = PredictionForm(request.POST or None, schema=version.input_schema)
+    result = None
+    if request.method == "POST" and form.is_valid():
+        try:
+            result = services.prediction_create(user=request.user, model=obj,
+                                                instances=[form.inputs()])[0]
+        except ApplicationError as exc:
+            for item in exc.items:
+                name = (item.field or "").removeprefix("inputs.")
+                form.add_error(name if name in form.fields else None, item.message)
+        else:
+            return redirect("inference:prediction", prediction_id=result.prediction.public_id)
+    return render(request, "inference/predict.html", {"model": obj, "version": version,
+                                                      "form": form})
+
+
+@_guard
+def prediction_detail(request, prediction_id):
+    prediction = services.prediction_get_for_user(user=request.user, public_id=prediction_id)
+    reveal = selectors.can_see_raw_inputs(user=request.user, prediction=prediction)
+    review = getattr(prediction, "review", None)
+    schema = prediction.version.input_schema
+    rows = [{"feature": f, "value": (prediction.input or {}).get(f["name"])} for f in schema] \
+        if reveal and prediction.input is not None else []
+    return render(request, "inference/prediction.html", {
+        "prediction": prediction, "reveal": reveal, "rows": rows, "review": review,
+        "labels": prediction.version.output_schema.get("label_names", {}),
+        "caps": user_capabilities(user=request.user, model=prediction.model)})
+
+
+@_guard
+def review_queue(request):
+    items = list(selectors.review_queue_for_user(user=request.user)[:200])
+    return render(request, "inference/review_queue.html", {"items": items})
+
+
+@_guard
+@require_http_methods(["GET", "POST"])
+def review_item(request, item_id):
+    item = selectors.review_item_get_for_user(user=request.user, item_id=item_id)
+    if item is None:
+        raise Http404
+    labels = item.version.output_schema.get("labels", [])
+    form = ReviewDecisionForm(request.POST or None, labels=labels)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.review_decide(user=request.user, item=item, **form.cleaned_data)
+        except ApplicationError as exc:
+            for error in exc.items:
+                form.add_error(error.field if error.field in form.fields else None, error.message)
+        else:
+            messages.success(request, "Decision recorded.")
+            return redirect("inference:review-queue")
+    reveal = selectors.can_see_raw_inputs(user=request.user, prediction=item.prediction)
+    rows = [{"feature": f, "value": (item.prediction.input or {}).get(f["name"])}
+            for f in item.version.input_schema] if reveal and item.prediction.input else []
+    return render(request, "inference/review_item.html", {"item": item, "form": form,
+                                                          "rows": rows, "reveal": reveal})
+
+
+@_guard
+def model_operations(request, model):
+    """Per version: predictions, review queue, overrides (rate and direction), refusals."""
+    obj = model_get_for_user(user=request.user, name=model)
+    versions = [v for v in obj.versions.order_by("-number")
+                if v.state in ("production", "superseded", "approved", "in_review", "retired")]
+    stats = [(v, selectors.review_stats(version=v)) for v in versions]
+    return render(request, "inference/operations.html", {
+        "model": obj, "stats": [(v, s) for v, s in stats if s["predictions"] or v.state ==
+                                "production"],
+        "rejections": selectors.rejection_summary(model=obj),
+        "latency": selectors.latency_summary(model=obj)})

@@ -1,0 +1,153 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import DatabaseError, connection, transaction
+from django.test import Client
+from django.utils import timezone
+
+from audits.models import Action, AuditEvent
+from inference.log import anchor_predictions, verify_prediction_log
+from inference.models import Prediction, ReviewItem
+from inference.services import prediction_inputs_purge
+from inference.triggers import run as run_triggers
+
+from ..conftest import api_as
+from .helpers import released_version, typical_input
+
+pytestmark = pytest.mark.django_db
+
+
+def _routed(personas, n=1):
+    version = released_version(personas, confidence_threshold=1.0)  # everything to review
+    ids = []
+    for _ in range(n):
+        body = api_as(personas.clinician).post(
+            f"/api/v1/models/{personas.model.name}/predict/", {"inputs": typical_input(version)},
+            format="json").json()
+        ids.append(body["review_id"])
+    return version, ids
+
+
+def _decide(personas, item_id, who="reviewer", **body):
+    return api_as(personas.get(who)).post(f"/api/v1/reviews/{item_id}/decision/", body,
+                                          format="json")
+
+
+def test_reviewers_see_open_items_oldest_first_with_the_reason(personas):
+    _version, ids = _routed(personas, 3)
+    body = api_as(personas.reviewer).get("/api/v1/reviews/").json()
+    assert [r["id"] for r in body["results"]] == ids
+    first = body["results"][0]
+    assert first["prediction"]["reason"].startswith("low_confidence")
+    assert "input" in first["prediction"]  # reviewers hold view_predictions
+    assert api_as(personas.outsider).get("/api/v1/reviews/").json()["results"] == []
+
+
+def test_accept_and_override_are_recorded_and_analysed(personas):
+    version, ids = _routed(personas, 3)
+    model_label = ReviewItem.objects.get(pk=ids[0]).prediction.label
+    other = next(lb for lb in version.output_schema["labels"] if lb != model_label)
+    assert _decide(personas, ids[0], decision="accept").json()["final_label"] == model_label
+    overridden = _decide(personas, ids[1], decision="override", final_label=other,
+                         reason_code="clinical_judgement", comment="Biopsy disagrees.")
+    assert overridden.status_code == 200 and overridden.json()["final_label"] == other
+    event = AuditEvent.objects.filter(action=Action.REVIEW_DECIDED).order_by("-seq").first()
+    assert event.after["final_label"] == other and event.actor == personas.reviewer
+    stats = api_as(personas.owner).get(
+        f"/api/v1/models/{personas.model.name}/review-stats/").json()["versions"][0]
+    assert stats["open"] == 1 and stats["decided"] == 2 and stats["override_rate"] == 0.5
+    assert stats["direction"] == {model_label: {other: 1}}
+    assert stats["oldest_open_age_seconds"] >= 0
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"decision": "maybe"}, "decision"),
+    ({"decision": "override", "final_label": "nonsense", "reason_code": "other"}, "final_label"),
+    ({"decision": "override", "final_label": "malignant"}, "reason_code"),
+])
+def test_bad_decisions_are_structured_errors(personas, body, field):
+    _version, ids = _routed(personas)
+    response = _decide(personas, ids[0], **body)
+    assert response.status_code == 400
+    assert field in {e["field"] for e in response.json()["errors"]}
+    assert ReviewItem.objects.get(pk=ids[0]).status == "open"
+
+
+def test_an_item_is_decided_once_and_only_by_reviewers(personas):
+    _version, ids = _routed(personas)
+    assert _decide(personas, ids[0], who="pi", decision="accept").status_code == 404
+    assert _decide(personas, ids[0], decision="accept").status_code == 200
+    again = _decide(personas, ids[0], decision="accept")
+    assert again.status_code == 409 and again.json()["errors"][0]["code"] == "already_decided"
+
+
+def test_the_review_pages(personas):
+    _version, ids = _routed(personas)
+    client = Client()
+    client.force_login(personas.reviewer)
+    assert b"Review queue" in client.get("/reviews/").content
+    page = client.get(f"/reviews/{ids[0]}/")
+    assert page.status_code == 200 and b"low_confidence" in page.content
+    bad = client.post(f"/reviews/{ids[0]}/", {"decision": "override"})
+    assert bad.status_code == 200 and b"reason code" in bad.content
+    ok = client.post(f"/reviews/{ids[0]}/", {"decision": "accept"})
+    assert ok.status_code == 302 and ReviewItem.objects.get(pk=ids[0]).status == "decided"
+    other = Client()
+    other.force_login(personas.outsider)
+    assert other.get(f"/reviews/{ids[0]}/").status_code == 404
+
+
+def test_purging_keeps_hashes_and_the_log_verifiable(personas):
+    _routed(personas, 2)
+    anchor_predictions(settle=timedelta(0))
+    assert prediction_inputs_purge(now=timezone.now() + timedelta(days=400)) == {
+        personas.model.name: 2}
+    assert not Prediction.objects.filter(input__isnull=False).exists()
+    assert all(p.input_sha256 for p in Prediction.objects.all())
+    assert verify_prediction_log().ok
+    event = AuditEvent.objects.get(action=Action.PREDICTION_INPUTS_PURGED)
+    assert event.details["rows"] == 2 and event.details["retention_days"] == 365
+    assert prediction_inputs_purge(now=timezone.now() + timedelta(days=400)) == {}
+
+
+def test_the_database_refuses_changes_other_than_a_purge(personas):
+    _routed(personas)
+    for sql in ("UPDATE inference_prediction SET label = 'forged'",
+                "DELETE FROM inference_prediction"):
+        with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), \
+                connection.cursor() as cursor:
+            cursor.execute(sql)
+    with pytest.raises(TypeError):
+        Prediction.objects.update(label="forged")
+
+
+def test_a_changed_row_is_named_by_verification(personas):
+    _routed(personas, 3)
+    anchor_predictions(settle=timedelta(0))
+    target = Prediction.objects.order_by("id")[1]
+    run_triggers(connection, install=False)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("UPDATE inference_prediction SET score = 0.001 WHERE id = %s",
+                           [target.pk])
+    finally:
+        run_triggers(connection, install=True)
+    verdict = verify_prediction_log()
+    assert not verdict.ok and verdict.first_problem["id"] == target.pk
+
+
+def test_a_deleted_row_breaks_its_anchor(personas):
+    _routed(personas, 3)
+    anchor_predictions(settle=timedelta(0))
+    target = Prediction.objects.order_by("id")[1]
+    run_triggers(connection, install=False)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("DELETE FROM inference_reviewitem WHERE prediction_id = %s", [target.pk])
+            cursor.execute("DELETE FROM inference_prediction WHERE id = %s", [target.pk])
+    finally:
+        run_triggers(connection, install=True)
+    verdict = verify_prediction_log()
+    assert not verdict.ok and "anchor" in verdict.first_problem["problem"]
