@@ -75,7 +75,6 @@ def _audit_triggers(request):
     from django.db import connection
 
     from audits.triggers import run
-
     from inference.triggers import run as run_prediction_triggers
 
     if connection.vendor == "sqlite":
