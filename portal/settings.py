@@ -279,6 +279,9 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = env_path("ATTEST_STATIC_ROOT", DATA_DIR / "static")
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns on a missing directory
+# Serve from the app directories too, so a plain `runserver` without collectstatic
+# still has its stylesheet (collected files win when present).
+WHITENOISE_USE_FINDERS = True
 STATICFILES_DIRS = [BASE_DIR / "static"]
 
 LOGGING = {
