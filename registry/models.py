@@ -232,3 +232,56 @@ class ModelAccessGrant(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} is {self.role} of {self.model}"
+
+
+class ServingStatus(models.TextChoices):
+    EQUIVALENT = "equivalent", "Converted to ONNX; scores match"
+    NOT_EQUIVALENT = "not_equivalent", "Converted to ONNX; scores differ"
+    UNSUPPORTED = "unsupported", "Conversion to ONNX unsupported"
+    NATIVE_ONNX = "native_onnx", "Registered as ONNX"
+
+
+class ServingEngine(models.TextChoices):
+    ONNXRUNTIME = "onnxruntime", "onnxruntime"
+    SKLEARN = "sklearn", "scikit-learn"
+
+
+class ServingRuntime(models.Model):
+    """How a version is served, and the evidence for it (see ``registry/serving.py``).
+
+    A skops model converted to ONNX is served with onnxruntime only when both gave
+    the same scores on the reference sample (``max_abs_diff <= tolerance``); the
+    database holds that rule too.
+    """
+
+    version = models.OneToOneField(ModelVersion, on_delete=models.PROTECT,
+                                   related_name="serving_runtime")
+    status = models.CharField(max_length=16, choices=ServingStatus.choices)
+    converter = models.CharField(max_length=100, blank=True)
+    source_sha256 = models.CharField(max_length=64)
+    onnx_sha256 = models.CharField(max_length=64, blank=True)
+    onnx_key = models.CharField(max_length=200, blank=True)
+    onnx_size = models.PositiveBigIntegerField(null=True, blank=True)
+    # The ONNX graph's inputs follow this feature order.
+    feature_names = models.JSONField(default=list)
+    max_abs_diff = models.FloatField(null=True, blank=True)
+    tolerance = models.FloatField()
+    sample_rows = models.PositiveIntegerField(default=0)
+    sample_seed = models.IntegerField(default=0)
+    single_runtime = models.CharField(max_length=16, choices=ServingEngine.choices)
+    batch_runtime = models.CharField(max_length=16, choices=ServingEngine.choices)
+    timings = models.JSONField(default=dict, blank=True)
+    detail = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["equivalent", "native_onnx"])
+                | (Q(single_runtime="sklearn") & Q(batch_runtime="sklearn")),
+                name="serving_onnx_only_when_equivalent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version}: {self.status} (single {self.single_runtime}, " \
+               f"batch {self.batch_runtime})"

@@ -1,0 +1,419 @@
+"""Serving runtime: convert skops models to ONNX where that is provably safe.
+
+One scikit-learn call for one row costs 0.4–13 ms; the same model in
+onnxruntime costs tens of microseconds. At submit, ``serving_runtime_build``
+converts the model with skl2onnx, checks on the reference sample that both
+runtimes give the same scores, times both, and records the choice (per purpose:
+single rows, batches) with its evidence in a ``ServingRuntime`` row. ONNX is
+only ever chosen when the scores matched within ``ATTEST_ONNX_TOLERANCE``.
+``serving_model_load`` returns the chosen runtime, verifying the ONNX bytes'
+hash on every load like the registry does for artifacts.
+
+The reference sample
+    The server holds no raw training rows (a dataset version may be registered
+    with its profile only), so the reference sample is *synthetic*: rows drawn
+    from the training profile's per-column distributions (``reference_sample``).
+    Columns are drawn independently, so the sample covers each feature's range in
+    proportion to the training data but not its correlations; it is a test of
+    numerical equivalence over the input space, not a replay of the cohort.
+    No missing values are drawn: a version's schema decides how those are handled
+    before the model sees them.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import io
+import logging
+import math
+import os
+import time
+from typing import Any, Literal
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+
+from core.errors import Conflict, IntegrityFailure, ValidationFailed
+
+from .models import (
+    ArtifactFormat,
+    ModelVersion,
+    ServingEngine,
+    ServingRuntime,
+    ServingStatus,
+    VersionState,
+)
+from .runtime import NUMERIC, LoadedModel, bind_features, load_model, model_cache
+from .storage import blob_put, blob_read_verified
+
+log = logging.getLogger(__name__)
+
+Purpose = Literal["single", "batch"]
+PURPOSES = ("single", "batch")
+
+SAMPLE_ROWS = 500
+SAMPLE_SEED = 0
+# Opset 17 / ai.onnx.ml 3: supported by every onnxruntime this project accepts (>= 1.18).
+TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
+SINGLE_CALLS = 200
+MIN_SINGLE_CALLS = 20
+SINGLE_BUDGET_S = 1.0  # per runtime; a 13 ms forest stops after ~75 calls
+BATCH_ROWS = 20_000
+BATCH_BUDGET_S = 2.0
+BATCH_REPEATS = 3
+DETAIL_LIMIT = 600
+
+
+# -- the reference sample -------------------------------------------------------------------
+
+def reference_sample(input_schema: list[dict], profile: dict, n: int = SAMPLE_ROWS,
+                     seed: int = SAMPLE_SEED) -> list[dict]:
+    """``n`` synthetic rows drawn from the training profile; the same seed gives the same rows.
+
+    Per feature (drawn independently, in schema order, from one seeded generator):
+
+    1. number/integer: pick a histogram bin by ``bin_frequencies``, draw uniformly
+       inside it, clip to the schema's min/max; integers are rounded (and kept in
+       range). Without a histogram: uniform over the schema's range, else the
+       profile's p01..p99, else its mean.
+    2. boolean: true with the profiled share of ``true`` (0.5 when unknown).
+    3. category: one of the schema's allowed values, weighted by the profiled
+       shares (uniform when none of them was profiled).
+    """
+    rng = np.random.default_rng(seed)
+    columns = (profile or {}).get("columns", {})
+    drawn: dict[str, list] = {}
+    for feature in input_schema:
+        name, kind = feature["name"], feature["type"]
+        col = columns.get(name) or {}
+        if kind in NUMERIC:
+            drawn[name] = _draw_numeric(rng, feature, col, n)
+        elif kind == "boolean":
+            share = (col.get("categories") or {}).get("true")
+            p_true = 0.5 if share is None else min(max(float(share), 0.0), 1.0)
+            drawn[name] = [bool(v) for v in rng.random(n) < p_true]
+        else:
+            drawn[name] = _draw_category(rng, feature, col, n)
+    return [{name: values[i] for name, values in drawn.items()} for i in range(n)]
+
+
+def _draw_numeric(rng: np.random.Generator, feature: dict, col: dict, n: int) -> list:
+    lo, hi = feature.get("min"), feature.get("max")
+    edges = [float(e) for e in col.get("quantiles") or []]
+    freqs = [float(f or 0.0) for f in col.get("bin_frequencies") or []]
+    if len(edges) >= 2 and len(freqs) == len(edges) - 1 and sum(freqs) > 0:
+        p = np.asarray(freqs) / sum(freqs)
+        bins = rng.choice(len(freqs), size=n, p=p)
+        left, right = np.asarray(edges[:-1])[bins], np.asarray(edges[1:])[bins]
+        values = left + rng.random(n) * (right - left)
+    elif len(edges) == 1:
+        values = np.full(n, edges[0])
+    elif lo is not None and hi is not None:
+        values = lo + rng.random(n) * (hi - lo)
+    elif col.get("p01") is not None and col.get("p99") is not None:
+        values = col["p01"] + rng.random(n) * (col["p99"] - col["p01"])
+    else:
+        values = np.full(n, float(col.get("mean") or 0.0))
+    values = np.clip(values, -np.inf if lo is None else lo, np.inf if hi is None else hi)
+    if feature["type"] == "integer":
+        values = np.round(values)
+        # Rounding may step past a fractional bound (min 0.5 rounds to 0).
+        values = np.clip(values, -np.inf if lo is None else math.ceil(lo),
+                         np.inf if hi is None else math.floor(hi))
+        return [int(v) for v in values]
+    return [float(v) for v in values]
+
+
+def _draw_category(rng: np.random.Generator, feature: dict, col: dict, n: int) -> list:
+    profiled = col.get("categories") or {}
+    allowed = list(feature.get("categories") or profiled)
+    if not allowed:
+        return [""] * n
+    weights = np.array([float(profiled.get(str(c)) or 0.0) for c in allowed])
+    p = weights / weights.sum() if weights.sum() > 0 else None
+    return [allowed[i] for i in rng.choice(len(allowed), size=n, p=p)]
+
+
+# -- building the runtime at submit ---------------------------------------------------------
+
+def serving_runtime_build(*, version: ModelVersion, data: bytes,
+                          loaded: LoadedModel) -> ServingRuntime:
+    """Decide how ``version`` is served and save the evidence; no audit event.
+
+    ``data`` are the version's verified artifact bytes and ``loaded`` the model
+    loaded from them. Steps:
+
+    1. Draw the reference sample from the training profile.
+    2. Native ONNX: nothing to convert; time onnxruntime, serve with it.
+    3. skops: convert with skl2onnx (one float tensor for a numeric schema, else
+       one input per feature, strings for categories). A converter error means
+       ``unsupported`` with its message, served by scikit-learn.
+    4. Score the sample with both runtimes; ``equivalent`` iff the largest
+       absolute difference in any class probability is within the tolerance.
+    5. Time both runtimes (single rows: p50/p95 over up to 200 calls; batch:
+       rows/s on up to 20,000 rows). Per purpose, choose the faster *eligible*
+       runtime; ONNX is eligible only when equivalent.
+    6. Store the ONNX bytes (content-addressed) when equivalent, then save the
+       row. A draft's earlier row (a submit that failed after the build) is
+       replaced; any other version's evidence is never rewritten.
+
+    Takes a second or two for small models (longer for slow ones, bounded by the
+    timing budgets); call it outside a transaction that holds locks.
+    """
+    sha = hashlib.sha256(data).hexdigest()
+    if sha != version.artifact_sha256:
+        raise ValueError("serving_runtime_build got bytes that are not this version's artifact")
+    names = [f["name"] for f in version.input_schema]
+    if loaded.feature_names != names:
+        bind_features(loaded, names)
+    tolerance = float(getattr(settings, "ATTEST_ONNX_TOLERANCE", 1e-5))
+    sample = reference_sample(version.input_schema, version.dataset.profile)
+    fields: dict[str, Any] = {
+        "source_sha256": sha, "feature_names": names, "tolerance": tolerance,
+        "sample_rows": len(sample), "sample_seed": SAMPLE_SEED,
+    }
+    if version.artifact_format == ArtifactFormat.ONNX:
+        timings = {ServingEngine.ONNXRUNTIME: _time_registered(loaded, sample)}
+        fields.update(status=ServingStatus.NATIVE_ONNX, single_runtime=ServingEngine.ONNXRUNTIME,
+                      batch_runtime=ServingEngine.ONNXRUNTIME,
+                      timings=_with_environment(timings))
+        return _save(version, fields)
+
+    timings = {ServingEngine.SKLEARN: _time_registered(loaded, sample)}
+    converted, converter, problem = _convert(loaded.estimator, version.input_schema, sample)
+    fields["converter"] = converter
+    onnx_model = None
+    if converted is not None:
+        fields.update(onnx_sha256=hashlib.sha256(converted).hexdigest(), onnx_size=len(converted))
+        try:
+            onnx_model = load_model(converted, artifact_format=ArtifactFormat.ONNX,
+                                    trusted_types=[], feature_names=names)
+            diff = _max_abs_diff(loaded, onnx_model, sample)
+        except Exception as exc:  # noqa: BLE001 - a converted graph that cannot score is unsupported
+            onnx_model, problem = None, "The converted model could not score the reference " \
+                                        f"sample: {_describe(exc)}"
+    if onnx_model is None:
+        fields.update(status=ServingStatus.UNSUPPORTED, detail=problem[:DETAIL_LIMIT],
+                      single_runtime=ServingEngine.SKLEARN, batch_runtime=ServingEngine.SKLEARN,
+                      timings=_with_environment(timings))
+        return _save(version, fields)
+
+    equivalent = diff <= tolerance
+    timings[ServingEngine.ONNXRUNTIME] = _time_runtime(onnx_model, sample)
+    eligible = [ServingEngine.SKLEARN] + ([ServingEngine.ONNXRUNTIME] if equivalent else [])
+    single = min(eligible, key=lambda e: timings[e]["single_p50_us"])
+    batch = max(eligible, key=lambda e: timings[e]["batch_rows_per_s"])
+    fields.update(max_abs_diff=diff, single_runtime=single, batch_runtime=batch,
+                  timings=_with_environment(timings))
+    if equivalent:
+        key, _created = blob_put(io.BytesIO(converted), fields["onnx_sha256"])
+        fields.update(status=ServingStatus.EQUIVALENT, onnx_key=key)
+    else:
+        fields.update(status=ServingStatus.NOT_EQUIVALENT,
+                      detail=f"The ONNX scores differ from scikit-learn's by up to {diff:.3g} "
+                             f"(tolerance {tolerance:g}); serving with scikit-learn.")
+    return _save(version, fields)
+
+
+def _time_registered(loaded: LoadedModel, sample: list[dict]) -> dict:
+    """Time the registered model; it failing on its own reference sample refuses the build."""
+    try:
+        return _time_runtime(loaded, sample)
+    except ValidationFailed:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any estimator error is the artifact's problem
+        raise ValidationFailed(
+            "The model fails on rows drawn from its training profile (the reference sample): "
+            f"{_describe(exc)}", code="reference_sample_failed", field="artifact") from exc
+
+
+def _save(version: ModelVersion, fields: dict) -> ServingRuntime:
+    with transaction.atomic():
+        existing = ServingRuntime.objects.select_for_update().filter(version=version).first()
+        if existing is not None:
+            if version.state != VersionState.DRAFT:
+                raise Conflict(f"{version} already has its serving evidence; it is not rebuilt.",
+                               code="serving_runtime_exists")
+            existing.delete()
+        return ServingRuntime.objects.create(version=version, **fields)
+
+
+def _final_estimator(estimator):
+    while hasattr(estimator, "steps"):  # Pipeline, possibly nested
+        estimator = estimator.steps[-1][1]
+    return estimator
+
+
+def _convert(estimator, schema: list[dict], sample: list[dict]) -> tuple[bytes | None, str, str]:
+    """(ONNX bytes or None, converter name, why not). Tries one tensor, then one input per feature.
+
+    A pipeline that picks columns by name (a ColumnTransformer) or one with
+    category features cannot take a single float tensor; per-feature inputs
+    (named after the features, in schema order) serve both.
+    """
+    try:
+        import skl2onnx
+        from skl2onnx import to_onnx
+        from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+    except ImportError as exc:
+        return None, "", f"skl2onnx is not installed ({exc})."
+    converter = f"skl2onnx {skl2onnx.__version__}"
+    final = _final_estimator(estimator)
+    options = {id(final): {"zipmap": False}} if hasattr(final, "predict_proba") else None
+    names = [f["name"] for f in schema]
+    attempts = []
+    if all(f["type"] != "category" for f in schema):
+        matrix = np.array([[_as_number(row[n]) for n in names] for row in sample[:1]],
+                          dtype=np.float32)
+        attempts.append({"X": matrix})
+    attempts.append({"initial_types": [
+        (name, StringTensorType([None, 1]) if f["type"] == "category"
+         else FloatTensorType([None, 1])) for name, f in zip(names, schema, strict=True)]})
+    problems = []
+    for kwargs in attempts:
+        try:
+            onx = to_onnx(estimator, options=options, target_opset=TARGET_OPSET, **kwargs)
+            return onx.SerializeToString(), converter, ""
+        except Exception as exc:  # noqa: BLE001 - skl2onnx raises many kinds for "cannot convert"
+            problems.append(_describe(exc))
+    # The first attempt's message is the informative one for numeric schemas.
+    return None, converter, f"{converter} cannot convert {type(estimator).__name__}: {problems[0]}"
+
+
+def _as_number(value) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _describe(exc: BaseException) -> str:
+    """Class and first line of an error (skl2onnx may dump whole tree attributes)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = f"{type(exc).__name__}: {text[:300]}"
+    if exc.__cause__ is not None:
+        text += f" (caused by {_describe(exc.__cause__)})"
+    return text
+
+
+def _max_abs_diff(reference: LoadedModel, candidate: LoadedModel, sample: list[dict]) -> float:
+    expected = reference.predict_proba(sample)
+    actual = candidate.predict_proba(sample)
+    if expected.shape != actual.shape:
+        raise ValueError(f"ONNX returned shape {actual.shape}, scikit-learn {expected.shape}")
+    return float(np.max(np.abs(expected - actual)))
+
+
+# -- timing -----------------------------------------------------------------------------------
+
+def _time_runtime(model: LoadedModel, sample: list[dict]) -> dict:
+    """Single-row latency (p50/p95, µs) and batch throughput, bounded in time.
+
+    Timed through ``LoadedModel.predict_proba`` with dict rows, so the cost of
+    building the input (a DataFrame for scikit-learn, tensors for onnxruntime)
+    is counted as it is in serving. As ``timeit`` does, the garbage collector is
+    paused while timing and the batch figure is the best of up to three runs:
+    on a shared machine a single run mostly measures the neighbours.
+    """
+    model.predict_proba(sample[:1])  # warm-up: first-call allocations, lazy imports
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        durations = []
+        deadline = time.perf_counter() + SINGLE_BUDGET_S
+        for i in range(SINGLE_CALLS):
+            row = [sample[i % len(sample)]]
+            started = time.perf_counter_ns()
+            model.predict_proba(row)
+            durations.append((time.perf_counter_ns() - started) / 1000)
+            if len(durations) >= MIN_SINGLE_CALLS and time.perf_counter() > deadline:
+                break
+        # Probe with the whole sample, then size the batch to fit the budget.
+        started = time.perf_counter()
+        model.predict_proba(sample)
+        probe_rate = len(sample) / max(time.perf_counter() - started, 1e-9)
+        n = int(min(BATCH_ROWS, max(len(sample), probe_rate * BATCH_BUDGET_S / BATCH_REPEATS)))
+        batch = (sample * math.ceil(n / len(sample)))[:n]
+        runs = []
+        deadline = time.perf_counter() + BATCH_BUDGET_S
+        while len(runs) < BATCH_REPEATS and (not runs or time.perf_counter() < deadline):
+            started = time.perf_counter()
+            model.predict_proba(batch)
+            runs.append(max(time.perf_counter() - started, 1e-9))
+    finally:
+        if was_enabled:
+            gc.enable()
+    best = min(runs)
+    return {
+        "single_calls": len(durations),
+        "single_p50_us": round(float(np.percentile(durations, 50)), 1),
+        "single_p95_us": round(float(np.percentile(durations, 95)), 1),
+        "batch_rows": n,
+        "batch_runs": len(runs),
+        "batch_seconds": round(best, 4),
+        "batch_rows_per_s": round(n / best, 1),
+    }
+
+
+def _with_environment(timings: dict) -> dict:
+    import platform
+
+    import onnxruntime
+    import sklearn
+
+    return {**{str(k): v for k, v in timings.items()},
+            "environment": {"python": platform.python_version(), "machine": platform.machine(),
+                            "cpu_count": os.cpu_count(), "scikit-learn": sklearn.__version__,
+                            "onnxruntime": onnxruntime.__version__}}
+
+
+# -- loading for serving ------------------------------------------------------------------------
+
+def serving_model_load(*, version: ModelVersion, purpose: Purpose = "single") -> LoadedModel:
+    """The runtime chosen for ``purpose``; the registry's own loader when that is scikit-learn.
+
+    ONNX bytes are read through ``blob_read_verified`` on every load that misses
+    the process cache; a hash mismatch is recorded in the audit trail and raised
+    (IntegrityFailure), never served.
+    """
+    if purpose not in PURPOSES:
+        raise ValueError(f"purpose must be one of {PURPOSES}, not {purpose!r}")
+    from .services import model_version_load  # services will call into this module
+
+    runtime = ServingRuntime.objects.filter(version=version).first()
+    names = [f["name"] for f in version.input_schema]
+    engine = None if runtime is None else (
+        runtime.single_runtime if purpose == "single" else runtime.batch_runtime)
+    if (runtime is None or engine != ServingEngine.ONNXRUNTIME or not runtime.onnx_key
+            or runtime.feature_names != names):
+        # No evidence, scikit-learn chosen, a native ONNX artifact (the registry loads it
+        # itself), or a draft's schema changed after the build: the artifact as registered.
+        return model_version_load(version=version)
+    cache_key = f"{runtime.onnx_sha256}:{purpose}"
+    cached = model_cache.get(cache_key)
+    if cached is not None and cached.feature_names == names:
+        return cached
+    try:
+        data = blob_read_verified(runtime.onnx_key, runtime.onnx_sha256)
+    except IntegrityFailure as exc:
+        _record_integrity_failure(version, runtime, exc)
+        raise
+    loaded = load_model(data, artifact_format=ArtifactFormat.ONNX, trusted_types=[],
+                        feature_names=names)
+    loaded.details["serving"] = {"status": runtime.status, "purpose": purpose,
+                                 "onnx_sha256": runtime.onnx_sha256,
+                                 "max_abs_diff": runtime.max_abs_diff}
+    model_cache.put(cache_key, loaded)
+    return loaded
+
+
+def _record_integrity_failure(version: ModelVersion, runtime: ServingRuntime,
+                              exc: IntegrityFailure) -> None:
+    from audits.models import Action
+    from audits.services import audit_event_record
+
+    log.error("serving ONNX integrity failure for %s: %s", version, exc.message)
+    audit_event_record(action=Action.ARTIFACT_INTEGRITY_FAILED, obj=version,
+                       model_id=version.model_id, model_name=version.model.name,
+                       version_id=version.pk, version_label=version.label,
+                       details={"key": runtime.onnx_key, "kind": "serving_onnx", **exc.extra,
+                                "problem": exc.items[0].code})
