@@ -14,7 +14,15 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from core.env import database_from_url, env_bool, env_int, env_list, env_path, env_str
+from core.env import (
+    database_from_url,
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_path,
+    env_str,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = env_path("ATTEST_DATA_DIR", BASE_DIR / "var")
@@ -211,6 +219,11 @@ ATTEST_REQUIRE_SIGNING_KEY = env_bool("ATTEST_REQUIRE_SIGNING_KEY", False)
 # Public keys (PEM text or file paths) of retired signing keys, so checkpoints
 # signed before a rotation still verify.
 ATTEST_AUDIT_TRUSTED_PUBLIC_KEYS = env_list("ATTEST_AUDIT_TRUSTED_PUBLIC_KEYS", [])
+
+# --- serving runtime evidence (registry/serving.py) -------------------------------------------
+# Largest |sklearn - onnxruntime| probability difference on the reference sample for
+# the ONNX conversion to be served.
+ATTEST_ONNX_TOLERANCE = env_float("ATTEST_ONNX_TOLERANCE", 1e-5, minimum=0.0)
 
 # --- REST API -----------------------------------------------------------------------
 REST_FRAMEWORK = {

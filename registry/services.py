@@ -286,6 +286,14 @@ def version_content_hash(version: ModelVersion) -> str:
     material = {name: getattr(version, name) for name in CONTENT_FIELDS}
     material["dataset_sha256"] = version.dataset.sha256
     material["dataset"] = f"{version.dataset.name}@{version.dataset.version}"
+    # From submit on, the serving evidence (derived ONNX file, equivalence check)
+    # is part of what reviewers approve; drafts have none yet.
+    runtime = (getattr(version, "serving_runtime", None)
+               if version.pk and version.state != VersionState.DRAFT else None)
+    if runtime is not None:
+        evidence = serving_evidence(runtime)
+        material["serving"] = {k: evidence[k] for k in ("status", "onnx_sha256", "single_runtime",
+                                                        "batch_runtime")}
     return sha256_json(material)
 
 
@@ -531,15 +539,27 @@ def model_version_update(*, user, version: ModelVersion, changes: Any) -> ModelV
 
 
 def model_version_submit(*, user, version: ModelVersion) -> ModelVersion:
-    """Freeze a draft and send it for review; its content hash is fixed from here on."""
+    """Freeze a draft and send it for review; its content hash is fixed from here on.
+
+    1. The stored bytes must still be the ones registered (re-verified).
+    2. The serving evidence is built (skops → ONNX where skl2onnx supports it,
+       equivalence on the reference sample, runtime choice) before the freeze, so
+       the content hash — and every signature on it — covers what will be served.
+    3. Under a row lock: draft → in_review, content hash fixed, event recorded;
+       signers are notified after commit.
+    """
+    from .serving import serving_runtime_build
+
     _require(user=user, model=version.model, capability=Capability.SUBMIT_VERSION,
              what=f"submit {version}")
+    lifecycle.check_transition(version.state, VersionState.IN_REVIEW)
+    data = _read_artifact(version)
+    loaded = model_version_load(version=version)
+    runtime = serving_runtime_build(version=version, data=data, loaded=loaded)
     with transaction.atomic():
         locked = (ModelVersion.objects.select_for_update().select_related("model", "dataset")
                   .get(pk=version.pk))
         lifecycle.check_transition(locked.state, VersionState.IN_REVIEW)
-        # The bytes must still be the ones registered before anyone signs them.
-        blob_read_verified(locked.artifact_key, locked.artifact_sha256)
         locked.state = VersionState.IN_REVIEW
         locked.submitted_by = user
         locked.submitted_at = timezone.now()
@@ -549,11 +569,22 @@ def model_version_submit(*, user, version: ModelVersion) -> ModelVersion:
                            **_version_event_fields(locked),
                            before={"state": VersionState.DRAFT},
                            after={"state": locked.state, "content_hash": locked.content_hash,
-                                  "required_signoffs": locked.model.required_signoffs})
+                                  "required_signoffs": locked.model.required_signoffs},
+                           details={"serving": serving_evidence(runtime)})
         from .notifications import notify_signers
 
         transaction.on_commit(lambda: notify_signers(version_id=locked.pk))
     return locked
+
+
+def serving_evidence(runtime) -> dict | None:
+    """What the content hash binds about serving: the derived ONNX file and its check."""
+    if runtime is None:
+        return None
+    return {"status": runtime.status, "onnx_sha256": runtime.onnx_sha256 or None,
+            "max_abs_diff": runtime.max_abs_diff, "tolerance": runtime.tolerance,
+            "sample_rows": runtime.sample_rows, "single_runtime": runtime.single_runtime,
+            "batch_runtime": runtime.batch_runtime}
 
 
 def _read_artifact(version: ModelVersion) -> bytes:
