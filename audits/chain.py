@@ -260,22 +260,30 @@ def _generic_rows(connection, upto_seq: int | None, chunk_size: int) -> Iterator
             start = rows[-1][3] + 1
 
 
-def _db_time_text(connection) -> Callable[[Any], str]:
-    """The time column's raw value -> _time_text of the datetime Django would load."""
+def _db_time_text(connection) -> Callable[[Any], Any]:
+    """The time column's raw value -> _time_text of the datetime Django would load.
+
+    Backends without time zones (SQLite) return naive UTC datetimes or text; Django's
+    converter makes them aware in the connection's zone, and so does this.
+    """
     convert = getattr(connection.ops, "convert_datetimefield_value", None)
     utc = connection.timezone_name == "UTC"
 
     def time_text(value: Any) -> Any:
-        if isinstance(value, str):
-            if utc:  # the common case on SQLite, without Django's converter
-                try:
-                    parsed = datetime.fromisoformat(value)
-                except ValueError:
-                    parsed = None
-                if parsed is not None and parsed.tzinfo is None:
-                    return parsed.isoformat(timespec="microseconds") + "+00:00"
-            if convert is not None:
-                value = convert(value, None, connection)
+        if isinstance(value, datetime):
+            if value.tzinfo is not None:
+                return _time_text(value)
+            if utc:  # make_aware(value, UTC), then _time_text, without the detour
+                return value.isoformat(timespec="microseconds") + "+00:00"
+        elif isinstance(value, str) and utc:
+            try:
+                parsed = datetime.fromisoformat(value)  # what parse_datetime tries first
+            except ValueError:
+                parsed = None
+            if parsed is not None and parsed.tzinfo is None:
+                return parsed.isoformat(timespec="microseconds") + "+00:00"
+        if convert is not None:
+            value = convert(value, None, connection)
         return _time_text(value) if isinstance(value, datetime) else value
 
     return time_text

@@ -158,3 +158,10 @@ def test_a_chain_broken_early_in_a_long_chunk_leaves_the_connection_usable():
     assert not result.ok and result.first_broken.seq == 3 and result.checked == 2
     assert AuditEvent.objects.count() == 30  # the next query works
     assert_agrees()
+
+
+def test_the_server_time_zone_changes_nothing(settings):
+    settings.TIME_ZONE = "Pacific/Chatham"  # +12:45/+13:45: no offset hides in whole hours
+    _awkward_events()
+    assert verify_chain().ok
+    assert_agrees()
