@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 import numpy as np
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -40,14 +40,47 @@ log = logging.getLogger(__name__)
 MAX_INSTANCES = 1000
 
 
+# (version pk, content hash, purpose) -> the model_cache key the loaded model sits under.
+# Only for submitted versions: from submit on, the serving evidence is never rebuilt and
+# the content hash covers it, so the runtime choice for a key cannot change.
+_serving_keys: dict[tuple[int, str, str], str] = {}
+_SERVING_KEYS_MAX = 256
+
+
 def _load(version: ModelVersion, purpose: str = "single"):
+    """The version's model for ``purpose``, from the process cache when it is there.
+
+    A hit needs the model to still be in ``registry.runtime.model_cache`` (so a cleared
+    or evicted model is loaded, and its bytes verified, again); it only saves the
+    serving-evidence lookup, one query per prediction.
+    """
+    from registry.runtime import model_cache
+
+    key = (version.pk, version.content_hash, purpose)
+    frozen = version.state != VersionState.DRAFT and bool(version.content_hash)
+    cache_key = _serving_keys.get(key) if frozen else None
+    if cache_key is not None:
+        cached = model_cache.get(cache_key)
+        if cached is not None and cached.feature_names == [f["name"] for f in
+                                                            version.input_schema]:
+            return cached
     try:
         from registry.serving import serving_model_load
     except ImportError:  # serving evidence not available: the registry's own loader
         from registry.services import model_version_load
 
-        return model_version_load(version=version)
-    return serving_model_load(version=version, purpose=purpose)
+        loaded = model_version_load(version=version)
+    else:
+        loaded = serving_model_load(version=version, purpose=purpose)
+    if frozen:
+        serving = loaded.details.get("serving") or {}
+        found = (f"{serving['onnx_sha256']}:{purpose}" if serving.get("onnx_sha256")
+                 else version.artifact_sha256)
+        if model_cache.get(found) is loaded:
+            if len(_serving_keys) >= _SERVING_KEYS_MAX:
+                _serving_keys.clear()
+            _serving_keys[key] = found
+    return loaded
 
 
 def rejection_count(*, model: RegisteredModel, version: ModelVersion | None, code: str,
@@ -90,6 +123,17 @@ def target_version(*, user, model: RegisteredModel, number: Any = None) -> Model
     return version
 
 
+class ScoringFailed(ValueError):
+    """The model could not score validated inputs (numerical overflow, non-finite output).
+
+    ``rows`` are the indices of the affected inputs when known, else None.
+    """
+
+    def __init__(self, message: str, rows: list[int] | None = None) -> None:
+        super().__init__(message)
+        self.rows = rows
+
+
 @dataclass
 class Result:
     prediction: Prediction
@@ -106,9 +150,21 @@ def _route(version: ModelVersion, confidence: float, checked: Checked) -> tuple[
     return (Routing.REVIEW if reasons else Routing.AUTO), "; ".join(reasons)[:300]
 
 
+def _shadow_pk(model: RegisteredModel, production: ModelVersion) -> int | None:
+    # Asked on every prediction and almost always "none": one indexed lookup in plain SQL
+    # costs a tenth of building the ORM query (see docs/performance.md, "Predict").
+    table = connection.ops.quote_name(ModelVersion._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT id FROM {table} WHERE model_id = %s AND shadow = %s "  # noqa: S608
+                       "AND id <> %s LIMIT 1", [model.pk, True, production.pk])
+        found = cursor.fetchone()
+    return found[0] if found else None
+
+
 def _shadow(model: RegisteredModel, production: ModelVersion, rows: list[dict]) -> tuple:
     """Score the shadow version, if any; its failures never reach the caller."""
-    shadow = model.versions.filter(shadow=True).exclude(pk=production.pk).first()
+    pk = _shadow_pk(model, production)
+    shadow = None if pk is None else ModelVersion.objects.filter(pk=pk, shadow=True).first()
     if shadow is None:
         return None, [None] * len(rows)
     try:
@@ -151,7 +207,11 @@ def prediction_create(*, user, model: RegisteredModel, instances: list[Any],
     if len(instances) > MAX_INSTANCES:
         raise ValidationFailed(f"At most {MAX_INSTANCES} instances per request; use a batch job "
                                "for more.", code="too_many_instances", field="instances")
-    version = target_version(user=user, model=model, number=version_number)
+    try:
+        version = target_version(user=user, model=model, number=version_number)
+    except OverflowError:  # int() of an infinite "version"
+        raise ValidationFailed(f"{model.name} has no version {version_number}.",
+                               code="unknown_version", field="version") from None
     schema, profile = version.input_schema, version.dataset.profile
     many = many or len(instances) > 1
     checked = [check_input(raw, schema=schema, profile=profile,
@@ -170,13 +230,24 @@ def prediction_create(*, user, model: RegisteredModel, instances: list[Any],
         raise ValidationFailed(items=errors, extra={"model_version": version.number})
     loaded = _load(version, "single" if len(checked) < 100 else "batch")
     requester = user if user.is_authenticated else None
-    rows, reviews = score_and_build(model=model, version=version, checked=checked, loaded=loaded,
-                                    requester=requester, started=started)
+    try:
+        rows, reviews = score_and_build(model=model, version=version, checked=checked,
+                                        loaded=loaded, requester=requester, started=started)
+    except ScoringFailed as exc:
+        rejection_count(model=model, version=version, code="unscorable")
+        message = ("The model could not score this input: a value is too extreme for it "
+                   f"({exc}).")
+        fields = ([f"instances.{i}" if many else "inputs" for i in exc.rows] if exc.rows
+                  else ["instances" if many else "inputs"])
+        raise ValidationFailed(items=[ErrorItem("unscorable", message, f) for f in fields],
+                               extra={"model_version": version.number}) from None
     with transaction.atomic():
         Prediction.objects.bulk_create(rows)
         for review in reviews:
             review.prediction_id = review.prediction.pk
         ReviewItem.objects.bulk_create(reviews)
+    for prediction in rows:  # the objects we hold, so answering does not fetch them again
+        prediction.model, prediction.version = model, version
     by_prediction = {r.prediction_id: r for r in reviews}
     return [Result(p, by_prediction.get(p.pk)) for p in rows]
 
@@ -189,27 +260,42 @@ def score_and_build(*, model: RegisteredModel, version: ModelVersion, checked: l
 
     Shared by single predictions and batch jobs, so both route and log alike.
     """
-    proba = loaded.predict_proba([c.values for c in checked])
+    try:
+        proba = loaded.predict_proba([c.values for c in checked])
+    except (ValueError, OverflowError, FloatingPointError) as exc:
+        # Validated inputs the model cannot represent (e.g. 1e300 overflowing a scaler).
+        raise ScoringFailed(str(exc)[:200]) from exc
+    finite = np.isfinite(proba).all(axis=1)
+    if not finite.all():
+        raise ScoringFailed("non-finite probabilities",
+                            rows=[int(i) for i in np.flatnonzero(~finite)])
     labels = version.output_schema.get("labels") or [str(i) for i in range(proba.shape[1])]
     positive = labels.index(version.output_schema.get("positive_label", labels[-1]))
     shadow, shadow_outputs = _shadow(model, version, [c.values for c in checked])
     now = timezone.now()
     latency = (time.perf_counter() - started) * 1000 / (len(checked) if batch else 1)
     rows, reviews = [], []
-    for i, (c, p, shadow_out) in enumerate(zip(checked, proba, shadow_outputs, strict=True)):
-        k = int(np.argmax(p))
-        confidence = float(p[k])
+    # Plain Python floats and the argmax of every row at once: per-element numpy scalar
+    # access costs more than the rest of building a row.
+    best = proba.argmax(axis=1).tolist()
+    shadow_pk = shadow.pk if shadow else None
+    requester_pk = requester.pk if requester else None
+    batch_pk = batch.pk if batch else None
+    latency_ms = round(latency, 3)
+    for i, (c, p, k, shadow_out) in enumerate(zip(checked, proba.tolist(), best, shadow_outputs,
+                                                  strict=True)):
+        confidence = p[k]
         routing, reason = _route(version, confidence, c)
         values = {
             "model_id": model.pk, "version_id": version.pk,
             "input_sha256": sha256_json(c.values), "label": labels[k],
-            "score": round(float(p[positive]), 6), "confidence": round(confidence, 6),
-            "probabilities": {labels[j]: round(float(p[j]), 6) for j in range(len(labels))},
+            "score": round(p[positive], 6), "confidence": round(confidence, 6),
+            "probabilities": {label: round(q, 6) for label, q in zip(labels, p, strict=False)},
             "routing": routing, "reason": reason, "ood": c.ood,
-            "shadow_version_id": shadow.pk if shadow else None, "shadow_output": shadow_out,
-            "requester_id": requester.pk if requester else None, "runtime": loaded.runtime,
-            "created_at": now, "latency_ms": round(latency, 3),
-            "batch_id": batch.pk if batch else None,
+            "shadow_version_id": shadow_pk, "shadow_output": shadow_out,
+            "requester_id": requester_pk, "runtime": loaded.runtime,
+            "created_at": now, "latency_ms": latency_ms,
+            "batch_id": batch_pk,
             "row_index": row_indices[i] if row_indices is not None else None,
         }
         prediction = Prediction(input=c.values, **values)

@@ -35,6 +35,14 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _is_finite(value: int | float) -> bool:
+    """Finite and representable as a float (an int beyond ~1.8e308 is not)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def _impute(feature: dict, column: dict) -> Any:
     kind = feature["type"]
     if kind in ("number", "integer"):
@@ -84,7 +92,7 @@ def check_input(raw: Any, *, schema: list[dict], profile: dict, path: str = "inp
                     checked.values[name] = None
                 continue
         if kind in ("number", "integer"):
-            if not _is_number(value) or not math.isfinite(value):
+            if not _is_number(value) or not _is_finite(value):
                 checked.errors.append(ErrorItem("invalid_type", f"{name} must be a number.", where))
                 continue
             if kind == "integer":

@@ -57,7 +57,10 @@ class PredictView(AttestAPIView):
                    summary="Validate, check, score, route and log")
     def post(self, request, model):
         obj = model_get_for_user(user=request.user, name=model)
-        body = request.data
+        try:
+            body = request.data
+        except RecursionError:  # nested deeper than the JSON decoder goes
+            raise ValidationFailed("JSON nested too deeply.", code="parse_error") from None
         if not isinstance(body, dict):
             raise ValidationFailed("Send a JSON object.", code="invalid")
         unknown = set(body) - {"inputs", "instances", "version"}

@@ -1,0 +1,1032 @@
+"""Prediction latency and throughput: Attest's real endpoint against minimal servers.
+
+Every Attest number is printed next to baselines measured in the same run, on
+the same machine, against the same fitted model and the same request rows:
+
+raw        in-process ``predict_proba`` on one row: the scikit-learn estimator on
+           a 1 x n numpy array, and the ONNX conversion in onnxruntime (what
+           Attest's serving runtime may choose); p50/p95 in microseconds;
+(b)        a minimal FastAPI endpoint: pydantic validation of the same features
+           and ranges, then ``predict_proba``; served by uvicorn with 2 worker
+           processes (gunicorn's default count), access log on;
+(full)     Attest: ``POST /api/v1/models/{name}/predict/`` with a clinician's API
+           token, served by gunicorn with ``deploy/gunicorn.conf.py`` (2 workers x
+           4 gthread threads), PostgreSQL with persistent connections, access log
+           on: validation, OOD check, scoring, routing, the prediction log row
+           with its row hash (and a review item when routed) in one transaction;
+(c)        ``mlflow models serve`` on the same estimator (2 uvicorn workers), from a
+           separate virtualenv (``--mlflow-python``); skipped, with the reason, when
+           that is not installed or does not start offline.
+
+Each server gets ``--warmup`` unmeasured requests, then ``--requests`` requests
+from 1 client (p50/p95) and ``--requests`` from ``--clients`` concurrent clients
+(req/s, p50/p95). Clients are threads with one persistent HTTP/1.1 connection
+each (``http.client``), on 127.0.0.1; they share the machine's cores with the
+servers, the same way for every server.
+
+batch      ``--batch-rows`` rows scored and logged the way a batch job does it
+           (``check_input`` per row, ``score_and_build``, ``bulk_create`` of the log
+           rows and review items in one transaction per ``--chunk`` rows) against
+           raw ``predict_proba`` on the same chunk + a plain ``COPY`` of the same
+           rows (input, label, score, confidence, probabilities, time) into an
+           unindexed table. Rows/s and ratio.
+
+The script creates its own PostgreSQL database next to the one ``DATABASE_URL``
+names (or ``--env-file DIR/env`` from ``scripts/services.sh start DIR``), migrates
+it, and drops it at the end unless ``--keep``. Artifacts go to a temp directory;
+S3 and Celery settings are ignored. Nothing is downloaded at run time.
+
+    scripts/services.sh start /tmp/pred-svc
+    .venv/bin/python bench/predict.py --env-file /tmp/pred-svc/env [--models lr,rf]
+    scripts/services.sh stop /tmp/pred-svc
+
+Exit status: 0 done (targets met or not: they are printed), 1 the benchmark
+failed, 2 bad arguments (one-line reason).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import io
+import json
+import os
+import platform
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any, NoReturn
+
+ROOT = Path(__file__).resolve().parent.parent
+PROG = "bench/predict.py"
+DEFAULT_MLFLOW_PYTHON = "/tmp/mlflow-venv/bin/python"
+TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
+PASSWORD = "bench-attest-password-1"  # noqa: S105 - throw-away users in a throw-away database
+
+# The issue's targets (see docs/performance.md, "Predict").
+TARGET_P50_RATIO = 2.0  # full-path p50 within 2x of (b)
+TARGET_P95_MS = 10.0  # full-path p95, 1 client
+TARGET_VS_MLFLOW = 10.0  # full-path throughput >= 10x (c), 8 clients
+TARGET_BATCH_RATIO = 2.0  # batch time <= 2x the baseline
+
+
+class BenchError(Exception):
+    """A failure worth one line, not a traceback (exit status 1)."""
+
+
+class BadArguments(BenchError):
+    """Arguments or environment that make the run meaningless (exit status 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{PROG}: {message}\n")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = _Parser(prog=PROG, description=__doc__.split("\n\n", 1)[0],
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env-file", type=Path, metavar="FILE",
+                        help="read DATABASE_URL from this file of `export NAME=value` lines "
+                             "(e.g. DIR/env from scripts/services.sh start DIR)")
+    parser.add_argument("--models", default="lr,rf",
+                        help="comma-separated: lr (standardized logistic regression), rf (200-tree "
+                             "random forest); default lr,rf")
+    parser.add_argument("--requests", type=int, default=2000,
+                        help="measured requests per server and client count (default 2000)")
+    parser.add_argument("--clients", type=int, default=8,
+                        help="concurrent clients for the throughput run (default 8)")
+    parser.add_argument("--warmup", type=int, default=200,
+                        help="unmeasured requests per server before measuring (default 200)")
+    parser.add_argument("--raw-calls", type=int, default=2000,
+                        help="in-process predict_proba calls for the raw row (default 2000)")
+    parser.add_argument("--batch-rows", type=int, default=1_000_000,
+                        help="rows for the batch comparison, 0 to skip (default 1000000)")
+    parser.add_argument("--chunk", type=int, default=20_000,
+                        help="rows per batch chunk / transaction (default 20000, as BatchJob)")
+    parser.add_argument("--mlflow-python", default=os.environ.get("ATTEST_BENCH_MLFLOW_PYTHON",
+                                                                  DEFAULT_MLFLOW_PYTHON),
+                        help="python of a separate virtualenv with mlflow and the same "
+                             f"scikit-learn (default {DEFAULT_MLFLOW_PYTHON})")
+    parser.add_argument("--skip-mlflow", action="store_true", help="skip the mlflow row")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="also record py-spy flame graphs of a gunicorn worker under the "
+                             "8-client load, and cProfile the first batch chunk, into DIR")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the benchmark database and temp directory (printed)")
+    parser.add_argument("--seed", type=int, default=7, help="seed for the split and models")
+    args = parser.parse_args(argv)
+    args.models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if not args.models or set(args.models) - {"lr", "rf"}:
+        parser.error(f"--models takes lr and/or rf, not {','.join(args.models)!r}")
+    for name, low, high in (("requests", 10, 1_000_000), ("clients", 1, 64),
+                            ("warmup", 0, 100_000), ("raw_calls", 10, 1_000_000),
+                            ("batch_rows", 0, 10_000_000), ("chunk", 100, 1_000_000)):
+        value = getattr(args, name)
+        if not low <= value <= high:
+            parser.error(f"--{name.replace('_', '-')} must be between {low} and {high}, "
+                         f"not {value}")
+    if args.env_file is not None and not args.env_file.is_file():
+        parser.error(f"--env-file {args.env_file}: no such file")
+    return args
+
+
+# -- environment and database ------------------------------------------------------------
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for raw in path.read_text().splitlines():
+        line = raw.strip().removeprefix("export ").strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.partition("=")
+        if sep:
+            words = shlex.split(value)
+            found[name.strip()] = words[0] if words else ""
+    return found
+
+
+def database_url(args: argparse.Namespace) -> str:
+    url = (read_env_file(args.env_file).get("DATABASE_URL") if args.env_file
+           else os.environ.get("DATABASE_URL"))
+    if not url or not url.startswith(("postgres://", "postgresql://")):
+        raise BadArguments("needs a PostgreSQL DATABASE_URL (environment or --env-file DIR/env "
+                           "from scripts/services.sh start DIR)")
+    return url
+
+
+def _pg_connect(url: str):
+    import psycopg
+
+    return psycopg.connect(url, autocommit=True, connect_timeout=10)
+
+
+def create_database(url: str) -> tuple[str, str]:
+    """A new database beside the one ``url`` names; returns (its url, its name)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    name = f"attest_bench_{uuid.uuid4().hex[:10]}"
+    try:
+        with _pg_connect(url) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except Exception as exc:  # noqa: BLE001 - psycopg raises many classes
+        raise BenchError(f"cannot create a database on {urlsplit(url).hostname}:"
+                         f"{urlsplit(url).port}: {exc.__class__.__name__}: {exc}") from exc
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}")), name
+
+
+def drop_database(url: str, name: str) -> None:
+    from django.db import connections
+
+    connections.close_all()
+    with _pg_connect(url) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def base_env(work: Path, db_url: str) -> dict[str, str]:
+    """The environment of this process and of the Attest servers it starts."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("ATTEST_S3_", "AWS_", "CELERY_", "ATTEST_ARTIFACT"))}
+    env.update({
+        "DATABASE_URL": db_url, "ATTEST_DATA_DIR": str(work / "data"),
+        "ATTEST_LOG_LEVEL": "WARNING", "ATTEST_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "DJANGO_SETTINGS_MODULE": "portal.settings", "PYTHONDONTWRITEBYTECODE": "1",
+        # One BLAS/OpenMP thread everywhere: 2 cores, several processes.
+        "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+        "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true",
+        "ATTEST_EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
+    })
+    return env
+
+
+def setup_django(env: dict[str, str]) -> None:
+    os.environ.clear()
+    os.environ.update(env)
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+
+
+# -- models ------------------------------------------------------------------------------
+
+
+@dataclass
+class BenchModel:
+    key: str
+    name: str
+    title: str
+    estimator: Any
+    features: list[str]
+    train_csv: Path
+    rows: list[list[float]]  # held-out rows inside the schema's ranges, feature order
+    version: Any = None
+    schema: list[dict] = field(default_factory=list)
+    runtime: dict = field(default_factory=dict)
+    onnx: Any = None
+
+
+def build_models(args: argparse.Namespace, work: Path) -> list[BenchModel]:
+    """The demo's data: breast-cancer (WDBC) as bundled with scikit-learn, 75/25 split."""
+    import numpy as np
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    bunch = load_breast_cancer(as_frame=True)
+    frame = bunch.frame.copy()
+    frame["diagnosis"] = np.where(frame.pop("target") == 0, "malignant", "benign")
+    features = [str(name) for name in bunch.feature_names]
+    train, test = train_test_split(frame, test_size=0.25, random_state=args.seed,
+                                   stratify=frame["diagnosis"])
+    csv = work / "wdbc-train.csv"
+    train.to_csv(csv, index=False)
+    lo, hi = train[features].min(), train[features].max()
+    inside = test[((test[features] >= lo) & (test[features] <= hi)).all(axis=1)]
+    rows = inside[features].to_numpy(dtype=float).tolist()
+    # Fitted on arrays (no feature names), so every server feeds the estimator the same
+    # 1 x 30 float array and scikit-learn has no names to check.
+    x, y = train[features].to_numpy(dtype=float), train["diagnosis"].to_numpy()
+    built = []
+    for key in args.models:
+        if key == "lr":
+            est = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.5))
+            title = "logistic regression (StandardScaler + LogisticRegression, 30 features)"
+        else:
+            est = RandomForestClassifier(n_estimators=200, random_state=args.seed)
+            title = "random forest (200 trees, 30 features)"
+        est.fit(x, y)
+        built.append(BenchModel(key, f"bench-{key}", title, est, features, csv, rows))
+    return built
+
+
+def release_models(models: list[BenchModel], work: Path) -> dict:
+    """Users, dataset and one released production version per model, through the services."""
+    import skops.io as sio
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+    from django.core.files import File
+    from django.core.management import call_command
+
+    from portal.tokens import api_token_create
+    from registry import release, services
+    from registry.models import ServingRuntime
+    from registry.roles import ModelRole
+
+    call_command("migrate", verbosity=0, interactive=False)
+    User = get_user_model()
+    users = {}
+    for name in ("owner", "pi", "irb", "clinician"):
+        users[name] = User.objects.create_user(username=f"bench-{name}", password=PASSWORD,
+                                               email=f"{name}@example.org")
+    users["owner"].user_permissions.add(Permission.objects.get(
+        codename="add_registeredmodel", content_type__app_label="registry"))
+    users["owner"] = User.objects.get(pk=users["owner"].pk)
+    with open(models[0].train_csv, "rb") as handle:
+        dataset = services.dataset_version_register(
+            user=users["owner"], name="wdbc-bench", version="1",
+            data_file=File(handle, name="wdbc-train.csv"),
+            source="WDBC as bundled with scikit-learn (bench/predict.py)")
+    for m in models:
+        registered = services.registered_model_create(user=users["owner"], name=m.name)
+        for who, role in (("pi", ModelRole.APPROVER), ("irb", ModelRole.IRB),
+                          ("clinician", ModelRole.CLINICIAN)):
+            services.access_grant(user=users["owner"], model=registered, grantee=users[who],
+                                  role=role)
+        version = services.model_version_register(
+            user=users["owner"], model=registered,
+            artifact=File(io.BytesIO(sio.dumps(m.estimator)), name=f"{m.key}.skops"),
+            metadata={"dataset": dataset.pk, "input_schema": m.features,
+                      "trusted_types": TRUSTED_TYPES if m.key == "rf" else [],
+                      "output_schema": {"positive_label": "malignant"},
+                      "confidence_threshold": 0.85, "ood_policy": "review"})
+        services.model_version_submit(user=users["owner"], version=version)
+        for who, meaning in (("pi", "pi_approval"), ("irb", "irb_approval")):
+            release.signoff_record(user=users[who], version=version, meaning=meaning,
+                                   decision="approve", password=PASSWORD)
+        m.version = release.version_promote(user=users["owner"], version=version)
+        m.schema = m.version.input_schema
+        runtime = ServingRuntime.objects.filter(version=m.version).first()
+        m.runtime = {} if runtime is None else {
+            "status": runtime.status, "single": runtime.single_runtime,
+            "batch": runtime.batch_runtime}
+        joblib_dump(m.estimator, work / f"{m.key}.joblib")
+    _row, token = api_token_create(user=users["clinician"], name="bench")
+    return {"users": users, "token": token}
+
+
+def joblib_dump(estimator, path: Path) -> None:
+    import joblib
+
+    joblib.dump(estimator, path)
+
+
+# -- in-process raw scoring --------------------------------------------------------------
+
+
+def percentiles(values: list[float]) -> tuple[float, float]:
+    ordered = sorted(values)
+
+    def pick(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+    return pick(0.50), pick(0.95)
+
+
+def raw_latency(m: BenchModel, calls: int) -> dict[str, tuple[float, float]]:
+    """p50/p95 in microseconds of one-row predict_proba, in this process."""
+    import numpy as np
+
+    rows = [np.asarray([r], dtype=float) for r in m.rows]
+    found = {}
+    timed: list[tuple[str, Callable[[Any], Any], list]] = [
+        ("scikit-learn predict_proba", m.estimator.predict_proba, rows)]
+    try:
+        import onnxruntime as ort
+        from skl2onnx import to_onnx
+
+        options = {id(m.estimator): {"zipmap": False}} if m.key == "rf" else None
+        if m.key == "lr":
+            options = {id(m.estimator.steps[-1][1]): {"zipmap": False}}
+        onx = to_onnx(m.estimator, rows[0].astype(np.float32), options=options,
+                      target_opset={"": 17, "ai.onnx.ml": 3})
+        session = ort.InferenceSession(onx.SerializeToString(),
+                                       providers=["CPUExecutionProvider"])
+        input_name = session.get_inputs()[0].name
+        proba_name = session.get_outputs()[1].name
+        frows = [r.astype(np.float32) for r in rows]
+        timed.append(("onnxruntime session.run", lambda x: session.run(
+            [proba_name], {input_name: x}), frows))
+    except Exception as exc:  # noqa: BLE001 - reported as a skipped row
+        found["onnxruntime session.run"] = f"skipped: {exc.__class__.__name__}: {exc}"[:120]
+    for label, fn, inputs in timed:
+        for i in range(min(200, calls)):
+            fn(inputs[i % len(inputs)])
+        durations = []
+        for i in range(calls):
+            x = inputs[i % len(inputs)]
+            started = time.perf_counter()
+            fn(x)
+            durations.append((time.perf_counter() - started) * 1e6)
+        found[label] = percentiles(durations)
+    return found
+
+
+# -- servers ------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    name: str
+    port: int
+    process: subprocess.Popen
+    log_path: Path
+
+    def tail(self) -> str:
+        with contextlib.suppress(OSError):
+            return self.log_path.read_text(errors="replace")[-1500:]
+        return ""
+
+    def stop(self) -> None:
+        if self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+
+def start_server(name: str, cmd: list[str], env: dict[str, str], work: Path, *,
+                 ready: Callable[[int], bool], port: int, timeout: float = 90) -> Server:
+    log_path = work / f"{name}.log"
+    handle = open(log_path, "wb")  # noqa: SIM115 - the server owns it until it exits
+    process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=handle,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    handle.close()
+    server = Server(name, port, process, log_path)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise BenchError(f"{name} exited with status {process.returncode}: "
+                             f"{server.tail()[-600:]}")
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            if ready(port):
+                return server
+        time.sleep(0.25)
+    server.stop()
+    raise BenchError(f"{name} did not answer on 127.0.0.1:{port} within {timeout:.0f} s: "
+                     f"{server.tail()[-600:]}")
+
+
+def http_ready(path: str, method: str = "GET", body: bytes | None = None,
+               headers: dict | None = None) -> Callable[[int], bool]:
+    def probe(port: int) -> bool:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            return conn.getresponse().status < 500
+        finally:
+            conn.close()
+    return probe
+
+
+FASTAPI_APP = '''
+"""Minimal FastAPI baseline written by bench/predict.py: validate, predict, answer."""
+import json
+import os
+
+import joblib
+import numpy as np
+from fastapi import FastAPI
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+SPEC = json.loads(open(os.environ["BENCH_SPEC"]).read())
+MODEL = joblib.load(SPEC["model"])
+LABELS = [str(c) for c in MODEL.classes_]
+FIELDS = {f"f{i}": (float, Field(alias=f["name"], ge=f["min"], le=f["max"], allow_inf_nan=False))
+          for i, f in enumerate(SPEC["features"])}
+KEYS = list(FIELDS)
+Inputs = create_model("Inputs", __config__=ConfigDict(extra="forbid"), **FIELDS)
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    inputs: Inputs
+
+
+app = FastAPI()
+
+
+@app.post("/predict")
+def predict(request: PredictRequest):
+    x = np.array([[getattr(request.inputs, k) for k in KEYS]], dtype=float)
+    p = MODEL.predict_proba(x)[0]
+    k = int(p.argmax())
+    return {"label": LABELS[k], "confidence": float(p[k]),
+            "probabilities": {label: float(v) for label, v in zip(LABELS, p)}}
+'''
+
+# `uvicorn --workers 2` binds its shared socket with proto 0, so asyncio does not set
+# TCP_NODELAY on accepted connections, and h11's separate header and body writes then
+# wait for the client's delayed ACK: ~44 ms per request instead of ~1 ms. Binding the
+# socket ourselves (IPPROTO_TCP, TCP_NODELAY) and handing it to uvicorn's own
+# multiprocess supervisor gives the same 2 workers without the stall.
+FASTAPI_SERVE = '''
+import socket
+import sys
+
+import uvicorn
+from uvicorn.supervisors import Multiprocess
+
+if __name__ == "__main__":  # the workers are spawned: they import this file again
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind(("127.0.0.1", int(sys.argv[1])))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    config = uvicorn.Config("bench_fastapi_app:app", workers=2, log_level="info")
+    Multiprocess(config, sockets=[sock]).run()
+'''
+
+MLFLOW_SAVE = '''
+import sys
+
+import joblib
+import mlflow.sklearn
+
+mlflow.sklearn.save_model(joblib.load(sys.argv[1]), sys.argv[2], pyfunc_predict_fn="predict_proba")
+'''
+
+
+def start_fastapi(m: BenchModel, env: dict[str, str], work: Path) -> Server:
+    app_dir = work / "fastapi_app"
+    app_dir.mkdir(exist_ok=True)
+    (app_dir / "bench_fastapi_app.py").write_text(FASTAPI_APP)
+    (app_dir / "bench_fastapi_serve.py").write_text(FASTAPI_SERVE)
+    spec = work / f"fastapi-{m.key}.json"
+    spec.write_text(json.dumps({"model": str(work / f"{m.key}.joblib"), "features": [
+        {"name": f["name"], "min": f["min"], "max": f["max"]} for f in m.schema]}))
+    port = free_port()
+    body = json.dumps({"inputs": dict(zip(m.features, m.rows[0], strict=True))}).encode()
+    return start_server(
+        f"uvicorn-{m.key}", [sys.executable, str(app_dir / "bench_fastapi_serve.py"), str(port)],
+        {**env, "BENCH_SPEC": str(spec), "PYTHONPATH": str(app_dir)}, work, port=port,
+        ready=http_ready("/predict", "POST", body, {"Content-Type": "application/json"}))
+
+
+def start_gunicorn(env: dict[str, str], work: Path) -> Server:
+    port = free_port()
+    return start_server(
+        "gunicorn", [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "deploy/gunicorn.conf.py"),
+                     "--bind", f"127.0.0.1:{port}", "portal.wsgi:application"],
+        env, work, port=port, ready=http_ready("/api/v1/"))
+
+
+def start_mlflow(m: BenchModel, args: argparse.Namespace, env: dict[str, str],
+                 work: Path) -> Server | str:
+    """The mlflow server, or the reason it cannot run here."""
+    python = Path(args.mlflow_python)
+    if args.skip_mlflow:
+        return "skipped (--skip-mlflow)"
+    if not python.exists():
+        return (f"skipped: no {python} (a separate virtualenv with mlflow and "
+                "scikit-learn; see docs/performance.md)")
+    mlflow_bin = python.parent / "mlflow"
+    model_dir = work / f"mlflow-{m.key}"
+    menv = {k: v for k, v in env.items() if k not in ("DJANGO_SETTINGS_MODULE", "PYTHONPATH")}
+    try:
+        subprocess.run([str(python), "-c", MLFLOW_SAVE, str(work / f"{m.key}.joblib"),
+                        str(model_dir)], env=menv, check=True, capture_output=True, timeout=300)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
+        detail = getattr(exc, "stderr", b"") or b""
+        return f"skipped: saving the model with mlflow failed: {detail.decode()[-200:] or exc}"
+    port = free_port()
+    body = json.dumps({"inputs": [m.rows[0]]}).encode()
+    try:
+        return start_server(
+            f"mlflow-{m.key}", [str(mlflow_bin), "models", "serve", "-m", str(model_dir),
+                                "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port),
+                                "-w", "2"],
+            menv, work, port=port, timeout=180,
+            ready=http_ready("/invocations", "POST", body, {"Content-Type": "application/json"}))
+    except BenchError as exc:
+        return f"skipped: {exc}"[:300]
+
+
+# -- the load generator -------------------------------------------------------------------
+
+
+@dataclass
+class LoadResult:
+    latencies_ms: list[float]
+    seconds: float
+    statuses: Counter
+    reconnects: int
+    bodies: list[bytes] = field(default_factory=list)  # 200 answers, when kept
+
+    @property
+    def rps(self) -> float:
+        return len(self.latencies_ms) / self.seconds
+
+    def p(self) -> tuple[float, float]:
+        return percentiles(self.latencies_ms)
+
+
+def load(port: int, path: str, bodies: list[bytes], headers: dict[str, str], *, requests: int,
+         clients: int, keep_bodies: bool = False) -> LoadResult:
+    """``requests`` POSTs split over ``clients`` threads, one keep-alive connection each."""
+    shares = [requests // clients + (1 if i < requests % clients else 0) for i in range(clients)]
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    statuses: list[Counter] = [Counter() for _ in range(clients)]
+    kept: list[list[bytes]] = [[] for _ in range(clients)]
+    reconnects = [0] * clients
+    failures: list[BaseException] = []
+    barrier = threading.Barrier(clients + 1)
+    headers = {"Content-Type": "application/json", "Connection": "keep-alive", **headers}
+
+    def client(index: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            barrier.wait()
+            for i in range(shares[index]):
+                body = bodies[(index * 7919 + i) % len(bodies)]
+                for attempt in (1, 2):
+                    started = time.perf_counter()
+                    try:
+                        conn.request("POST", path, body=body, headers=headers)
+                        response = conn.getresponse()
+                        data = response.read()
+                        break
+                    except (http.client.RemoteDisconnected, ConnectionResetError,
+                            BrokenPipeError):
+                        # An idle keep-alive connection closed by the server: reconnect once.
+                        conn.close()
+                        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                        reconnects[index] += 1
+                        if attempt == 2:
+                            raise
+                latencies[index].append((time.perf_counter() - started) * 1000)
+                statuses[index][response.status] += 1
+                if keep_bodies and response.status == 200:
+                    kept[index].append(data)
+                if response.will_close:
+                    conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                    reconnects[index] += 1
+        except BaseException as exc:  # noqa: BLE001 - reported by the caller
+            failures.append(exc)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for t in threads:
+        t.join()
+    seconds = time.perf_counter() - started
+    if failures:
+        raise BenchError(f"load on port {port}: {failures[0].__class__.__name__}: {failures[0]}")
+    return LoadResult([x for lat in latencies for x in lat], seconds,
+                      sum(statuses, Counter()), sum(reconnects),
+                      [b for k in kept for b in k])
+
+
+@dataclass
+class Row:
+    model: str
+    server: str
+    one: LoadResult | None = None
+    many: LoadResult | None = None
+    note: str = ""
+
+
+def measure(server: Server, path: str, bodies: list[bytes], headers: dict[str, str],
+            args: argparse.Namespace, model: str, label: str,
+            profile: Callable[[], Any] | None = None) -> Row:
+    load(server.port, path, bodies, headers, requests=args.warmup,
+         clients=min(args.clients, max(1, args.warmup // 10)))
+    one = load(server.port, path, bodies, headers, requests=args.requests, clients=1)
+    profiler = profile() if profile else None
+    many = load(server.port, path, bodies, headers, requests=args.requests, clients=args.clients)
+    if profiler is not None:
+        profiler.wait(timeout=120)
+    row = Row(model, label, one, many)
+    bad = {s: n for s, n in (one.statuses + many.statuses).items() if s != 200}
+    if bad:
+        row.note = f"non-200 answers: {bad}; {server.tail()[-300:]!r}"
+    return row
+
+
+def py_spy(server: Server, out: Path, seconds: float) -> subprocess.Popen | None:
+    """Record one gunicorn worker (a child of the master) for ``seconds``."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    children = subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True,
+                              text=True).stdout.split()
+    if not children or not Path(spy).exists():
+        return None
+    return subprocess.Popen([spy, "record", "-p", children[0], "-d", str(max(1, int(seconds))),
+                             "-r", "200", "-o", str(out), "--nonblocking"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+# -- batch --------------------------------------------------------------------------------
+
+
+def batch_compare(m: BenchModel, args: argparse.Namespace, requester) -> dict:
+    """Attest's batch path against predict_proba + COPY, chunk by chunk, interleaved."""
+    import numpy as np
+    import orjson
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from inference import services
+    from inference.models import Prediction, ReviewItem
+    from inference.validation import check_input
+
+    version = m.version
+    schema, profile = version.input_schema, version.dataset.profile
+    loaded = services._load(version, "batch")
+    labels = [str(c) for c in m.estimator.classes_]
+    base = np.asarray(m.rows, dtype=float)
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE bench_plain (id bigserial PRIMARY KEY, input jsonb, "
+                       "label text, score double precision, confidence double precision, "
+                       "probabilities jsonb, created_at timestamptz)")
+    attest_s = plain_s = 0.0
+    logged = routed = 0
+    profiled = None
+    for start in range(0, args.batch_rows, args.chunk):
+        n = min(args.chunk, args.batch_rows - start)
+        idx = np.arange(start, start + n) % len(base)
+        matrix = base[idx]
+        records = [dict(zip(m.features, r, strict=True)) for r in matrix.tolist()]
+        # Attest: what batch_chunk_process does with a parsed chunk.
+        t0 = time.perf_counter()
+        if args.profile and profiled is None:
+            import cProfile
+
+            profiled = cProfile.Profile()
+            profiled.enable()
+        checked = [check_input(r, schema=schema, profile=profile, path="row") for r in records]
+        if any(c.errors for c in checked):
+            raise BenchError("a benchmark row failed validation")
+        rows, reviews = services.score_and_build(
+            model=version.model, version=version, checked=checked, loaded=loaded,
+            requester=requester, started=t0, row_indices=list(range(start, start + n)))
+        with transaction.atomic():
+            Prediction.objects.bulk_create(rows, batch_size=2000)
+            for review in reviews:
+                review.prediction_id = review.prediction.pk
+            ReviewItem.objects.bulk_create(reviews, batch_size=2000)
+        if profiled is not None and start == 0:
+            profiled.disable()
+            profiled.dump_stats(str(args.profile / f"batch-{m.key}.prof"))
+        attest_s += time.perf_counter() - t0
+        logged += len(rows)
+        routed += len(reviews)
+        # Baseline: the same rows scored and inserted with nothing else.
+        t0 = time.perf_counter()
+        proba = m.estimator.predict_proba(matrix)
+        now = timezone.now()
+        with transaction.atomic(), connection.cursor() as cursor, cursor.copy(
+                "COPY bench_plain (input, label, score, confidence, probabilities, created_at) "
+                "FROM STDIN") as copy:
+            for record, p in zip(records, proba.tolist(), strict=True):
+                k = max(range(len(p)), key=p.__getitem__)
+                copy.write_row((orjson.dumps(record).decode(), labels[k], p[-1], p[k],
+                                orjson.dumps(dict(zip(labels, p, strict=True))).decode(), now))
+        plain_s += time.perf_counter() - t0
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM bench_plain")
+        plain_rows = cursor.fetchone()[0]
+        cursor.execute("DROP TABLE bench_plain")
+    if logged != args.batch_rows or plain_rows != args.batch_rows:
+        raise BenchError(f"batch wrote {logged} log rows and {plain_rows} plain rows, "
+                         f"expected {args.batch_rows}")
+    return {"attest_s": attest_s, "plain_s": plain_s, "rows": logged, "routed": routed}
+
+
+# -- report ---------------------------------------------------------------------------------
+
+
+def version_of(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as info:
+        for line in info:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "?"
+
+
+def memory_gib() -> str:
+    with contextlib.suppress(OSError, ValueError), open("/proc/meminfo") as info:
+        for line in info:
+            if line.startswith("MemTotal:"):
+                return f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    return "?"
+
+
+def load_average() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "?"
+
+
+def postgres_version() -> str:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version")
+        version = cursor.fetchone()[0]
+        cursor.execute("SHOW fsync")
+        fsync = cursor.fetchone()[0]
+        cursor.execute("SHOW synchronous_commit")
+        sync = cursor.fetchone()[0]
+    return f"PostgreSQL {version} (fsync={fsync}, synchronous_commit={sync})"
+
+
+def mlflow_version(args: argparse.Namespace) -> str:
+    python = Path(args.mlflow_python)
+    if args.skip_mlflow or not python.exists():
+        return "mlflow not used"
+    result = subprocess.run([str(python), "-c", "import mlflow, sklearn; print(mlflow.__version__, "
+                             "sklearn.__version__)"], capture_output=True, text=True, timeout=120,
+                            env={k: v for k, v in os.environ.items()
+                                 if k != "DJANGO_SETTINGS_MODULE"})
+    words = result.stdout.split()
+    return (f"mlflow {words[0]} (scikit-learn {words[1]}) in {python.parent.parent}"
+            if len(words) == 2 else "mlflow not importable")
+
+
+def machine(args: argparse.Namespace) -> list[str]:
+    libs = ", ".join(f"{name} {version_of(name)}" for name in (
+        "Django", "djangorestframework", "gunicorn", "psycopg", "scikit-learn", "onnxruntime",
+        "skl2onnx", "numpy", "fastapi", "uvicorn", "pydantic"))
+    return [
+        f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        f"machine: {os.cpu_count()} cores ({cpu_model()}), {memory_gib()} RAM, "
+        f"{platform.system()} {platform.release()}; load average at start {load_average()}",
+        f"python: {platform.python_version()} ({sys.executable})",
+        f"libraries: {libs}",
+        f"database: {postgres_version()} on loopback; {mlflow_version(args)}",
+    ]
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(header), rule, *(line(r) for r in rows)])
+
+
+def fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def http_table(rows: list[Row], clients: int) -> str:
+    out = []
+    for row in rows:
+        if row.one is None or row.many is None:
+            out.append([row.model, row.server, "-", "-", "-", "-", "-", "-", "-", row.note])
+            continue
+        b = next((r for r in rows if r.model == row.model and r.server.startswith("(b)")
+                  and r.one is not None), None)
+        p50, p95 = row.one.p()
+        mp50, mp95 = row.many.p()
+        ratio_lat = f"{p50 / b.one.p()[0]:.2f}x" if b else "-"
+        ratio_rps = f"{row.many.rps / b.many.rps:.2f}x" if b else "-"
+        out.append([row.model, row.server, fmt(p50), fmt(p95), ratio_lat,
+                    f"{row.many.rps:.0f}", ratio_rps, fmt(mp50), fmt(mp95), row.note])
+    header = ["model", "server", "1 client p50 ms", "p95 ms", "p50 vs (b)",
+              f"{clients} clients req/s", "req/s vs (b)", "p50 ms", "p95 ms", "note"]
+    return table(header, out)
+
+
+def targets(rows: list[Row], batches: dict[str, dict]) -> list[str]:
+    lines = []
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "MISSED"
+
+    for model in dict.fromkeys(r.model for r in rows):
+        find = {r.server[:3]: r for r in rows if r.model == model and r.one is not None}
+        full, b, c = find.get("(fu"), find.get("(b)"), find.get("(c)")
+        if full is None:
+            continue
+        p50, p95 = full.one.p()
+        if b is not None:
+            ratio = p50 / b.one.p()[0]
+            lines.append(f"[{model}] full-path p50 within {TARGET_P50_RATIO:.0f}x of (b): "
+                         f"{p50:.2f} ms vs {b.one.p()[0]:.2f} ms = {ratio:.2f}x -> "
+                         f"{verdict(ratio <= TARGET_P50_RATIO)}")
+            lines.append(f"[{model}] full-path throughput with concurrent clients >= (b)'s: "
+                         f"{full.many.rps:.0f} vs "
+                         f"{b.many.rps:.0f} req/s -> {verdict(full.many.rps >= b.many.rps)}")
+        lines.append(f"[{model}] full-path p95 <= {TARGET_P95_MS:.0f} ms (1 client): {p95:.2f} ms "
+                     f"-> {verdict(p95 <= TARGET_P95_MS)}")
+        if c is not None:
+            ratio = full.many.rps / c.many.rps
+            lines.append(f"[{model}] full-path throughput >= {TARGET_VS_MLFLOW:.0f}x (c): "
+                         f"{ratio:.1f}x -> {verdict(ratio >= TARGET_VS_MLFLOW)}")
+        else:
+            lines.append(f"[{model}] full-path throughput >= {TARGET_VS_MLFLOW:.0f}x (c): not "
+                         "measured (no mlflow row)")
+        if model in batches:
+            found = batches[model]
+            ratio = found["attest_s"] / found["plain_s"]
+            lines.append(f"[{model}] batch time <= {TARGET_BATCH_RATIO:.0f}x baseline: "
+                         f"{ratio:.2f}x -> {verdict(ratio <= TARGET_BATCH_RATIO)}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one linear script
+    args = parse_args(argv)
+    try:
+        url = database_url(args)
+        if args.profile:
+            args.profile.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix="attest-bench-predict-"))
+    except (BenchError, OSError) as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    servers: list[Server] = []
+    db_name = None
+    try:
+        bench_url, db_name = create_database(url)
+        env = base_env(work, bench_url)
+        setup_django(env)
+        print("\n".join(machine(args)))
+        print(f"requests: {args.warmup} warm-up + {args.requests} measured per server with 1 "
+              f"client and again with {args.clients}; clients are threads with keep-alive "
+              "connections on 127.0.0.1 sharing the cores with the servers\n")
+        models = build_models(args, work)
+        released = release_models(models, work)
+        token = released["token"]
+        raw_rows: list[list[str]] = []
+        http_rows: list[Row] = []
+        batches: dict[str, dict] = {}
+        for m in models:
+            runtime = m.runtime or {"single": "?", "batch": "?"}
+            print(f"## {m.key}: {m.title}; Attest serves it with {runtime['single']} (single) / "
+                  f"{runtime['batch']} (batch); {len(m.rows)} held-out in-range rows cycled\n")
+            for label, found in raw_latency(m, args.raw_calls).items():
+                if isinstance(found, str):
+                    raw_rows.append([m.key, label, "-", "-", found])
+                else:
+                    raw_rows.append([m.key, label, f"{found[0]:.1f}", f"{found[1]:.1f}", ""])
+        print(table(["model", "raw, in process, 1 row", "p50 µs", "p95 µs", "note"], raw_rows))
+        print()
+        gunicorn = start_gunicorn(env, work)
+        servers.append(gunicorn)
+        for m in models:
+            bodies = [json.dumps({"inputs": dict(zip(m.features, r, strict=True))}).encode()
+                      for r in m.rows]
+            fastapi = start_fastapi(m, env, work)
+            servers.append(fastapi)
+            http_rows.append(measure(fastapi, "/predict", bodies, {}, args, m.key,
+                                     "(b) FastAPI + pydantic, uvicorn 2 workers"))
+            fastapi.stop()
+            profile = None
+            if args.profile:
+                out = args.profile / f"gunicorn-{m.key}.svg"
+                profile = lambda out=out: py_spy(gunicorn, out, 8)  # noqa: E731
+            http_rows.append(measure(
+                gunicorn, f"/api/v1/models/{m.name}/predict/", bodies,
+                {"Authorization": f"Bearer {token}"}, args, m.key,
+                "(full) Attest, gunicorn 2x4 gthread, PostgreSQL", profile))
+            mlflow = start_mlflow(m, args, env, work)
+            if isinstance(mlflow, str):
+                http_rows.append(Row(m.key, "(c) mlflow models serve", note=mlflow))
+            else:
+                servers.append(mlflow)
+                mbodies = [json.dumps({"inputs": [r]}).encode() for r in m.rows]
+                http_rows.append(measure(mlflow, "/invocations", mbodies, {}, args, m.key,
+                                         "(c) mlflow models serve, 2 workers"))
+                mlflow.stop()
+        gunicorn.stop()
+        print("## Over HTTP on 127.0.0.1 (one JSON row per request)\n")
+        print(http_table(http_rows, args.clients))
+        print("\nratios: p50 of the row / p50 of (b) for the same model; req/s of the row / "
+              "req/s of (b)\n")
+        if args.batch_rows:
+            batch_rows = []
+            for m in models:
+                found = batch_compare(m, args, released["users"]["clinician"])
+                batches[m.key] = found
+                batch_rows.append([m.key, "Attest: check_input + score_and_build + bulk_create "
+                                   "(log rows, review items)", f"{found['rows'] / found['attest_s']:.0f}",
+                                   f"{found['attest_s']:.1f}",
+                                   f"{found['attest_s'] / found['plain_s']:.2f}x",
+                                   f"{found['routed']} routed to review"])
+                batch_rows.append([m.key, "baseline: predict_proba + COPY into a plain table",
+                                   f"{found['rows'] / found['plain_s']:.0f}",
+                                   f"{found['plain_s']:.1f}", "1.00x", ""])
+            print(f"## Batch: {args.batch_rows:,} rows, {args.chunk:,} per chunk and transaction\n")
+            print(table(["model", "path", "rows/s", "seconds", "time vs baseline", "note"],
+                        batch_rows))
+            print()
+        print("## Targets\n")
+        for line in targets(http_rows, batches):
+            print(f"- {line}")
+        print(f"\nload average at end: {load_average()}")
+        if args.keep:
+            print(f"kept: database {db_name}, work dir {work}")
+        return 0
+    except BenchError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, BadArguments) else 1
+    finally:
+        for server in servers:
+            server.stop()
+        if db_name and not args.keep:
+            with contextlib.suppress(Exception):
+                drop_database(url, db_name)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
