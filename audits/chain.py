@@ -248,16 +248,18 @@ def _generic_rows(connection, upto_seq: int | None, chunk_size: int) -> Iterator
         while True:
             params = [start] if upto_seq is None else [start, upto_seq]
             cursor.execute(sql, [*params, chunk_size])
-            rows = cursor.fetchall()
-            batch = []
-            for row in rows:
-                f = list(row)
-                f[4] = time_text(f[4])
-                batch.append(f)
-            yield batch
-            if len(rows) < chunk_size:
+            count = 0
+            while rows := cursor.fetchmany(_BATCH):
+                count += len(rows)
+                batch = []
+                for row in rows:
+                    f = list(row)
+                    f[4] = time_text(f[4])
+                    batch.append(f)
+                yield batch
+            if count < chunk_size:
                 return
-            start = rows[-1][3] + 1
+            start = f[3] + 1
 
 
 def _db_time_text(connection) -> Callable[[Any], Any]:
