@@ -3,32 +3,19 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from core.errors import ApplicationError, Conflict, NotFound, PermissionDenied
+from core.errors import ApplicationError, Conflict
+from core.pages import page_view
 from registry.roles import Capability
 from registry.selectors import model_get_for_user, user_capabilities
 
 from . import selectors, services
 from .forms import PredictionForm, ReviewDecisionForm
 
-
-def _guard(view):
-    @login_required
-    def wrapper(request, *args, **kwargs):
-        try:
-            return view(request, *args, **kwargs)
-        except NotFound:
-            raise Http404 from None
-        except PermissionDenied as exc:
-            messages.error(request, exc.message)
-            return redirect("home")
-
-    wrapper.__name__ = view.__name__
-    return wrapper
+_guard = page_view("home")
 
 
 @_guard

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -23,23 +22,12 @@ from audits.selectors import (
     audit_event_queryset,
 )
 from core.errors import ApplicationError, PermissionDenied
+from core.pages import page_view
 
 from .api import audit_export_response, audit_scope_global
 from .audit_access import audit_scope, parse_cursor, parse_event_filters
 
-
-def _guarded(view):
-    @login_required
-    def wrapper(request, *args, **kwargs):
-        try:
-            return view(request, *args, **kwargs)
-        except PermissionDenied as exc:
-            messages.error(request, exc.message)
-            return redirect("home")
-
-    wrapper.__name__ = view.__name__
-    wrapper.__doc__ = view.__doc__
-    return wrapper
+_guarded = page_view("home")
 
 
 @_guarded

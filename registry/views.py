@@ -5,18 +5,15 @@ Objects the user may not view answer 404 (the selectors raise NotFound).
 
 from __future__ import annotations
 
-from functools import wraps
-
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
 from audits.selectors import audit_events_for_model
 from core.errors import ApplicationError, NotFound, PermissionDenied
 from core.moments import parse_moment
+from core.pages import page_view
 from core.uploads import upload_limit_message
 
 from . import release, selectors, services
@@ -37,28 +34,7 @@ from .lifecycle import allowed_next
 from .models import VersionState
 from .roles import ROLE_CAPABILITIES, Capability, ModelRole, can_create_models
 
-
-def page(view):
-    """Login required; NotFound becomes 404 and PermissionDenied a message + redirect back."""
-
-    @login_required
-    @wraps(view)
-    def wrapper(request, *args, **kwargs):
-        try:
-            return view(request, *args, **kwargs)
-        except NotFound:
-            raise Http404 from None
-        except PermissionDenied as exc:
-            messages.error(request, exc.message)
-            # Back where they came from, but never to another site (the Referer is client-sent).
-            referer = request.META.get("HTTP_REFERER")
-            if referer and url_has_allowed_host_and_scheme(
-                    referer, allowed_hosts={request.get_host()},
-                    require_https=request.is_secure()):
-                return redirect(referer)
-            return redirect("registry:model-list")
-
-    return wrapper
+page = page_view("registry:model-list")
 
 
 def _too_large(request, form) -> bool:
