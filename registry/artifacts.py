@@ -12,6 +12,7 @@ import bz2
 import io
 import lzma
 import pickletools
+import warnings
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -48,7 +49,9 @@ def _looks_like_pickle(head: bytes) -> bool:
     # Protocol 0/1 pickles have no magic number: parse a few opcodes without
     # executing anything (pickletools only decodes) and see if they make sense.
     try:
-        ops = [op.name for op, _arg, _pos in islice(pickletools.genops(io.BytesIO(head)), 6)]
+        with warnings.catch_warnings():  # decoding junk as string opcodes warns; irrelevant
+            warnings.simplefilter("ignore")
+            ops = [op.name for op, _arg, _pos in islice(pickletools.genops(io.BytesIO(head)), 6)]
     except Exception:  # noqa: BLE001 - any decoding failure means "not a pickle"
         return False
     return len(ops) >= 3 and ops[0] in _PICKLE_FIRST_OPS
