@@ -188,9 +188,23 @@ class BatchJob(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Batch processing (inference/batches.py): where it was sent, how often a worker took
+    # it up (more than once after a crash or redelivery), and what it produced.
+    queue = models.CharField(max_length=16, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    input_size = models.PositiveBigIntegerField(default=0)
+    input_purged_at = models.DateTimeField(null=True, blank=True)
+    rows_routed = models.PositiveBigIntegerField(default=0)
+    # Per chunk with bad rows: {"<chunk>": [storage key, sha256, rows]}, written in the
+    # chunk's transaction; the error file is their concatenation in chunk order.
+    error_parts = models.JSONField(default=dict, blank=True)
+    result_sha256 = models.CharField(max_length=64, blank=True)
+    error_sha256 = models.CharField(max_length=64, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "updated_at"], name="batch_status_updated"),
+                   models.Index(fields=["model", "-created_at"], name="batch_model_created")]
 
     def __str__(self) -> str:
         return f"batch {self.public_id}"

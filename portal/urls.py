@@ -32,6 +32,7 @@ urlpatterns = [
          name="audit-checkpoint"),
     path("audit/public-key/", audit_views.public_key, name="audit-public-key"),
     path("", include("registry.urls")),
+    path("", include("inference.urls")),
     path("", include("inference.page_urls")),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import batch_views, views
 
 urlpatterns = [
     path("models/<str:model>/predict/", views.PredictView.as_view(), name="api-predict"),
@@ -11,4 +11,8 @@ urlpatterns = [
     path("reviews/", views.ReviewListView.as_view(), name="api-reviews"),
     path("reviews/<str:item_id>/decision/", views.ReviewDecisionView.as_view(),
          name="api-review-decision"),
+    path("models/<str:model>/batches/", batch_views.BatchListView.as_view(), name="api-batches"),
+    path("batches/<str:batch_id>/", batch_views.BatchDetailView.as_view(), name="api-batch"),
+    path("batches/<str:batch_id>/<str:kind>/", batch_views.BatchFileView.as_view(),
+         name="api-batch-file"),
 ]

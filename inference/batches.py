@@ -1,0 +1,881 @@
+"""Batch jobs: a CSV or Parquet file scored in chunks by Celery workers.
+
+The request that uploads the file checks it (format, encoding, ragged rows,
+the header against the version's schema, the broker), stores it and writes a
+``BatchJob`` row; the worker task takes only the job's id. Every valid row is
+logged as a ``Prediction`` with ``batch`` and ``row_index`` (its 0-based
+position among the file's data rows, blank lines not counted) and routed like a
+single prediction (the same ``score_and_build``); rows that fail validation go
+to the error file instead, and are counted by reason like refused requests.
+
+Crash safety
+    A chunk is rows ``[k * chunk_size, (k + 1) * chunk_size)``. Its log rows,
+    review items, error-file part and the job's progress (``chunks_done``,
+    counters) are written in ONE transaction that first locks the job row and
+    skips the chunk if it is already marked done. So a worker killed at any
+    point leaves either the whole chunk or none of it, and a second delivery
+    of the task skips what is done; the unique (batch, row_index) constraint is
+    the backstop, checked before inserting (check-then-insert) so review items
+    stay paired with their rows. Result and error files are derived from the
+    database and the stored parts at the end, byte-for-byte the same on a
+    re-run, and stored under their sha256.
+
+    Redelivery: tasks are acknowledged late, so a message whose worker died
+    stays with the broker. On PostgreSQL a worker holds a session advisory lock
+    on the job while it works; the database drops it the moment the worker's
+    connection dies. A second delivery while the lock is held retries later
+    (no two workers score one job at once), and ``batch_resume_stale`` (Celery
+    beat) re-enqueues jobs that made no progress for a while and whose lock
+    nobody holds: that resumes a job after ``kill -9`` within a minute or two,
+    without waiting for the broker's visibility timeout (an hour).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import itertools
+import logging
+import math
+import os
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.core.files import File
+from django.db import DatabaseError, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from attest_client.profiling import (
+    ProfilingError,
+    _check_file,
+    _check_header,
+    _resolve_format,
+    _scan_csv,
+)
+from audits.models import Action
+from audits.services import audit_event_record
+from core.errors import (
+    Conflict,
+    ErrorItem,
+    IntegrityFailure,
+    NotFound,
+    ServiceUnavailable,
+    ValidationFailed,
+)
+from core.hashing import CHUNK
+from registry.models import ArtifactFormat, ModelVersion, RegisteredModel
+from registry.roles import Capability
+from registry.selectors import require_capability, user_capabilities
+from registry.storage import artifact_storage, blob_key, spool_upload
+
+from .models import BatchJob, BatchStatus, Prediction, ReviewItem
+from .services import (
+    ScoringFailed,
+    _load,
+    rejection_count,
+    score_and_build,
+    target_version,
+)
+from .validation import check_input
+
+log = logging.getLogger(__name__)
+
+# 5,000 rows of a 4-feature logistic model take ~0.5 s to validate, score, hash and
+# insert on SQLite (see the measurements in the tests' notes), so progress moves at
+# least every 2 s with room for slower models. ATTEST_BATCH_CHUNK_ROWS overrides it.
+DEFAULT_CHUNK_ROWS = 5000
+MAX_CHUNK_ROWS = 100_000
+# A running job with no progress for this long, and no live worker, is re-enqueued.
+DEFAULT_STALE_SECONDS = 120
+# pg_try_advisory_lock(class, id): "BATC" names the batch jobs among advisory locks.
+_LOCK_CLASS = 0x42415443
+# The same missing-value markers as the dataset profiler (pandas' defaults), so a
+# file is read the way its training data was profiled.
+MISSING_MARKERS = frozenset({
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+    "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+})
+FINISHED = (BatchStatus.COMPLETED, BatchStatus.FAILED, BatchStatus.CANCELLED)
+ACTIVE = (BatchStatus.QUEUED, BatchStatus.RUNNING)
+RESULT_HEADER = ("row_index", "prediction_id", "label", "score", "confidence", "routing",
+                 "reason")
+ERROR_HEADER = ("row_index", "field", "code", "message")
+BUSY = "busy"  # another worker holds the job: the task retries later
+_PANDAS_INDEX_PREFIX = "__index_level_"
+
+
+def chunk_rows_setting() -> int:
+    return int(getattr(settings, "ATTEST_BATCH_CHUNK_ROWS", DEFAULT_CHUNK_ROWS))
+
+
+def batch_queue_for(version: ModelVersion) -> str:
+    """``gpu`` for versions served by onnxruntime when a GPU queue is configured."""
+    if not getattr(settings, "ATTEST_GPU_QUEUE_ENABLED", False):
+        return "default"
+    onnx = version.artifact_format == ArtifactFormat.ONNX
+    serving = getattr(version, "serving_runtime", None)  # registry.serving, when present
+    if serving is not None and getattr(serving, "batch_runtime", "") == "onnxruntime":
+        onnx = True
+    return "gpu" if onnx else "default"
+
+
+# -- reads ------------------------------------------------------------------------------
+
+def _may_see(user, job: BatchJob) -> bool:
+    caps = user_capabilities(user=user, model=job.model)
+    if Capability.PREDICT not in caps:
+        return False
+    return job.requester_id == user.pk or Capability.REGISTER_VERSION in caps
+
+
+def batch_get_for_user(*, user, batch_id: Any) -> BatchJob:
+    """The job if the user may see it (its requester or the model's owners, with predict)."""
+    try:
+        public_id = uuid.UUID(str(batch_id))
+    except ValueError:
+        raise NotFound("No such batch job.") from None
+    job = (BatchJob.objects.select_related("model", "version", "requester")
+           .filter(public_id=public_id).first())
+    if job is None or not _may_see(user, job):
+        raise NotFound("No such batch job.")
+    return job
+
+
+def batch_list_for_user(*, user, model: RegisteredModel):
+    """The model's jobs the user may see, newest first."""
+    require_capability(user=user, model=model, capability=Capability.PREDICT)
+    jobs = BatchJob.objects.filter(model=model).select_related("version", "requester")
+    if Capability.REGISTER_VERSION not in user_capabilities(user=user, model=model):
+        jobs = jobs.filter(requester=user)
+    return jobs.order_by("-created_at")
+
+
+def batch_progress(job: BatchJob) -> dict:
+    """Rows done of total, the average rate so far and the time left at that rate."""
+    total, done = job.total_rows, job.rows_done
+    rate = eta = None
+    if job.started_at and done:
+        until = job.finished_at or job.updated_at
+        elapsed = (until - job.started_at).total_seconds() if until else 0
+        if elapsed > 0:
+            rate = done / elapsed
+            if job.status in ACTIVE:
+                eta = max(total - done, 0) / rate
+    return {"rows_done": done, "total_rows": total,
+            "percent": round(100 * done / total, 1) if total else 0.0,
+            "rows_per_second": round(rate, 1) if rate else None,
+            "eta_seconds": round(eta, 1) if eta is not None else None}
+
+
+def batch_file_get(*, user, job: BatchJob, kind: str) -> tuple[Any, str]:
+    """The job's result or error file, verified against its sha256, and a download name.
+
+    The stored file is copied to an anonymous temp file while hashing, so a large
+    file is never held in memory and a changed one is refused before any byte is
+    sent. The caller closes the returned file (a FileResponse does).
+    """
+    if not _may_see(user, job) or kind not in ("results", "errors"):
+        raise NotFound("No such batch job or file.")
+    key, expected = ((job.result_key, job.result_sha256) if kind == "results"
+                     else (job.error_key, job.error_sha256))
+    if not key:
+        raise NotFound(f"This job has no {kind} file (yet).", code="not_ready")
+    handle = tempfile.TemporaryFile()  # noqa: SIM115 - returned open; the caller closes it
+    try:
+        actual = _copy_verified(key, expected, handle)
+        if actual != expected:
+            raise IntegrityFailure(
+                f"The stored {kind} file's sha256 is {actual[:12]}…, but {expected[:12]}… was "
+                "recorded when the job finished: the bytes changed in storage. Refusing to "
+                "serve it.", code="artifact_hash_mismatch",
+                extra={"expected_sha256": expected, "actual_sha256": actual})
+    except BaseException:
+        handle.close()
+        raise
+    handle.seek(0)
+    return handle, f"{job.model.name}-batch-{str(job.public_id)[:8]}-{kind}.csv"
+
+
+def _copy_verified(key: str, expected: str, out) -> str:
+    digest = hashlib.sha256()
+    try:
+        with artifact_storage().open(key, "rb") as src:
+            for block in iter(lambda: src.read(CHUNK), b""):
+                digest.update(block)
+                out.write(block)
+    except Exception as exc:  # FileNotFoundError, OSError, botocore errors
+        raise IntegrityFailure(f"The stored file {key} cannot be read; refusing to serve it.",
+                               code="artifact_missing") from exc
+    return digest.hexdigest()
+
+
+# -- submitting -------------------------------------------------------------------------
+
+def _profiling_error(exc: ProfilingError) -> ValidationFailed:
+    return ValidationFailed(exc.message, code=exc.code, field="file")
+
+
+def _inspect(path: str, fmt: str) -> tuple[list[str], int]:
+    """Column names and data rows of the spooled file; every problem is a 400."""
+    try:
+        _check_file(Path(path))
+        if fmt == "csv":
+            names, rows = _scan_csv(Path(path))
+        else:
+            names, rows = _parquet_shape(path)
+    except ProfilingError as exc:
+        raise _profiling_error(exc) from None
+    if rows == 0:
+        raise ValidationFailed("The file has a header but no data rows.", code="no_rows",
+                               field="file")
+    return names, rows
+
+
+def _parquet_shape(path: str) -> tuple[list[str], int]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        with pq.ParquetFile(path) as parquet:
+            names = [n for n in parquet.schema_arrow.names
+                     if not n.startswith(_PANDAS_INDEX_PREFIX)]
+            if not names:
+                raise ProfilingError("no_columns", "The file has no columns.")
+            _check_header(names)
+            return names, parquet.metadata.num_rows
+    except (pa.ArrowException, ValueError, EOFError, OSError) as exc:
+        raise ProfilingError("corrupt_file", "The parquet file could not be read (corrupt or "
+                             f"not parquet): {exc}") from exc
+
+
+def _check_columns(version: ModelVersion, names: list[str]) -> None:
+    """Refuse up front a header that lacks required features or has unknown columns.
+
+    The same rule as a single prediction (unknown fields are refused, not ignored,
+    so a misspelt optional column is not silently imputed). A missing feature that
+    the schema imputes or passes through may be left out.
+    """
+    features = {f["name"]: f for f in version.input_schema}
+    problems = []
+    for name in [n for n in names if n not in features]:
+        problems.append(ErrorItem("unknown_field", f"Column '{name}' is not an input of this "
+                                  "model; remove it (row_index in the result file ties results "
+                                  "to input rows).", f"file.{name}"))
+    for name, feature in features.items():
+        if name not in names and feature.get("missing", "reject") == "reject" \
+                and feature.get("required", True):
+            problems.append(ErrorItem("missing_column", f"The file has no column '{name}', which "
+                                      "this model requires.", f"file.{name}"))
+    if problems:
+        raise ValidationFailed(items=problems, extra={"model_version": version.number})
+
+
+def _broker_check() -> None:
+    """503 before anything is stored when the broker cannot be reached (eager: no broker)."""
+    from celery import current_app
+
+    if current_app.conf.task_always_eager:
+        return
+    try:
+        with current_app.connection_for_write(connect_timeout=2) as conn:
+            conn.ensure_connection(max_retries=1, interval_start=0.2, interval_step=0.2,
+                                   timeout=2)
+    except Exception as exc:  # kombu/redis raise various classes
+        log.warning("batch refused: broker unreachable (%s)", exc)
+        raise ServiceUnavailable(_BROKER_DOWN, code="queue_unavailable") from exc
+
+
+_BROKER_DOWN = ("Batch jobs cannot be accepted right now: the job queue (message broker) is "
+                "unreachable. Nothing was stored. Single predictions still work; try the batch "
+                "again later.")
+_PUBLISH_FAILED = ("The job could not be queued: the job queue (message broker) became "
+                   "unreachable. The job is recorded as failed; single predictions still work. "
+                   "Try the batch again later.")
+
+
+def _put(local, sha256: str, kind: str) -> str:
+    """Store a stream under ``<kind>/<2 hex>/<sha256>``; identical bytes share one key.
+
+    Batch files get their own key space so purging a batch input can never delete a
+    model or dataset blob that happens to have the same bytes.
+    """
+    store = artifact_storage()
+    key = blob_key(sha256, kind=kind)
+    if not store.exists(key):
+        local.seek(0)
+        store.save(key, File(local, name=key))
+    return key
+
+
+def batch_submit(*, user, model: RegisteredModel, upload, version_number: Any = None,
+                 file_format: str | None = None, chunk_size: int | None = None) -> BatchJob:
+    """Check an uploaded file, store it and queue a job to score it.
+
+    1. Permission (predict) and target version (production, or an owner's choice).
+    2. The upload is spooled to disk (413 past ATTEST_MAX_UPLOAD_BYTES) and checked:
+       format, strict UTF-8, no ragged rows, a header with every required feature
+       and no unknown column, at least one row. Any problem is a 400, nothing stored.
+    3. The broker is checked (503, nothing stored, when it is down).
+    4. The file is stored under its sha256; the job row and its audit event are
+       written in one transaction, and the task is enqueued on commit.
+    5. Should publishing still fail, the job is marked failed (never left queued)
+       and the request answers 503.
+    """
+    require_capability(user=user, model=model, capability=Capability.PREDICT)
+    if upload is None:
+        raise ValidationFailed("Attach the file to score as 'file' (CSV or Parquet).",
+                               code="required", field="file")
+    version = target_version(user=user, model=model, number=version_number)
+    chunk_size = int(chunk_size or chunk_rows_setting())
+    if not 1 <= chunk_size <= MAX_CHUNK_ROWS:
+        raise ValidationFailed(f"chunk_size must be between 1 and {MAX_CHUNK_ROWS}.",
+                               field="chunk_size")
+    name = Path(getattr(upload, "name", "") or "upload").name[:200]
+    try:
+        fmt = _resolve_format(Path(name), file_format or None)
+    except ProfilingError as exc:
+        raise ValidationFailed(exc.message, code=exc.code, field="file") from None
+    path, sha256, size = spool_upload(upload, limit=settings.ATTEST_MAX_UPLOAD_BYTES)
+    try:
+        names, total = _inspect(path, fmt)
+        _check_columns(version, names)
+        _broker_check()
+        with open(path, "rb") as local:
+            input_key = _put(local, sha256, "batch-input")
+    finally:
+        os.unlink(path)
+    queue = batch_queue_for(version)
+    publish: dict[str, Exception] = {}
+    with transaction.atomic():
+        job = BatchJob.objects.create(
+            model=model, version=version, requester=user, file_name=name, file_format=fmt,
+            input_sha256=sha256, input_key=input_key, input_size=size, total_rows=total,
+            chunk_size=chunk_size, queue=queue)
+        audit_event_record(
+            action=Action.BATCH_SUBMITTED, obj=job, model_id=model.pk, model_name=model.name,
+            version_id=version.pk, version_label=version.label,
+            details={"batch": str(job.public_id), "file_name": name, "file_format": fmt,
+                     "input_sha256": sha256, "rows": total, "chunk_size": chunk_size,
+                     "queue": queue})
+        transaction.on_commit(lambda: _enqueue(job.pk, queue, publish))
+    if "error" in publish:
+        raise ServiceUnavailable(_PUBLISH_FAILED, code="queue_unavailable",
+                                 extra={"batch": str(job.public_id)})
+    job.refresh_from_db()
+    return job
+
+
+def _send(job_id: int, queue: str) -> None:
+    """Queue the job's task; without a broker (eager, the embedded shape) run it right here."""
+    from celery import current_app
+
+    from .tasks import run_batch
+
+    if current_app.conf.task_always_eager:
+        run_batch.apply(args=[job_id], throw=True)
+        return
+    run_batch.apply_async(args=[job_id], queue=queue, retry=True, retry_policy={
+        "max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1})
+
+
+def _enqueue(job_id: int, queue: str, publish: dict) -> None:
+    """Publish the task (after commit); on failure mark the job failed, never queued forever."""
+    from celery import current_app
+
+    if current_app.conf.task_always_eager:
+        _send(job_id, queue)  # errors of an in-process run are the job's own, not publishing's
+        return
+    try:
+        _send(job_id, queue)
+    except Exception as exc:  # kombu/redis raise various classes
+        log.error("could not publish batch job %s: %s", job_id, exc)
+        publish["error"] = exc
+        _finish(job_id, BatchStatus.FAILED, error="The job could not be queued: the message "
+                f"broker was unreachable ({exc.__class__.__name__}).", write_files=False)
+
+
+# -- reading the file in chunks -----------------------------------------------------------
+
+Record = tuple[int, dict | None, ErrorItem | None]  # row_index, values, file-level problem
+
+
+def _coercer(kind: str) -> Callable[[str], Any]:
+    """CSV text → the JSON type the schema validator expects; bad text stays text."""
+    if kind in ("number", "integer"):
+        def number(text: str) -> Any:
+            try:
+                return int(text) if kind == "integer" else float(text)
+            except ValueError:
+                try:
+                    return float(text)
+                except ValueError:
+                    return text
+        return number
+    if kind == "boolean":
+        return lambda text: {"true": True, "false": False}.get(text.lower(), text)
+    return lambda text: text
+
+
+def _storable(row_index: int, values: dict) -> Record:
+    """Refuse a row with NUL in a text value: the database could not store its input."""
+    for name, value in values.items():
+        if isinstance(value, str) and "\x00" in value:
+            return row_index, None, ErrorItem("invalid_characters", "Text may not contain NUL "
+                                              "characters.", name)
+    return row_index, values, None
+
+
+def _csv_chunks(path: str, version: ModelVersion, chunk_size: int
+                ) -> Iterator[tuple[int, Callable[[], list[Record]]]]:
+    """Chunks of raw CSV rows; each converts to records only when called (skipped chunks don't)."""
+    kinds = {f["name"]: f["type"] for f in version.input_schema}
+    with open(path, "rb") as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="strict", newline="")
+        rows = (row for row in csv.reader(text, strict=False) if row)
+        header = next(rows, None) or []
+        columns = [(i, name, _coercer(kinds[name])) for i, name in enumerate(header)
+                   if name in kinds]
+        width = len(header)
+
+        def convert(start: int, batch: tuple[list[str], ...]) -> list[Record]:
+            out: list[Record] = []
+            for offset, row in enumerate(batch):
+                if len(row) != width:  # the upload was checked; kept for safety
+                    out.append((start + offset, None, ErrorItem(
+                        "ragged_row", f"The row has {len(row)} fields but the header has "
+                        f"{width}.", "")))
+                    continue
+                out.append(_storable(start + offset, {
+                    name: None if row[i] in MISSING_MARKERS else coerce(row[i])
+                    for i, name, coerce in columns}))
+            return out
+
+        for k, batch in enumerate(itertools.batched(rows, chunk_size)):
+            yield k, (lambda start=k * chunk_size, b=batch: convert(start, b))
+
+
+def _parquet_chunks(path: str, version: ModelVersion, chunk_size: int
+                    ) -> Iterator[tuple[int, Callable[[], list[Record]]]]:
+    """Chunks of exactly ``chunk_size`` rows (record batches may be shorter, so re-batched)."""
+    import pyarrow.parquet as pq
+
+    names = {f["name"] for f in version.input_schema}
+    with pq.ParquetFile(path) as parquet:
+        columns = [n for n in parquet.schema_arrow.names if n in names]
+        values = (row for batch in parquet.iter_batches(batch_size=chunk_size, columns=columns)
+                  for row in batch.to_pylist())
+        for k, batch in enumerate(itertools.batched(values, chunk_size)):
+            def convert(start=k * chunk_size, b=batch) -> list[Record]:
+                return [_storable(start + i, {
+                    n: (None if isinstance(v, float) and math.isnan(v) else v)
+                    for n, v in row.items()}) for i, row in enumerate(b)]
+            yield k, convert
+
+
+def _fetch_input(job: BatchJob) -> str:
+    """Copy the stored input to a private temp file, proving it has the recorded sha256."""
+    fd, path = tempfile.mkstemp(prefix="attest-batch-", suffix=f".{job.file_format}")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            actual = _copy_verified(job.input_key, job.input_sha256, out)
+        if actual != job.input_sha256:
+            raise IntegrityFailure("The stored input file no longer has the sha256 recorded at "
+                                   "upload; refusing to score it.", code="artifact_hash_mismatch")
+    except BaseException:
+        os.unlink(path)
+        raise
+    return path
+
+
+# -- running ------------------------------------------------------------------------------
+
+@contextmanager
+def _processing_lock(job_id: int) -> Iterator[bool]:
+    """Yield whether this process may work on the job (PostgreSQL: a session advisory lock).
+
+    The lock dies with the worker's connection, so a crashed worker never blocks the
+    job; elsewhere (SQLite, the embedded shape) there is one process and no lock.
+    """
+    if connection.vendor != "postgresql":
+        yield True
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [_LOCK_CLASS, job_id % 2**31])
+        got = bool(cursor.fetchone()[0])
+    try:
+        yield got
+    finally:
+        if got:
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_unlock(%s, %s)",
+                                   [_LOCK_CLASS, job_id % 2**31])
+            except DatabaseError:  # the connection is gone, and the lock with it
+                pass
+
+
+def _nobody_working_on(job_id: int) -> bool:
+    with _processing_lock(job_id) as got:
+        return got
+
+
+def _cancel_requested(job_id: int) -> bool:
+    return bool(BatchJob.objects.filter(pk=job_id).values_list("cancel_requested", flat=True)
+                .first())
+
+
+def batch_run(*, job_id: int) -> str:
+    """Score a job's remaining chunks; returns its status afterwards (or ``busy``).
+
+    1. Finished jobs are left alone (a redelivered message is a no-op).
+    2. Take the job's processing lock; if another worker holds it, answer ``busy``.
+    3. Mark it running (count the attempt); fetch and verify the input; load the model.
+    4. For each chunk not yet done: stop as cancelled if cancellation was requested,
+       else ``batch_chunk_process`` it (one transaction per chunk).
+    5. Write the result and error files and mark the job completed.
+    Bad data never fails a job (bad rows go to the error file); a missing input or an
+    unloadable model does, with the reason. Database errors propagate: the job stays
+    running and is resumed.
+    """
+    job = BatchJob.objects.filter(pk=job_id).select_related(
+        "model", "version", "version__dataset", "requester").first()
+    if job is None or job.status in FINISHED:
+        return job.status if job else "missing"
+    with _processing_lock(job.pk) as mine:
+        if not mine:
+            return BUSY
+        now = timezone.now()
+        claimed = BatchJob.objects.filter(pk=job.pk, status__in=ACTIVE).update(
+            status=BatchStatus.RUNNING, attempts=F("attempts") + 1, updated_at=now,
+            started_at=job.started_at or now)
+        if not claimed:
+            return BatchJob.objects.values_list("status", flat=True).get(pk=job.pk)
+        job.refresh_from_db()
+        if job.cancel_requested:
+            return _finish(job.pk, BatchStatus.CANCELLED)
+        path = None
+        try:
+            path = _fetch_input(job)
+            loaded = _load(job.version, "batch")
+            done = set(job.chunks_done)
+            chunks = (_csv_chunks if job.file_format == "csv" else _parquet_chunks)(
+                path, job.version, job.chunk_size)
+            for index, records in chunks:
+                if index in done:
+                    continue
+                if _cancel_requested(job.pk):
+                    return _finish(job.pk, BatchStatus.CANCELLED)
+                batch_chunk_process(job=job, index=index, records=records(), loaded=loaded)
+        except DatabaseError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - recorded on the job, which fails
+            log.exception("batch job %s failed", job.public_id)
+            message = exc.message if hasattr(exc, "message") else f"{exc.__class__.__name__}: {exc}"
+            return _finish(job.pk, BatchStatus.FAILED, error=str(message)[:2000])
+        finally:
+            if path:
+                os.unlink(path)
+        return _finish(job.pk, BatchStatus.COMPLETED)
+
+
+def _errors_of(records: list[Record], checked_rows: list, reject_ood: bool
+               ) -> tuple[list, list, list[tuple[int, str, str, str]]]:
+    valid, indices, errors = [], [], []
+    for (row_index, _values, problem), checked in zip(records, checked_rows, strict=True):
+        if problem is not None:
+            errors.append((row_index, problem.field or "", problem.code, problem.message))
+            continue
+        items = list(checked.errors)
+        if reject_ood:
+            items += [ErrorItem(f"ood_{flag['code']}", flag["message"],
+                                f"row.{flag['feature']}" if flag["feature"] else "row")
+                      for flag in checked.ood]
+        if items:
+            errors += [(row_index, (e.field or "").removeprefix("row").removeprefix("."),
+                        e.code, e.message) for e in items]
+        else:
+            valid.append(checked)
+            indices.append(row_index)
+    return valid, indices, errors
+
+
+def batch_chunk_process(*, job: BatchJob, index: int, records: list[Record], loaded) -> bool:
+    """Validate, score and log one chunk, exactly once; returns False if it was already done.
+
+    Everything the chunk produces (log rows, review items, the error-file part's
+    key, progress) is written in one transaction with the job's progress, after
+    locking the job row and re-checking its status and ``chunks_done``.
+    """
+    started = time.perf_counter()
+    version = job.version
+    schema, profile = version.input_schema, version.dataset.profile
+    checked_rows = [check_input(values, schema=schema, profile=profile, path="row")
+                    if values is not None else None for _i, values, _p in records]
+    valid, indices, errors = _errors_of(records, checked_rows,
+                                        reject_ood=version.ood_policy == "reject")
+    rows, reviews = [], []
+    if valid:
+        try:
+            rows, reviews = score_and_build(
+                model=job.model, version=version, checked=valid, loaded=loaded,
+                requester=job.requester, started=started, batch=job, row_indices=indices)
+        except ScoringFailed:
+            # Valid rows the model cannot represent (1e308 overflowing a scaler): find
+            # them, list them as errors, and score the rest.
+            bad = _unscorable(loaded, valid)
+            errors = sorted(errors + [(indices[i], "", "unscorable", UNSCORABLE) for i in bad])
+            keep = [i for i in range(len(valid)) if i not in bad]
+            valid, indices = [valid[i] for i in keep], [indices[i] for i in keep]
+            if valid:
+                rows, reviews = score_and_build(
+                    model=job.model, version=version, checked=valid, loaded=loaded,
+                    requester=job.requester, started=started, batch=job, row_indices=indices)
+    part = _error_part_put(errors) if errors else None
+    failed_rows = {e[0] for e in errors}
+    codes = _codes_by_row(errors)
+    low = index * job.chunk_size
+    with transaction.atomic():
+        locked = BatchJob.objects.select_for_update().get(pk=job.pk)
+        if locked.status != BatchStatus.RUNNING or index in locked.chunks_done:
+            return False
+        # Backstop: rows of this chunk logged without the chunk being marked cannot
+        # happen (one transaction), but never log a row twice if they did.
+        present = set(Prediction.objects.filter(
+            batch_id=job.pk, row_index__gte=low, row_index__lt=low + len(records))
+            .values_list("row_index", flat=True))
+        if present:
+            log.error("batch %s chunk %s: %d rows already logged; skipping them",
+                      job.public_id, index, len(present))
+            rows = [p for p in rows if p.row_index not in present]
+            reviews = [r for r in reviews if r.prediction.row_index not in present]
+        Prediction.objects.bulk_create(rows, batch_size=2000)
+        for review in reviews:
+            review.prediction_id = review.prediction.pk
+        ReviewItem.objects.bulk_create(reviews, batch_size=2000)
+        locked.chunks_done = sorted({*locked.chunks_done, index})
+        locked.rows_done += len(records)
+        locked.rows_failed += len(failed_rows)
+        locked.rows_routed += len(reviews)
+        if part:
+            locked.error_parts = {**locked.error_parts, str(index): [*part, len(failed_rows)]}
+        locked.save(update_fields=["chunks_done", "rows_done", "rows_failed", "rows_routed",
+                                   "error_parts", "updated_at"])
+    # Counted after the commit, outside the chunk's transaction, so single predictions
+    # counting the same reasons never wait for a chunk; a crash right here undercounts.
+    for code, n in sorted(codes.items()):
+        rejection_count(model=job.model, version=version, code=code, n=n)
+    return True
+
+
+UNSCORABLE = "The model could not score this row: a value is too extreme for it."
+
+
+def _unscorable(loaded, checked: list) -> set[int]:
+    """Positions of the inputs the model cannot score, by bisection (they are rare)."""
+    try:
+        proba = np.asarray(loaded.predict_proba([c.values for c in checked]), dtype=float)
+    except (ValueError, OverflowError, FloatingPointError):
+        if len(checked) == 1:
+            return {0}
+        mid = len(checked) // 2
+        return _unscorable(loaded, checked[:mid]) | {
+            mid + i for i in _unscorable(loaded, checked[mid:])}
+    return {int(i) for i in np.flatnonzero(~np.isfinite(proba).all(axis=1))}
+
+
+def _codes_by_row(errors) -> Counter:
+    by_row: dict[int, set[str]] = {}
+    for row_index, _field, code, _message in errors:
+        by_row.setdefault(row_index, set()).add(code)
+    return Counter(code for codes in by_row.values() for code in codes)
+
+
+def _csv_bytes(rows, header=None) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    if header:
+        writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue().encode("utf-8")
+
+
+def _error_part_put(errors) -> tuple[str, str]:
+    data = _csv_bytes(errors)
+    sha256 = hashlib.sha256(data).hexdigest()
+    return _put(io.BytesIO(data), sha256, "batch-errors"), sha256
+
+
+def _spool_and_put(write: Callable[[Any], None], kind: str) -> tuple[str, str]:
+    """Write a file through ``write(text_stream)`` to a temp file, hashing it, and store it."""
+    with tempfile.TemporaryFile() as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        write(text)
+        text.flush()
+        raw.seek(0)
+        digest = hashlib.sha256()
+        for block in iter(lambda: raw.read(CHUNK), b""):
+            digest.update(block)
+        sha256 = digest.hexdigest()
+        key = _put(raw, sha256, kind)
+        text.detach()
+    return key, sha256
+
+
+def _write_results(job: BatchJob) -> tuple[str, str]:
+    def write(out) -> None:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(RESULT_HEADER)
+        rows = (Prediction.objects.filter(batch_id=job.pk).order_by("row_index")
+                .values_list(*("row_index", "public_id", "label", "score", "confidence",
+                               "routing", "reason")).iterator(chunk_size=5000))
+        writer.writerows(rows)
+    return _spool_and_put(write, "batch-results")
+
+
+def _write_errors(job: BatchJob) -> tuple[str, str]:
+    store = artifact_storage()
+
+    def write(out) -> None:
+        csv.writer(out, lineterminator="\n").writerow(ERROR_HEADER)
+        for _index, (key, sha256, _rows) in sorted(job.error_parts.items(),
+                                                   key=lambda item: int(item[0])):
+            with store.open(key, "rb") as part:
+                data = part.read()
+            if hashlib.sha256(data).hexdigest() != sha256:
+                raise IntegrityFailure(f"An error-file part ({key}) changed in storage.",
+                                       code="artifact_hash_mismatch")
+            out.write(data.decode("utf-8"))
+    return _spool_and_put(write, "batch-errors")
+
+
+def _finish(job_id: int, status: str, *, error: str = "", write_files: bool = True) -> str:
+    """Mark a job finished (once), with its result files, and record BATCH_FINISHED."""
+    job = BatchJob.objects.select_related("model", "version").get(pk=job_id)
+    if job.status in FINISHED:
+        return job.status
+    files: dict[str, str] = {}
+    if write_files:
+        try:
+            files["result_key"], files["result_sha256"] = _write_results(job)
+            files["error_key"], files["error_sha256"] = _write_errors(job)
+        except (OSError, IntegrityFailure) as exc:
+            log.exception("batch %s: result files could not be written", job.public_id)
+            status, error, files = BatchStatus.FAILED, f"Result files could not be written: {exc}", {}
+    if status == BatchStatus.COMPLETED and job.rows_done != job.total_rows:
+        status, error = BatchStatus.FAILED, (f"Only {job.rows_done} of {job.total_rows} rows "
+                                             "were read from the file.")
+    with transaction.atomic():
+        locked = BatchJob.objects.select_for_update().get(pk=job_id)
+        if locked.status in FINISHED:
+            return locked.status
+        now = timezone.now()
+        BatchJob.objects.filter(pk=job_id).update(status=status, error=error, finished_at=now,
+                                                  updated_at=now, **files)
+        audit_event_record(
+            action=Action.BATCH_FINISHED, obj=locked, model_id=locked.model_id,
+            model_name=job.model.name, version_id=locked.version_id,
+            version_label=job.version.label,
+            details={"batch": str(locked.public_id), "status": status,
+                     "total_rows": locked.total_rows, "rows_done": locked.rows_done,
+                     "predictions": locked.rows_done - locked.rows_failed,
+                     "rows_failed": locked.rows_failed, "rows_routed": locked.rows_routed,
+                     "attempts": locked.attempts, "result_sha256": files.get("result_sha256"),
+                     "error_sha256": files.get("error_sha256"), "error": error or None})
+    return status
+
+
+# -- cancelling and resuming --------------------------------------------------------------
+
+def batch_cancel(*, user, job: BatchJob) -> BatchJob:
+    """Stop a job: a queued one at once, a running one at its next chunk boundary."""
+    if not _may_see(user, job):
+        raise NotFound("No such batch job.")
+    with transaction.atomic():
+        locked = BatchJob.objects.select_for_update().get(pk=job.pk)
+        if locked.status in FINISHED:
+            raise Conflict(f"The job is already {locked.get_status_display().lower()}.",
+                           code="batch_finished")
+        if locked.cancel_requested:
+            return locked
+        was = locked.status
+        BatchJob.objects.filter(pk=job.pk).update(cancel_requested=True,
+                                                  updated_at=timezone.now())
+        audit_event_record(action=Action.BATCH_CANCELLED, obj=locked,
+                           model_id=locked.model_id, model_name=job.model.name,
+                           version_id=locked.version_id, version_label=job.version.label,
+                           details={"batch": str(locked.public_id), "status_at_request": was,
+                                    "rows_done": locked.rows_done,
+                                    "total_rows": locked.total_rows})
+    if was == BatchStatus.QUEUED:
+        # Not started: finish it now, holding the job's lock so no worker starts it
+        # meanwhile (its message then finds the job finished).
+        with _processing_lock(job.pk) as free:
+            if free:
+                _finish(job.pk, BatchStatus.CANCELLED)
+    job.refresh_from_db()
+    return job
+
+
+def batch_resume_stale(*, stale_after: timedelta | None = None) -> list[int]:
+    """Re-enqueue active jobs with no progress for ``stale_after`` and no live worker.
+
+    Touching ``updated_at`` when re-enqueueing means a job waiting in a long queue
+    gets at most one extra message per ``stale_after``; extra messages are harmless.
+    """
+    if stale_after is None:
+        stale_after = timedelta(seconds=getattr(settings, "ATTEST_BATCH_STALE_SECONDS",
+                                                DEFAULT_STALE_SECONDS))
+    cutoff = timezone.now() - stale_after
+    resumed = []
+    for job_id, queue in BatchJob.objects.filter(status__in=ACTIVE, updated_at__lte=cutoff) \
+            .values_list("pk", "queue"):
+        if not _nobody_working_on(job_id):
+            continue
+        touched = BatchJob.objects.filter(pk=job_id, status__in=ACTIVE,
+                                          updated_at__lte=cutoff).update(updated_at=timezone.now())
+        if touched:
+            _send(job_id, queue or "default")
+            resumed.append(job_id)
+    if resumed:
+        log.warning("re-enqueued stalled batch jobs %s", resumed)
+    return resumed
+
+
+def batch_inputs_purge(*, now=None) -> int:
+    """Delete stored batch input files of finished jobs past their model's retention.
+
+    The rows live on (as prediction inputs, purged by ``prediction_inputs_purge``);
+    the file is only needed while the job may still run.
+    """
+    now = now or timezone.now()
+    purged = 0
+    jobs = (BatchJob.objects.filter(status__in=FINISHED, input_purged_at__isnull=True)
+            .exclude(input_key="").select_related("model"))
+    for job in jobs.iterator():
+        if job.created_at > now - timedelta(days=job.model.retention_days):
+            continue
+        with transaction.atomic():
+            BatchJob.objects.filter(pk=job.pk).update(input_key="", input_purged_at=now)
+            still_used = BatchJob.objects.filter(input_key=job.input_key).exists()
+            if not still_used:
+                transaction.on_commit(lambda key=job.input_key: _delete(key))
+        purged += 1
+    return purged
+
+
+def _delete(key: str) -> None:
+    store = artifact_storage()
+    if store.exists(key):
+        store.delete(key)
+
