@@ -14,7 +14,8 @@ from django.test import Client
 from django.utils import timezone
 
 from audits.models import Action, AuditEvent
-from inference import batches, services
+from core.errors import ErrorItem
+from inference import batch_files, batches, services
 from inference.models import BatchJob, BatchStatus, Prediction, RejectionCount, ReviewItem
 from inference.tasks import anchor_predictions, purge_inputs, run_batch
 from registry.models import ModelVersion
@@ -156,12 +157,12 @@ def test_text_the_database_could_not_store_is_a_row_error(tmp_path):
                                            {"name": "age", "type": "integer"}])
     path = tmp_path / "nul.csv"
     path.write_bytes(b"site,age\na,1\nb\x00c,2\nNA,3.0\n")
-    [(index, records)] = list(batches._csv_chunks(str(path), schema, 10))
+    [(index, records)] = list(batch_files.csv_chunks(str(path), schema, 10))
     assert index == 0
     assert records() == [
         (0, {"site": "a", "age": 1}, None),
-        (1, None, batches.ErrorItem("invalid_characters", "Text may not contain NUL "
-                                    "characters.", "site")),
+        (1, None, ErrorItem("invalid_characters", "Text may not contain NUL characters.",
+                            "site")),
         (2, {"site": None, "age": 3.0}, None)]
 
 
@@ -262,7 +263,7 @@ def _queued_job(personas, rows: int = 1000, chunk_size: int = 300) -> BatchJob:
 
 def _chunks(job: BatchJob):
     path = batches._fetch_input(job)
-    return dict(batches._csv_chunks(path, job.version, job.chunk_size))
+    return dict(batch_files.csv_chunks(path, job.version, job.chunk_size))
 
 
 def test_running_a_chunk_twice_logs_each_row_once(personas, version):

@@ -1,0 +1,188 @@
+"""Reading batch input files: an upload's shape, checked up front, then typed records.
+
+CSV is read as the dataset profiler reads it (``attest_client.profiling``): strictly
+UTF-8 (a byte-order mark is tolerated), blank lines skipped, the same missing-value
+markers; its text is typed per the version's schema (a bad value stays text, so the
+validator reports it). Parquet is typed already; float NaN is missing. A record's
+``row_index`` is its 0-based position among the data rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import math
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+# The profiler's own checks (private there), so a batch is read exactly as `attest profile`
+# reads a dataset: same encoding rules, ragged-row and header checks, row count.
+from attest_client.profiling import (
+    ProfilingError,
+    _check_file,
+    _check_header,
+    _resolve_format,
+    _scan_csv,
+)
+from core.errors import ErrorItem, ValidationFailed
+from registry.models import ModelVersion
+
+# The same missing-value markers as the dataset profiler (pandas' defaults), so a
+# file is read the way its training data was profiled.
+MISSING_MARKERS = frozenset({
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+    "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+})
+_PANDAS_INDEX_PREFIX = "__index_level_"
+
+
+def resolve_format(name: str, file_format: str | None) -> str:
+    """``csv`` or ``parquet``: as given, else from the file name's extension (400 otherwise)."""
+    try:
+        return _resolve_format(Path(name), file_format or None)
+    except ProfilingError as exc:
+        raise _profiling_error(exc) from None
+
+
+def _profiling_error(exc: ProfilingError) -> ValidationFailed:
+    return ValidationFailed(exc.message, code=exc.code, field="file")
+
+
+def inspect(path: str, fmt: str) -> tuple[list[str], int]:
+    """Column names and data rows of the spooled file; every problem is a 400."""
+    try:
+        _check_file(Path(path))
+        if fmt == "csv":
+            names, rows = _scan_csv(Path(path))
+        else:
+            names, rows = _parquet_shape(path)
+    except ProfilingError as exc:
+        raise _profiling_error(exc) from None
+    if rows == 0:
+        raise ValidationFailed("The file has a header but no data rows.", code="no_rows",
+                               field="file")
+    return names, rows
+
+
+def _parquet_shape(path: str) -> tuple[list[str], int]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        with pq.ParquetFile(path) as parquet:
+            names = [n for n in parquet.schema_arrow.names
+                     if not n.startswith(_PANDAS_INDEX_PREFIX)]
+            if not names:
+                raise ProfilingError("no_columns", "The file has no columns.")
+            _check_header(names)
+            return names, parquet.metadata.num_rows
+    except (pa.ArrowException, ValueError, EOFError, OSError) as exc:
+        raise ProfilingError("corrupt_file", "The parquet file could not be read (corrupt or "
+                             f"not parquet): {exc}") from exc
+
+
+def check_columns(version: ModelVersion, names: list[str]) -> None:
+    """Refuse up front a header that lacks required features or has unknown columns.
+
+    The same rule as a single prediction (unknown fields are refused, not ignored,
+    so a misspelt optional column is not silently imputed). A missing feature that
+    the schema imputes or passes through may be left out.
+    """
+    features = {f["name"]: f for f in version.input_schema}
+    problems = []
+    for name in [n for n in names if n not in features]:
+        problems.append(ErrorItem("unknown_field", f"Column '{name}' is not an input of this "
+                                  "model; remove it (row_index in the result file ties results "
+                                  "to input rows).", f"file.{name}"))
+    for name, feature in features.items():
+        if name not in names and feature.get("missing", "reject") == "reject" \
+                and feature.get("required", True):
+            problems.append(ErrorItem("missing_column", f"The file has no column '{name}', which "
+                                      "this model requires.", f"file.{name}"))
+    if problems:
+        raise ValidationFailed(items=problems, extra={"model_version": version.number})
+
+
+Record = tuple[int, dict | None, ErrorItem | None]  # row_index, values, file-level problem
+
+
+def _coercer(kind: str) -> Callable[[str], Any]:
+    """CSV text → the JSON type the schema validator expects; bad text stays text."""
+    if kind in ("number", "integer"):
+        def number(text: str) -> Any:
+            try:
+                return int(text) if kind == "integer" else float(text)
+            except ValueError:
+                try:
+                    return float(text)
+                except ValueError:
+                    return text
+        return number
+    if kind == "boolean":
+        return lambda text: {"true": True, "false": False}.get(text.lower(), text)
+    return lambda text: text
+
+
+def _storable(row_index: int, values: dict) -> Record:
+    """Refuse a row with NUL in a text value: the database could not store its input."""
+    for name, value in values.items():
+        if isinstance(value, str) and "\x00" in value:
+            return row_index, None, ErrorItem("invalid_characters", "Text may not contain NUL "
+                                              "characters.", name)
+    return row_index, values, None
+
+
+def csv_chunks(path: str, version: ModelVersion, chunk_size: int
+               ) -> Iterator[tuple[int, Callable[[], list[Record]]]]:
+    """Chunks of raw CSV rows; each converts to records only when called (skipped chunks don't)."""
+    kinds = {f["name"]: f["type"] for f in version.input_schema}
+    with open(path, "rb") as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="strict", newline="")
+        rows = (row for row in csv.reader(text, strict=False) if row)
+        header = next(rows, None) or []
+        columns = [(i, name, _coercer(kinds[name])) for i, name in enumerate(header)
+                   if name in kinds]
+        width = len(header)
+
+        def convert(start: int, batch: tuple[list[str], ...]) -> list[Record]:
+            out: list[Record] = []
+            for offset, row in enumerate(batch):
+                if len(row) != width:  # the upload was checked; kept for safety
+                    out.append((start + offset, None, ErrorItem(
+                        "ragged_row", f"The row has {len(row)} fields but the header has "
+                        f"{width}.", "")))
+                    continue
+                out.append(_storable(start + offset, {
+                    name: None if row[i] in MISSING_MARKERS else coerce(row[i])
+                    for i, name, coerce in columns}))
+            return out
+
+        for k, batch in enumerate(itertools.batched(rows, chunk_size)):
+            yield k, (lambda start=k * chunk_size, b=batch: convert(start, b))
+
+
+def parquet_chunks(path: str, version: ModelVersion, chunk_size: int
+                   ) -> Iterator[tuple[int, Callable[[], list[Record]]]]:
+    """Chunks of exactly ``chunk_size`` rows (record batches may be shorter, so re-batched)."""
+    import pyarrow.parquet as pq
+
+    names = {f["name"] for f in version.input_schema}
+    with pq.ParquetFile(path) as parquet:
+        columns = [n for n in parquet.schema_arrow.names if n in names]
+        values = (row for batch in parquet.iter_batches(batch_size=chunk_size, columns=columns)
+                  for row in batch.to_pylist())
+        for k, batch in enumerate(itertools.batched(values, chunk_size)):
+            def convert(start=k * chunk_size, b=batch) -> list[Record]:
+                return [_storable(start + i, {
+                    n: (None if isinstance(v, float) and math.isnan(v) else v)
+                    for n, v in row.items()}) for i, row in enumerate(b)]
+            yield k, convert
+
+
+def chunks(path: str, file_format: str, version: ModelVersion, chunk_size: int
+           ) -> Iterator[tuple[int, Callable[[], list[Record]]]]:
+    """(chunk index, records of rows ``[k * chunk_size, (k + 1) * chunk_size)``), in order."""
+    reader = csv_chunks if file_format == "csv" else parquet_chunks
+    return reader(path, version, chunk_size)
