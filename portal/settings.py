@@ -276,7 +276,17 @@ CELERY_BEAT_SCHEDULE = {
     "audit-checkpoint": {"task": "audits.checkpoint",
                          "schedule": env_int("ATTEST_AUDIT_CHECKPOINT_SECONDS", 86400,
                                              minimum=60)},
+    "anchor-predictions": {"task": "inference.anchor_predictions",
+                           "schedule": env_int("ATTEST_ANCHOR_SECONDS", 300, minimum=60)},
+    "purge-inputs": {"task": "inference.purge_inputs",
+                     "schedule": env_int("ATTEST_PURGE_SECONDS", 86400, minimum=3600)},
+    "resume-stale-batches": {"task": "inference.resume_stale_batches", "schedule": 60},
 }
+# Batch jobs: rows per chunk (one transaction each; progress advances per chunk),
+# the GPU queue for ONNX versions, and when a job without progress is resumed.
+ATTEST_BATCH_CHUNK_ROWS = env_int("ATTEST_BATCH_CHUNK_ROWS", 5000, minimum=100)
+ATTEST_GPU_QUEUE_ENABLED = env_bool("ATTEST_GPU_QUEUE_ENABLED", False)
+ATTEST_BATCH_STALE_SECONDS = env_int("ATTEST_BATCH_STALE_SECONDS", 120, minimum=30)
 
 # --- email (sign-off notifications) ------------------------------------------------------
 EMAIL_BACKEND = env_str("ATTEST_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

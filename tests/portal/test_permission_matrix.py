@@ -21,7 +21,9 @@ from rest_framework.test import APIClient
 
 from audits.checkpoints import audit_checkpoint_write
 from audits.models import AuditEvent
+from inference.batches import batch_submit
 from inference.services import prediction_create
+from inference.tasks import run_batch
 from portal.tokens import api_token_create
 from registry.models import ModelVersion
 from registry.release import signoff_record, version_promote
@@ -70,7 +72,7 @@ def matrix(ctx) -> list[Case]:
     def table(**groups) -> dict:
         out = {}
         for value_key, personas in groups.items():
-            value = {"s200": 200, "s201": 201, "s204": 204, "s401": 401, "s403": 403,
+            value = {"s200": 200, "s201": 201, "s202": 202, "s204": 204, "s401": 401, "s403": 403,
                      "s404": 404, "s409": 409, "login": "login", "deny": "deny", "ok302": "ok302"}[
                          value_key.split("__")[0]]
             for persona in personas:
@@ -297,6 +299,37 @@ def matrix(ctx) -> list[Case]:
             s401=("anonymous",)), api=True, data="new-dataset", multipart=True),
         Case("api-dataset", "get", f"/api/v1/datasets/{ctx['dataset_id']}/", table(
             s200=VIEWERS, s404=HIDDEN, s401=("anonymous",)), api=True),
+        # -- batch jobs (a finished one and a queued one, both the clinician's) --------
+        Case("batches:model-batches", "get", f"/models/{m}/batches/", table(
+            s200=("admin", "owner", "clinician"), deny=("auditor", "pi", "irb", "reviewer"),
+            s404=HIDDEN, login=("anonymous",))),
+        Case("batches:model-batches", "post", f"/models/{m}/batches/", table(
+            ok302=("admin", "owner", "clinician"), deny=("auditor", "pi", "irb", "reviewer"),
+            s404=HIDDEN, login=("anonymous",)), data="batch-file"),
+        Case("batches:detail", "get", f"/batches/{ctx['batch_done']}/", table(
+            s200=("admin", "owner", "clinician"),
+            s404=("auditor", "pi", "irb", "reviewer", *HIDDEN), login=("anonymous",))),
+        Case("batches:cancel", "post", f"/batches/{ctx['batch_queued']}/cancel/", table(
+            ok302=("admin", "owner", "clinician"),
+            s404=("auditor", "pi", "irb", "reviewer", *HIDDEN), login=("anonymous",))),
+        Case("batches:file", "get", f"/batches/{ctx['batch_done']}/files/results/", table(
+            s200=("admin", "owner", "clinician"),
+            s404=("auditor", "pi", "irb", "reviewer", *HIDDEN), login=("anonymous",))),
+        Case("api-batches", "get", f"/api/v1/models/{m}/batches/", table(
+            s200=("admin", "owner", "clinician"), s403=("auditor", "pi", "irb", "reviewer"),
+            s404=HIDDEN, s401=("anonymous",)), api=True),
+        Case("api-batches", "post", f"/api/v1/models/{m}/batches/", table(
+            s202=("admin", "owner", "clinician"), s403=("auditor", "pi", "irb", "reviewer"),
+            s404=HIDDEN, s401=("anonymous",)), api=True, data="batch-file", multipart=True),
+        Case("api-batch", "get", f"/api/v1/batches/{ctx['batch_done']}/", table(
+            s200=("admin", "owner", "clinician"),
+            s404=("auditor", "pi", "irb", "reviewer", *HIDDEN), s401=("anonymous",)), api=True),
+        Case("api-batch", "delete", f"/api/v1/batches/{ctx['batch_queued']}/", table(
+            s202=("admin", "owner", "clinician"),
+            s404=("auditor", "pi", "irb", "reviewer", *HIDDEN), s401=("anonymous",)), api=True),
+        Case("api-batch-file", "get", f"/api/v1/batches/{ctx['batch_done']}/results/", table(
+            s200=("admin", "owner", "clinician"),
+            s404=("auditor", "pi", "irb", "reviewer", *HIDDEN), s401=("anonymous",)), api=True),
     ]
 
 
@@ -314,7 +347,7 @@ def _route_names() -> set[str]:
     return names
 
 
-FAKE_CTX = {"model": "m", "event_id": 1, "checkpoint_key": "k", "dataset_id": 1, "token_id": 1,
+FAKE_CTX = {"model": "m", "batch_done": "b", "batch_queued": "q", "event_id": 1, "checkpoint_key": "k", "dataset_id": 1, "token_id": 1,
             "prediction_id": "p", "review_id": 1, "predict_row": {}}
 CASES = matrix(FAKE_CTX)
 
@@ -348,12 +381,22 @@ def ctx(personas):
     result = prediction_create(user=personas.clinician, model=personas.model, instances=[row])[0]
     token, _secret = api_token_create(user=personas.owner, name="matrix")
     checkpoint = audit_checkpoint_write()
+    done, queued = (batch_submit(user=personas.clinician, model=personas.model,
+                                 upload=_batch_file(production)) for _ in range(2))
+    run_batch.apply(args=[done.pk])  # the other stays queued (its on-commit never runs)
     event = AuditEvent.objects.filter(model_id=personas.model.pk).first()
     return {"model": personas.model.name, "event_id": event.pk,
             "prediction_id": str(result.prediction.public_id), "review_id": result.review.pk,
             "predict_row": typical_input(production), "dataset_id": dataset.pk,
             "token_id": token.pk, "checkpoint_key": checkpoint.storage_key,
-            "personas": personas, "dataset": dataset}
+            "personas": personas, "dataset": dataset, "batch_done": done.public_id,
+            "batch_queued": queued.public_id}
+
+
+def _batch_file(version) -> SimpleUploadedFile:
+    row = typical_input(version)
+    return SimpleUploadedFile("batch.csv", (",".join(row) + "\n" + ",".join(
+        str(v) for v in row.values()) + "\n").encode())
 
 
 class _Rollback(Exception):
@@ -377,6 +420,9 @@ def _request(case: Case, persona: str, ctx) -> Any:
         data = {"meaning": "pi_approval", "decision": "approve", "password": PASSWORD,
                 "comment": "ok", "content_hash": ModelVersion.objects.get(
                     model__name=ctx["model"], number=2).content_hash}
+    elif data == "batch-file":
+        data = {"file": _batch_file(ModelVersion.objects.get(model__name=ctx["model"],
+                                                             number=4))}
     elif data == "new-dataset":
         data = {"name": "matrix-data", "version": "1", "source": "test",
                 "file": SimpleUploadedFile("d.csv", training_csv())}
