@@ -28,9 +28,28 @@ def canonical_json(value: Any) -> str:
     return canonical_bytes(value).decode("utf-8")
 
 
+def _portable(value: Any) -> Any:
+    """Numbers as PostgreSQL's jsonb gives them back, so a stored value re-hashes alike.
+
+    jsonb keeps numbers as decimals: -0.0 comes back as 0, and a whole float written
+    in exponent form (1e16 and up) comes back as an integer.
+    """
+    if isinstance(value, float):
+        if value == 0.0:
+            return 0.0
+        if value.is_integer() and 1e16 <= abs(value) < 2**63:
+            return int(value)
+        return value
+    if isinstance(value, dict):
+        return {k: _portable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_portable(v) for v in value]
+    return value
+
+
 def normalize_json(value: Any) -> Any:
     """Round-trip through canonical JSON, so what is stored is exactly what was hashed."""
-    return orjson.loads(canonical_bytes(value))
+    return _portable(orjson.loads(canonical_bytes(value)))
 
 
 def sha256_text(text: str) -> str:

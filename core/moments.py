@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, time
 
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from .errors import ValidationFailed
+
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def parse_moment(value: str | None, *, field: str = "at", end_of_day: bool = True,
@@ -20,7 +23,8 @@ def parse_moment(value: str | None, *, field: str = "at", end_of_day: bool = Tru
     value = (value or "").strip()
     if not value:
         return timezone.now() if default_now else None
-    moment = parse_datetime(value)
+    # A bare date is a whole day (Python 3.11+ would read it as that day's midnight).
+    moment = None if _DATE_ONLY.match(value) else parse_datetime(value)
     if moment is None:
         try:
             day = parse_date(value)

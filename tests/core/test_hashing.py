@@ -45,3 +45,8 @@ def test_integer_keys_become_strings_as_json_would():
 def test_sha256_stream_counts_bytes():
     digest, size = sha256_stream(io.BytesIO(b"x" * 3_000_000))
     assert size == 3_000_000 and len(digest) == 64
+
+
+def test_numbers_are_normalized_as_postgresql_returns_them():
+    assert normalize_json({"a": -0.0, "b": 1e16, "c": 2.5e17, "d": 1.5, "e": 1e300}) == {
+        "a": 0.0, "b": 10**16, "c": 25 * 10**16, "d": 1.5, "e": 1e300}
