@@ -145,12 +145,10 @@ def test_a_tampered_onnx_blob_is_refused_and_recorded(personas, dataset):
     store.delete(runtime.onnx_key)
     store.save(runtime.onnx_key, ContentFile(b"not the converted model"))
     model_cache.clear()
-    served_by_onnx = [p for p, engine in (("single", runtime.single_runtime),
-                                          ("batch", runtime.batch_runtime))
-                      if engine == "onnxruntime"]
-    if not served_by_onnx:
-        pytest.skip("scikit-learn was faster for both purposes on this machine")
-    purpose = served_by_onnx[0]
+    # Whichever runtime the timings chose, serve single rows with ONNX for this check
+    # (an equivalent conversion may be chosen; the constraint allows it).
+    ServingRuntime.objects.filter(pk=runtime.pk).update(single_runtime="onnxruntime")
+    purpose = "single"
 
     with pytest.raises(IntegrityFailure):
         serving_model_load(version=version, purpose=purpose)
