@@ -46,6 +46,9 @@ class StrictJSONParser(JSONParser):
     """DRF's JSON parser, refusing strings that could not be stored or hashed."""
 
     def parse(self, stream, media_type=None, parser_context=None):
-        data = super().parse(stream, media_type, parser_context)
-        require_storable(data)
+        try:
+            data = super().parse(stream, media_type, parser_context)
+            require_storable(data)
+        except RecursionError:  # nested deeper than the decoder or our walk can go
+            raise ValidationFailed("JSON nested too deeply.", code="parse_error") from None
         return data

@@ -107,7 +107,7 @@ def target_version(*, user, model: RegisteredModel, number: Any = None) -> Model
                                    code="permission_denied", field="version")
         try:
             version = model.versions.select_related("dataset").get(number=int(number))
-        except (ValueError, TypeError, ModelVersion.DoesNotExist):
+        except (ValueError, TypeError, OverflowError, ModelVersion.DoesNotExist):
             raise ValidationFailed(f"{model.name} has no version {number}.",
                                    code="unknown_version", field="version") from None
         if version.state in (VersionState.DISCARDED, VersionState.REJECTED):

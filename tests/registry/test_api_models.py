@@ -100,3 +100,11 @@ def test_unstorable_text_is_a_structured_400(personas, text):
     assert response.status_code == 400
     assert response.json()["errors"][0]["code"] in ("invalid_characters", "null_characters_not_allowed")
     assert not RegisteredModel.objects.filter(name="fine-name").exists()
+
+
+def test_absurdly_nested_json_is_a_structured_400(personas):
+    body = "[" * 100_000 + "]" * 100_000
+    response = api_as(personas.owner).post("/api/v1/models/", data=body,
+                                           content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["code"] in ("parse_error", "invalid")
