@@ -67,10 +67,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from importlib import metadata
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import unquote, urlparse, urlunparse
+
+# bench/ is sys.path[0] when a script runs as `python bench/NAME.py`
+from machine_info import cpu_model, load_average, memory_gib, version_of  # noqa: E402,I001
 
 ROOT = Path(__file__).resolve().parent.parent
 PROG = "bench/audit.py"
@@ -966,35 +968,12 @@ def run_sqlite(args: argparse.Namespace, work: Path) -> tuple[list[Row], str]:
 # -- report ------------------------------------------------------------------------------------
 
 
-def version_of(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
 
 
-def cpu_model() -> str:
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as info:
-        for line in info:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "?"
 
 
-def memory_gib() -> str:
-    with contextlib.suppress(OSError, ValueError), open("/proc/meminfo") as info:
-        for line in info:
-            if line.startswith("MemTotal:"):
-                return f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-    return "?"
 
 
-def load_average() -> str:
-    try:
-        one, five, fifteen = os.getloadavg()
-    except OSError:
-        return "?"
-    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
 
 
 def server_info() -> str:

@@ -67,9 +67,11 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any, NoReturn
+
+# bench/ is sys.path[0] when a script runs as `python bench/NAME.py`
+from machine_info import cpu_model, load_average, memory_gib, version_of  # noqa: E402,I001
 
 ROOT = Path(__file__).resolve().parent.parent
 PROG = "bench/predict.py"
@@ -799,34 +801,12 @@ def batch_compare(m: BenchModel, args: argparse.Namespace, requester) -> dict:
 # -- report ---------------------------------------------------------------------------------
 
 
-def version_of(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
 
 
-def cpu_model() -> str:
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as info:
-        for line in info:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "?"
 
 
-def memory_gib() -> str:
-    with contextlib.suppress(OSError, ValueError), open("/proc/meminfo") as info:
-        for line in info:
-            if line.startswith("MemTotal:"):
-                return f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-    return "?"
 
 
-def load_average() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "?"
 
 
 def postgres_version() -> str:

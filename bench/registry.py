@@ -49,9 +49,11 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any, NoReturn
+
+# bench/ is sys.path[0] when a script runs as `python bench/NAME.py`
+from machine_info import cpu_model, load_average, memory_gib, version_of  # noqa: E402,I001
 
 ROOT = Path(__file__).resolve().parent.parent
 PROG = "bench/registry.py"
@@ -535,11 +537,6 @@ def end_to_end(args: argparse.Namespace, model: ModelFile, targets: list[Backend
 # -- report ------------------------------------------------------------------------------------
 
 
-def version_of(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
 
 
 def filesystem_of(path: Path) -> str:
@@ -557,29 +554,10 @@ def filesystem_of(path: Path) -> str:
     return f"{best[1]} on {best[0] or '?'}"
 
 
-def cpu_model() -> str:
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as info:
-        for line in info:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "?"
 
 
-def memory_gib() -> str:
-    with contextlib.suppress(OSError, ValueError), open("/proc/meminfo") as info:
-        for line in info:
-            if line.startswith("MemTotal:"):
-                return f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-    return "?"
 
 
-def load_average() -> str:
-    """1/5/15-minute load averages: other work on the cores shows up as noise."""
-    try:
-        one, five, fifteen = os.getloadavg()
-    except OSError:
-        return "?"
-    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
 
 
 def machine(work: Path, targets: list[Backend]) -> list[str]:
