@@ -4,40 +4,53 @@ Each event's hash is ``sha256(prev_hash + "\\n" + canonical_json(material))``
 where material is every recorded field except the hashes themselves. The first
 event's prev_hash is 64 zeros. ``seq`` numbers events from 1 without gaps, so a
 deleted row shows as a gap even where hashes were recomputed around it.
+
+The hashing and the verification loop live in ``audits.chainwalk`` (no Django
+there, so helper processes start fast); this module reads the events and, on
+PostgreSQL, splits a long chain between processes.
 """
 
 from __future__ import annotations
 
-import hashlib
+import gc
 import json
-import re
+import logging
+import os
+import subprocess
+import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
 
-import orjson
+from django.conf import settings
 from django.db import connections, router
 
-from core.hashing import canonical_bytes
-
+from .chainwalk import (
+    BATCH,
+    COLUMNS,
+    MATERIAL_FIELDS,
+    Walk,
+    event_hash,
+    pg_rows,
+    time_text,
+    walk,
+)
 from .models import GENESIS_HASH, AuditEvent
 
-MATERIAL_FIELDS = (
-    "seq", "time", "actor_id", "actor_username", "actor_name", "via", "action",
-    "object_type", "object_id", "object_repr", "model_id", "model_name", "version_id",
-    "version_label", "before", "after", "details", "reason", "request_id", "remote_addr",
-)
+__all__ = ["MATERIAL_FIELDS", "BrokenLink", "VerifyResult", "chain_head", "event_hash",
+           "verify_chain"]
 
+log = logging.getLogger(__name__)
+_time_text = time_text  # the name tests and the bench import
 
-def _time_text(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def event_hash(prev_hash: str, material: dict) -> str:
-    data = dict(material)
-    data["time"] = _time_text(data["time"]) if isinstance(data["time"], datetime) else data["time"]
-    return hashlib.sha256(prev_hash.encode("ascii") + b"\n" + canonical_bytes(data)).hexdigest()
+# A helper process is worth starting for at least this many events (it costs ~0.1 s).
+MIN_EVENTS_PER_PROCESS = 100_000
+_PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Connection parameters a helper may receive: plain values libpq understands.
+_CONNINFO_SKIP = {"cursor_factory", "context", "prepare_threshold"}
 
 
 @dataclass(frozen=True)
@@ -62,25 +75,14 @@ class VerifyResult:
         return data
 
 
-# -- verification ------------------------------------------------------------------------------
-#
-# verify_chain reads every event once, so it is written for throughput (docs/performance.md,
-# "Audit"). Rows arrive as lists in _COLUMNS order with the time already as text, integers as
-# int or None and the JSON columns as text or None; the material dict is built in place and
-# serialized the way canonical_bytes serializes it. A row the fast code cannot serialize
-# exactly (JSON orjson refuses, values it cannot encode) is hashed by event_hash itself, so
-# the verdict is always that of the reference code.
-
-_COLUMNS = ("id", "prev_hash", "hash", *MATERIAL_FIELDS)
-_JSON_FIELDS = ("before", "after", "details")
-# canonical_bytes adds OPT_NON_STR_KEYS, OPT_PASSTHROUGH_DATETIME and default=str; none of
-# them changes the bytes for what reaches orjson here (str keys; str, int, None and values
-# from orjson.loads), and orjson runs faster without them.
-_SORT_KEYS = orjson.OPT_SORT_KEYS
-_BATCH = 2000  # rows handed from a reader to the verifier at a time
+def _result(w: Walk, checked_before: int = 0) -> VerifyResult:
+    broken = BrokenLink(int(w.broken[0]), int(w.broken[1]), str(w.broken[2]), str(w.broken[3])) \
+        if w.broken else None
+    return VerifyResult(w.ok, checked_before + w.checked, w.head_hash, w.head_seq, broken)
 
 
-def verify_chain(*, upto_seq: int | None = None, chunk_size: int = 100_000) -> VerifyResult:
+def verify_chain(*, upto_seq: int | None = None, chunk_size: int = 100_000,
+                 processes: int | None = None) -> VerifyResult:
     """Recompute every hash in seq order and report the first broken link.
 
     1. Events are streamed in seq order in chunks of ``chunk_size`` (keyset
@@ -91,145 +93,151 @@ def verify_chain(*, upto_seq: int | None = None, chunk_size: int = 100_000) -> V
        previous event's hash, and the stored hash must equal the recomputed one.
     3. The first failure stops the walk; its seq, id, time and the kind of
        problem are reported.
+
+    On PostgreSQL a chain of at least 2 x MIN_EVENTS_PER_PROCESS events is cut
+    into consecutive seq ranges walked at once by this process and helper
+    processes (``processes`` in all, default ``ATTEST_AUDIT_VERIFY_PROCESSES``).
+    A range after the first starts from the stored hash of the event before it,
+    and the ranges are then read in order, so the verdict, the count and the
+    first broken link are exactly those of one walk from the start.
     """
     connection = connections[router.db_for_read(AuditEvent)]
-    reader = _postgresql_rows if connection.vendor == "postgresql" else _generic_rows
-    expected_prev = GENESIS_HASH
-    expected_seq = 1
-    checked = 0
-    sha256, dumps, loads = hashlib.sha256, orjson.dumps, orjson.loads
-    batches = reader(connection, upto_seq, max(1, chunk_size))
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # see audits.chainwalk: the walk creates no cycles
     try:
-        for batch in batches:
-            for f in batch:
-                seq, prev_hash, stored_hash = f[3], f[1], f[2]
-                if seq != expected_seq:
-                    problem = f"sequence gap: expected event #{expected_seq}, found #{seq}"
-                elif prev_hash != expected_prev:
-                    problem = "prev_hash does not match the previous event's hash"
-                else:
-                    before, after, details = f[17], f[18], f[19]
-                    try:
-                        body = dumps({
-                            "action": f[9], "actor_id": f[5], "actor_name": f[7],
-                            "actor_username": f[6],
-                            "after": None if after is None else loads(after),
-                            "before": None if before is None else loads(before),
-                            "details": None if details is None else loads(details),
-                            "model_id": f[13], "model_name": f[14], "object_id": f[11],
-                            "object_repr": f[12], "object_type": f[10], "reason": f[20],
-                            "remote_addr": f[22], "request_id": f[21], "seq": seq, "time": f[4],
-                            "version_id": f[15], "version_label": f[16], "via": f[8],
-                        }, option=_SORT_KEYS)
-                    except (TypeError, ValueError):  # orjson's decode and encode errors
-                        digest = _reference_hash(prev_hash, f)
-                    else:
-                        digest = sha256((prev_hash + "\n").encode() + body).hexdigest()
-                    if digest == stored_hash:
-                        checked += 1
-                        expected_prev = stored_hash
-                        expected_seq = seq + 1
-                        continue
-                    problem = "content does not match its hash"
-                return VerifyResult(False, checked, expected_prev, expected_seq - 1,
-                                    BrokenLink(seq, int(f[0]), f[4], problem))
+        if connection.vendor == "postgresql":
+            wanted = settings.ATTEST_AUDIT_VERIFY_PROCESSES if processes is None else processes
+            return _verify_postgresql(connection, upto_seq, max(1, chunk_size),
+                                      max(1, int(wanted)))
+        batches = _generic_rows(connection, upto_seq, max(1, chunk_size))
+        try:
+            return _result(walk(batches, GENESIS_HASH, 1))
+        finally:
+            batches.close()
     finally:
-        batches.close()  # a reader stopped early finishes its query
-    return VerifyResult(True, checked, expected_prev, expected_seq - 1, None)
+        if gc_was_enabled:
+            gc.enable()
 
 
-def _json_value(value: Any) -> Any:
-    """A JSON column's text as JSONField.from_db_value returns it (the raw text if invalid)."""
-    if not isinstance(value, str | bytes | bytearray):
-        return value
-    try:
-        return orjson.loads(value)
-    except orjson.JSONDecodeError:
-        pass
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError:
-        return value
+# PostgreSQL: COPY streams, and consecutive ranges walked at once by several processes.
 
-
-def _reference_hash(prev_hash: str, f: list) -> str:
-    """event_hash of a row the fast path could not serialize."""
-    material = dict(zip(MATERIAL_FIELDS, f[3:23], strict=True))
-    for name in _JSON_FIELDS:
-        material[name] = _json_value(material[name])
-    try:
-        return event_hash(prev_hash, material)
-    except (TypeError, ValueError):  # not serializable at all: it cannot be what was hashed
-        return ""
-
-
-# PostgreSQL: COPY streams rows in the text format. The time is formatted by the server
-# exactly as _time_text formats it; NULL integers and JSON arrive as empty strings (a value of
-# those columns is never empty), so a row holds a backslash only where COPY escaped a
-# character -- rare, and handled by _copy_fields.
-_PG_TIME = "to_char(time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
-_PG_SELECT = ", ".join(
-    _PG_TIME if name == "time"
-    else f"coalesce({name}::text, '')" if name in ("actor_id", "model_id", "version_id",
-                                                    *_JSON_FIELDS)
-    else name
-    for name in _COLUMNS) + ", ''"  # a last empty column takes the line's newline
-
-
-def _postgresql_rows(connection, upto_seq: int | None, chunk_size: int) -> Iterator[list]:
+def _verify_postgresql(connection, upto_seq: int | None, chunk_size: int,
+                       processes: int) -> VerifyResult:
     table = AuditEvent._meta.db_table
-    start = 1
     with connection.cursor() as cursor:
-        raw = cursor.cursor  # psycopg's own cursor: COPY is not in the DB-API
-        while True:
-            upto = "" if upto_seq is None else f" AND seq <= {int(upto_seq)}"
-            sql = (f"COPY (SELECT {_PG_SELECT} FROM {table} "  # noqa: S608 - integers, names
-                   f"WHERE seq >= {int(start)}{upto} ORDER BY seq LIMIT {int(chunk_size)}) TO STDOUT")
-            count = 0
-            with raw.copy(sql) as copy:
-                try:
-                    batch = []
-                    for data in copy:
-                        line = str(data, "utf-8")
-                        f = line.split("\t") if "\\" not in line else _copy_fields(line)
-                        f[3] = int(f[3])
-                        a, m, v = f[5], f[13], f[15]
-                        f[5] = int(a) if a else None
-                        f[13] = int(m) if m else None
-                        f[15] = int(v) if v else None
-                        f[17] = f[17] or None
-                        f[18] = f[18] or None
-                        f[19] = f[19] or None
-                        batch.append(f)
-                        if len(batch) == _BATCH:
-                            count += _BATCH
-                            yield batch
-                            batch = []
-                    count += len(batch)
-                    if batch:
-                        yield batch
-                finally:
-                    for _data in copy:  # read what is left so the connection stays usable
-                        pass
-            if count < chunk_size:
-                return
-            start = f[3] + 1
+        if upto_seq is None:
+            cursor.execute(f"SELECT max(seq) FROM {table}")  # noqa: S608 - model's table name
+            head = int(cursor.fetchone()[0] or 0)
+        else:
+            head = max(0, int(upto_seq))
+        parts = min(processes, head // MIN_EVENTS_PER_PROCESS)
+        if parts < 2:
+            return _result(_walk_here(cursor, table, 1, upto_seq, GENESIS_HASH, 1, chunk_size))
+        bounds = [1 + i * head // parts for i in range(parts)] + [head + 1]
+        starts = [(GENESIS_HASH, 1)] + [_start_of(cursor, table, b) for b in bounds[1:-1]]
+        helpers: list[_Helper | None] = [None] + [
+            _Helper.start(connection, table, bounds[i], bounds[i + 1] - 1, *starts[i], chunk_size)
+            for i in range(1, parts)]
+        try:
+            checked = 0
+            done = Walk(True, 0, GENESIS_HASH, 0, None)
+            for i in range(parts):
+                start_from = (done.head_hash, done.head_seq + 1)
+                helper = helpers[i]
+                w = None
+                if helper is not None and starts[i] == start_from:
+                    w = helper.result()
+                if w is None:  # the first range, a helper that failed, or rows changed meanwhile
+                    w = _walk_here(cursor, table, bounds[i], bounds[i + 1] - 1, *start_from,
+                                   chunk_size)
+                if not w.ok:
+                    return _result(w, checked)
+                checked += w.checked
+                done = w
+        finally:
+            for helper in helpers:
+                if helper is not None:
+                    helper.stop()
+        if upto_seq is None:  # events appended while the ranges were walked
+            tail = _walk_here(cursor, table, head + 1, None, done.head_hash, done.head_seq + 1,
+                              chunk_size)
+            return _result(tail, checked)
+        return _result(done._replace(checked=0), checked)
 
 
-_COPY_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
-_COPY_ESCAPE = re.compile(r"\\(.)", re.DOTALL)
+def _walk_here(cursor, table: str, start: int, end: int | None, prev_hash: str,
+               expected_seq: int, chunk_size: int) -> Walk:
+    batches = pg_rows(cursor.cursor, table, start, end, chunk_size)  # psycopg's own cursor
+    try:
+        return walk(batches, prev_hash, expected_seq)
+    finally:
+        batches.close()  # a walk stopped early finishes its COPY
 
 
-def _copy_unescape(field: str) -> str | None:
-    if field == "\\N":
-        return None
-    return _COPY_ESCAPE.sub(lambda m: _COPY_ESCAPES.get(m.group(1), m.group(1)), field)
+def _start_of(cursor, table: str, seq: int) -> tuple[str, int]:
+    """Where a range beginning at ``seq`` continues from: the stored hash of the event
+    before it and the seq that must follow."""
+    cursor.execute(f"SELECT seq, hash FROM {table} WHERE seq < %s "  # noqa: S608 - table name
+                   "ORDER BY seq DESC LIMIT 1", [seq])
+    row = cursor.fetchone()
+    return (row[1], int(row[0]) + 1) if row else (GENESIS_HASH, 1)
 
 
-def _copy_fields(line: str) -> list:
-    """Fields of a COPY text-format line that contains escapes (tabs in data are escaped, so
-    every tab separates fields)."""
-    return [_copy_unescape(field) if "\\" in field else field for field in line.split("\t")]
+class _Helper:
+    """A ``python -m audits.chainwalk`` process walking one range over its own connection."""
+
+    def __init__(self, proc: subprocess.Popen, errors: IO[bytes], label: str) -> None:
+        self.proc, self.errors, self.label = proc, errors, label
+
+    @classmethod
+    def start(cls, connection, table: str, start: int, end: int, prev_hash: str,
+              expected_seq: int, chunk_size: int) -> _Helper | None:
+        conninfo = {key: value for key, value in connection.get_connection_params().items()
+                    if key not in _CONNINFO_SKIP and isinstance(value, str | int | float | bool)}
+        job = {"conninfo": conninfo, "table": table, "start": start, "end": end,
+               "prev_hash": prev_hash, "expected_seq": expected_seq, "chunk_size": chunk_size}
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PROJECT_ROOT),
+                                                        env.get("PYTHONPATH", "")) if p)
+        label = f"events #{start}-#{end}"
+        errors = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
+        try:
+            proc = subprocess.Popen(  # noqa: S603 - this interpreter, a fixed module
+                [sys.executable, "-m", "audits.chainwalk"], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=errors, cwd=_PROJECT_ROOT, env=env)
+            assert proc.stdin is not None
+            with proc.stdin:  # the password goes by pipe, not on the command line
+                proc.stdin.write(json.dumps(job).encode())
+        except OSError as exc:
+            errors.close()
+            log.warning("audit verify: no helper process for %s (%s); walking it here", label,
+                        exc)
+            return None
+        return cls(proc, errors, label)
+
+    def result(self) -> Walk | None:
+        """The helper's walk, or None (logged) when it failed: the caller walks the range."""
+        assert self.proc.stdout is not None
+        out = self.proc.stdout.read()
+        self.proc.wait()
+        try:
+            if self.proc.returncode != 0:
+                self.errors.seek(0)
+                raise ValueError(self.errors.read()[-300:].decode("utf-8", "replace").strip()
+                                 or f"exit status {self.proc.returncode}")
+            return Walk.from_json(json.loads(out))
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            log.warning("audit verify: helper for %s failed (%s); walking it here", self.label,
+                        exc)
+            return None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self.errors.close()
 
 
 # Other backends (SQLite in embedded mode): plain keyset queries through the DB-API cursor.
@@ -238,23 +246,23 @@ def _generic_rows(connection, upto_seq: int | None, chunk_size: int) -> Iterator
     qn = connection.ops.quote_name
     opts = AuditEvent._meta
     seq = qn("seq")
-    columns = ", ".join(qn(opts.get_field(name).column) for name in _COLUMNS)
+    columns = ", ".join(qn(opts.get_field(name).column) for name in COLUMNS)
     where = f"{seq} >= %s" + ("" if upto_seq is None else f" AND {seq} <= %s")
     sql = (f"SELECT {columns} FROM {qn(opts.db_table)} "  # noqa: S608 - quoted identifiers
            f"WHERE {where} ORDER BY {seq} LIMIT %s")
-    time_text = _db_time_text(connection)
+    to_text = _db_time_text(connection)
     start = 1
     with connection.cursor() as cursor:
         while True:
             params = [start] if upto_seq is None else [start, upto_seq]
             cursor.execute(sql, [*params, chunk_size])
             count = 0
-            while rows := cursor.fetchmany(_BATCH):
+            while rows := cursor.fetchmany(BATCH):
                 count += len(rows)
                 batch = []
                 for row in rows:
                     f = list(row)
-                    f[4] = time_text(f[4])
+                    f[4] = to_text(f[4])
                     batch.append(f)
                 yield batch
             if count < chunk_size:
@@ -263,7 +271,7 @@ def _generic_rows(connection, upto_seq: int | None, chunk_size: int) -> Iterator
 
 
 def _db_time_text(connection) -> Callable[[Any], Any]:
-    """The time column's raw value -> _time_text of the datetime Django would load.
+    """The time column's raw value -> time_text of the datetime Django would load.
 
     Backends without time zones (SQLite) return naive UTC datetimes or text; Django's
     converter makes them aware in the connection's zone, and so does this.
@@ -271,11 +279,11 @@ def _db_time_text(connection) -> Callable[[Any], Any]:
     convert = getattr(connection.ops, "convert_datetimefield_value", None)
     utc = connection.timezone_name == "UTC"
 
-    def time_text(value: Any) -> Any:
+    def to_text(value: Any) -> Any:
         if isinstance(value, datetime):
             if value.tzinfo is not None:
-                return _time_text(value)
-            if utc:  # make_aware(value, UTC), then _time_text, without the detour
+                return time_text(value)
+            if utc:  # make_aware(value, UTC), then time_text, without the detour
                 return value.isoformat(timespec="microseconds") + "+00:00"
         elif isinstance(value, str) and utc:
             try:
@@ -286,9 +294,9 @@ def _db_time_text(connection) -> Callable[[Any], Any]:
                 return parsed.isoformat(timespec="microseconds") + "+00:00"
         if convert is not None:
             value = convert(value, None, connection)
-        return _time_text(value) if isinstance(value, datetime) else value
+        return time_text(value) if isinstance(value, datetime) else value
 
-    return time_text
+    return to_text
 
 
 def chain_head() -> tuple[int, str]:

@@ -11,7 +11,8 @@ the same machine and database:
    plus the actor foreign key) with distinct seq and hash values handed out in
    advance -- no lock, no head read, no hashing. Rounds alternate baseline and
    chain; the median round is reported. The same with one writer.
-2. verify -- ``verify_chain`` over the ``--events`` loaded events, against
+2. verify -- ``verify_chain`` (as configured: ATTEST_AUDIT_VERIFY_PROCESSES processes on
+   PostgreSQL, each walking a range of seq numbers) over the ``--events`` loaded events, against
    reading the same rows without hashing: ``COPY (SELECT * ... ORDER BY seq)
    TO STDOUT`` streamed to this process unparsed (the I/O floor), and a
    server-side cursor over the same SELECT with Django's connection and type
@@ -519,35 +520,33 @@ def fetch_copy(upto_seq: int) -> tuple[float, int]:
     return clock() - started, count
 
 
-def server_cpu_seconds() -> float | None:
-    """CPU time of this connection's PostgreSQL backend (loopback server: /proc), or None."""
-    from django.db import connection
-
-    if connection.vendor != "postgresql":
-        return None
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        pid = cursor.fetchone()[0]
+def machine_cpu_seconds() -> float | None:
+    """CPU time used by the whole machine so far (all cores, /proc/stat), or None."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def verify_run(upto_seq: int) -> tuple[float, Any, float, float | None]:
-    """verify_chain: (seconds, result, CPU seconds here, CPU seconds of the server backend)."""
+    """verify_chain: (seconds, result, CPU seconds of the verifying processes -- this one
+    and its helpers --, CPU seconds of everything else on the machine: PostgreSQL's
+    backends, and whatever else ran)."""
     from audits.chain import verify_chain
 
-    server = server_cpu_seconds()
-    cpu = time.process_time()
+    machine = machine_cpu_seconds()
+    before = os.times()
     started = clock()
     result = verify_chain(upto_seq=upto_seq)
     elapsed = clock() - started
-    cpu = time.process_time() - cpu
-    after = server_cpu_seconds()
-    return elapsed, result, cpu, (after - server) if server is not None and after is not None \
+    after = os.times()
+    cpu = sum(after[:4]) - sum(before[:4])  # user + system, self + waited-for children
+    machine_after = machine_cpu_seconds()
+    rest = (machine_after - machine - cpu) if machine is not None and machine_after is not None \
         else None
+    return elapsed, result, cpu, rest
 
 
 @dataclass
@@ -593,8 +592,12 @@ def measure_verify(n: int, rounds: int, sample: list[tuple[dict, str, str]],
             if server is not None:
                 server_s.append(server)
     verify = statistics.median(verify_s)
-    cpu_note = f" (CPU per event: {1e6 * statistics.median(cpu_s) / n:.1f} us here"
-    cpu_note += (f", {1e6 * statistics.median(server_s) / n:.1f} us in the server)"
+    from django.conf import settings
+
+    processes = settings.ATTEST_AUDIT_VERIFY_PROCESSES if postgres else 1
+    cpu_note = (f" ({processes} processes; CPU per event: {1e6 * statistics.median(cpu_s) / n:.1f}"
+                " us in them")
+    cpu_note += (f", {1e6 * statistics.median(server_s) / n:.1f} us in the rest of the machine)"
                  if server_s else ")")
     target = f">= {VERIFY_TARGET:,} ev/s" if postgres else "-"
     met = ("yes" if n / verify >= VERIFY_TARGET else "NO") if postgres else "-"
@@ -1096,9 +1099,10 @@ def main(argv: list[str] | None = None) -> int:
         print("\nratio: append and verify = baseline time / Attest time (1.00x = as fast as the "
               "baseline; lower is slower); list = Attest p95 / bare SQL p95 (how many times "
               "slower)")
-        print("verify CPU per event: medians for this process (Python) and its PostgreSQL "
-              "backend; they overlap on two cores, so on an otherwise idle machine verify runs "
-              "at about 1 / (the larger of the two)")
+        print("verify CPU per event: medians for the verifying processes (this one and the "
+              "helpers verify_chain starts on PostgreSQL, ATTEST_AUDIT_VERIFY_PROCESSES in all) "
+              "and for the rest of the machine (mostly their PostgreSQL backends); on an "
+              "otherwise idle machine with c cores verify runs at about c / (their sum)")
         for note in notes:
             print(f"note: {note}")
         print(f"load average at end: {load_average()}")

@@ -9,6 +9,7 @@ See docs/operations.md for the full list.
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -219,6 +220,10 @@ ATTEST_REQUIRE_SIGNING_KEY = env_bool("ATTEST_REQUIRE_SIGNING_KEY", False)
 # Public keys (PEM text or file paths) of retired signing keys, so checkpoints
 # signed before a rotation still verify.
 ATTEST_AUDIT_TRUSTED_PUBLIC_KEYS = env_list("ATTEST_AUDIT_TRUSTED_PUBLIC_KEYS", [])
+# Processes that verify a long audit chain at once on PostgreSQL (this one plus helpers;
+# each takes a consecutive range of events). 1 walks the chain in one process.
+ATTEST_AUDIT_VERIFY_PROCESSES = env_int("ATTEST_AUDIT_VERIFY_PROCESSES",
+                                        min(os.cpu_count() or 1, 4), minimum=1)
 
 # --- serving runtime evidence (registry/serving.py) -------------------------------------------
 # Largest |sklearn - onnxruntime| probability difference on the reference sample for
