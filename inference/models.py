@@ -34,9 +34,15 @@ class PredictionQuerySet(models.QuerySet):
 
 class Prediction(models.Model):
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="+")
-    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="predictions")
-    input_sha256 = models.CharField(max_length=64, db_index=True)
+    # Every index is paid on each logged prediction (and a million times per large batch), so
+    # the log keeps only the ones its reads use: foreign keys ride on the composite indexes
+    # in Meta (model+time, version+id, batch+row), and users and versions, never deleted,
+    # need no index for PROTECT checks.
+    model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="+",
+                              db_index=False)
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="predictions",
+                                db_index=False)
+    input_sha256 = models.CharField(max_length=64)
     input = models.JSONField(null=True, blank=True)
     label = models.CharField(max_length=100)
     score = models.FloatField(help_text="Probability of the positive label.")
@@ -46,15 +52,16 @@ class Prediction(models.Model):
     reason = models.CharField(max_length=300, blank=True)
     ood = models.JSONField(default=list, blank=True)
     shadow_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, null=True,
-                                       blank=True, related_name="shadow_predictions")
+                                       blank=True, related_name="shadow_predictions",
+                                       db_index=False)
     shadow_output = models.JSONField(null=True, blank=True)
     requester = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True,
-                                  blank=True, related_name="+")
+                                  blank=True, related_name="+", db_index=False)
     runtime = models.CharField(max_length=16, blank=True)
-    created_at = models.DateTimeField(db_index=True)
+    created_at = models.DateTimeField()
     latency_ms = models.FloatField()
     batch = models.ForeignKey("BatchJob", on_delete=models.PROTECT, null=True, blank=True,
-                              related_name="predictions")
+                              related_name="predictions", db_index=False)
     row_index = models.PositiveIntegerField(null=True, blank=True)
     row_hash = models.CharField(max_length=64)
     purged_at = models.DateTimeField(null=True, blank=True)
@@ -64,7 +71,9 @@ class Prediction(models.Model):
     class Meta:
         ordering = ["-id"]
         indexes = [models.Index(fields=["version", "-id"], name="prediction_version_id"),
-                   models.Index(fields=["model", "created_at"], name="prediction_model_time")]
+                   models.Index(fields=["model", "created_at"], name="prediction_model_time"),
+                   # a plain btree: db_index on a CharField would add a LIKE index too
+                   models.Index(fields=["input_sha256"], name="prediction_input_sha256")]
         constraints = [
             # Idempotent batch writes: a retried chunk cannot log a row twice.
             models.UniqueConstraint(fields=["batch", "row_index"], condition=Q(batch__isnull=False),

@@ -20,9 +20,16 @@ from audits.models import Action
 from audits.services import audit_event_record
 from core.errors import Conflict, ErrorItem, NotFound, PermissionDenied, ValidationFailed
 from core.hashing import sha256_json
+from core.rawsql import insert_one
 from registry.models import ModelVersion, RegisteredModel, VersionState
 from registry.roles import Capability
-from registry.selectors import require_capability, user_capabilities
+from registry.selectors import (
+    ServingContext,
+    frozen_version_get,
+    require_capability,
+    serving_context,
+    user_capabilities,
+)
 
 from .log import row_hash
 from .models import (
@@ -161,10 +168,12 @@ def _shadow_pk(model: RegisteredModel, production: ModelVersion) -> int | None:
     return found[0] if found else None
 
 
-def _shadow(model: RegisteredModel, production: ModelVersion, rows: list[dict]) -> tuple:
+def _shadow(model: RegisteredModel, production: ModelVersion, rows: list[dict],
+            shadow: Any) -> tuple:
     """Score the shadow version, if any; its failures never reach the caller."""
-    pk = _shadow_pk(model, production)
-    shadow = None if pk is None else ModelVersion.objects.filter(pk=pk, shadow=True).first()
+    if shadow is _LOOK_UP:
+        pk = _shadow_pk(model, production)
+        shadow = None if pk is None else ModelVersion.objects.filter(pk=pk, shadow=True).first()
     if shadow is None:
         return None, [None] * len(rows)
     try:
@@ -185,11 +194,22 @@ def _shadow(model: RegisteredModel, production: ModelVersion, rows: list[dict]) 
         return shadow, [{"version": shadow.number, "error": f"{exc.__class__.__name__}"}] * len(rows)
 
 
-def prediction_create(*, user, model: RegisteredModel, instances: list[Any],
+def serving_context_get(*, user, name: str) -> ServingContext:
+    """The model as this user may use it for predictions; NotFound when not visible."""
+    ctx = serving_context(user=user, name=name)
+    if ctx is None:
+        raise NotFound(f"No model named '{name}'.", code="not_found")
+    return ctx
+
+
+def prediction_create(*, user, model: RegisteredModel | ServingContext, instances: list[Any],
                       version_number: Any = None, many: bool = False) -> list[Result]:
     """Validate, check, score, route and log one or more inputs.
 
-    1. Permission and target version (production unless an owner names one).
+    1. Permission and target version (production unless an owner names one),
+       read with the production and shadow versions in one query
+       (``serving_context``); submitted versions come from a per-process cache
+       keyed by content hash.
     2. Every instance is validated; any error refuses the whole request with all
        errors listed per field, and the refusal is counted by reason code.
        Out-of-distribution flags refuse too when the version's policy is reject.
@@ -200,18 +220,30 @@ def prediction_create(*, user, model: RegisteredModel, instances: list[Any],
        row hashes; the answer is returned only after that commit.
     """
     started = time.perf_counter()
-    require_capability(user=user, model=model, capability=Capability.PREDICT)
+    ctx = model if isinstance(model, ServingContext) else \
+        serving_context_get(user=user, name=model.name)
+    model = ctx.model
+    if Capability.PREDICT not in ctx.capabilities:
+        raise PermissionDenied(f"You lack the 'predict' permission on {model.name}.",
+                               code="permission_denied")
     if not isinstance(instances, list) or not instances:
         raise ValidationFailed("Send {\"inputs\": {...}} or a non-empty \"instances\" list.",
                                code="invalid", field="inputs")
     if len(instances) > MAX_INSTANCES:
         raise ValidationFailed(f"At most {MAX_INSTANCES} instances per request; use a batch job "
                                "for more.", code="too_many_instances", field="instances")
-    try:
-        version = target_version(user=user, model=model, number=version_number)
-    except OverflowError:  # int() of an infinite "version"
-        raise ValidationFailed(f"{model.name} has no version {version_number}.",
-                               code="unknown_version", field="version") from None
+    version = None
+    if version_number in (None, "") and ctx.production is not None:
+        version = frozen_version_get(ctx.production)  # None: promoted meanwhile; read it below
+    if version is None:
+        try:
+            version = target_version(user=user, model=model, number=version_number)
+        except OverflowError:  # int() of an infinite "version"
+            raise ValidationFailed(f"{model.name} has no version {version_number}.",
+                                   code="unknown_version", field="version") from None
+    shadow = None
+    if ctx.shadow is not None and ctx.shadow.pk != version.pk:
+        shadow = frozen_version_get(ctx.shadow)
     schema, profile = version.input_schema, version.dataset.profile
     many = many or len(instances) > 1
     checked = [check_input(raw, schema=schema, profile=profile,
@@ -232,7 +264,8 @@ def prediction_create(*, user, model: RegisteredModel, instances: list[Any],
     requester = user if user.is_authenticated else None
     try:
         rows, reviews = score_and_build(model=model, version=version, checked=checked,
-                                        loaded=loaded, requester=requester, started=started)
+                                        loaded=loaded, requester=requester, started=started,
+                                        shadow=shadow)
     except ScoringFailed as exc:
         rejection_count(model=model, version=version, code="unscorable")
         message = ("The model could not score this input: a value is too extreme for it "
@@ -241,20 +274,28 @@ def prediction_create(*, user, model: RegisteredModel, instances: list[Any],
                   else ["instances" if many else "inputs"])
         raise ValidationFailed(items=[ErrorItem("unscorable", message, f) for f in fields],
                                extra={"model_version": version.number}) from None
-    with transaction.atomic():
-        Prediction.objects.bulk_create(rows)
-        for review in reviews:
-            review.prediction_id = review.prediction.pk
-        ReviewItem.objects.bulk_create(reviews)
+    if len(rows) == 1 and not reviews:
+        # One INSERT commits by itself (autocommit): no BEGIN/COMMIT round trips.
+        insert_one(connection, rows[0])
+    else:
+        with transaction.atomic():
+            Prediction.objects.bulk_create(rows)
+            for review in reviews:
+                review.prediction_id = review.prediction.pk
+            ReviewItem.objects.bulk_create(reviews)
     for prediction in rows:  # the objects we hold, so answering does not fetch them again
         prediction.model, prediction.version = model, version
     by_prediction = {r.prediction_id: r for r in reviews}
     return [Result(p, by_prediction.get(p.pk)) for p in rows]
 
 
+_LOOK_UP = object()  # score_and_build: find the shadow version itself
+
+
 def score_and_build(*, model: RegisteredModel, version: ModelVersion, checked: list[Checked],
                     loaded, requester, started: float, batch=None,
-                    row_indices: list[int] | None = None) -> tuple[list[Prediction],
+                    row_indices: list[int] | None = None,
+                    shadow: Any = _LOOK_UP) -> tuple[list[Prediction],
                                                                    list[ReviewItem]]:
     """Score validated inputs, route them and build (unsaved) log rows and review items.
 
@@ -271,7 +312,7 @@ def score_and_build(*, model: RegisteredModel, version: ModelVersion, checked: l
                             rows=[int(i) for i in np.flatnonzero(~finite)])
     labels = version.output_schema.get("labels") or [str(i) for i in range(proba.shape[1])]
     positive = labels.index(version.output_schema.get("positive_label", labels[-1]))
-    shadow, shadow_outputs = _shadow(model, version, [c.values for c in checked])
+    shadow, shadow_outputs = _shadow(model, version, [c.values for c in checked], shadow)
     now = timezone.now()
     latency = (time.perf_counter() - started) * 1000 / (len(checked) if batch else 1)
     rows, reviews = [], []

@@ -124,6 +124,11 @@ else:
     _db["CONN_MAX_AGE"] = env_int("ATTEST_DB_CONN_MAX_AGE", 300, minimum=0)
     _db["CONN_HEALTH_CHECKS"] = True
     _db["ATOMIC_REQUESTS"] = False
+    # Prepared statements for the fixed per-request queries of the prediction path
+    # (core.rawsql.fetchone; Django's own cursors bind client-side and never prepare).
+    # Turn off behind a pooler that cannot keep them (PgBouncer < 1.21 in transaction mode).
+    if env_bool("ATTEST_DB_PREPARED_STATEMENTS", True) and _db["ENGINE"].endswith("postgresql"):
+        _db.setdefault("OPTIONS", {}).setdefault("prepare_threshold", 5)
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

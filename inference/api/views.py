@@ -56,7 +56,7 @@ class PredictView(AttestAPIView):
                               **error_responses(400, 401, 403, 404, 409)},
                    summary="Validate, check, score, route and log")
     def post(self, request, model):
-        obj = model_get_for_user(user=request.user, name=model)
+        ctx = services.serving_context_get(user=request.user, name=model)
         try:
             body = request.data
         except RecursionError:  # nested deeper than the JSON decoder goes
@@ -72,7 +72,7 @@ class PredictView(AttestAPIView):
                                    "(a list of objects).", code="invalid", field="inputs")
         many = "instances" in body
         instances = body["instances"] if many else [body["inputs"]]
-        results = services.prediction_create(user=request.user, model=obj,
+        results = services.prediction_create(user=request.user, model=ctx,
                                              instances=instances, many=many,
                                              version_number=body.get("version"))
         items = [prediction_as_dict(r.prediction, review=r.review) for r in results]

@@ -1,0 +1,126 @@
+"""Model instances from hand-written SQL, for the few per-request reads on the hot path.
+
+Building a query through the ORM costs ~0.3–1 ms of Python per query here (see
+docs/performance.md, "Predict"); the same read as a fixed SQL string costs a
+tenth of that. ``RowLoader`` keeps what the ORM would still do for such a read:
+every column goes through the converters Django applies for that field on this
+database (SQLite's text datetimes, JSON text, booleans stored as integers), so
+the instance equals what ``Model.objects.get`` returns.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from django.db import models
+
+
+class RowLoader:
+    """Select every concrete column of ``model`` under ``alias`` and load rows back."""
+
+    def __init__(self, model: type[models.Model], alias: str) -> None:
+        self.model = model
+        self.alias = alias
+        self.fields = list(model._meta.concrete_fields)
+        self.attnames = [f.attname for f in self.fields]
+        self._converters: dict[str, list[tuple[Any, list]]] = {}
+
+    def columns(self, connection) -> str:
+        qn = connection.ops.quote_name
+        return ", ".join(f"{qn(self.alias)}.{qn(f.column)}" for f in self.fields)
+
+    def __len__(self) -> int:
+        return len(self.fields)
+
+    def _converters_for(self, connection) -> list[tuple[Any, list]]:
+        found = self._converters.get(connection.alias)
+        if found is None:
+            found = []
+            for field in self.fields:
+                col = field.get_col(self.alias)
+                found.append((col, connection.ops.get_db_converters(col)
+                              + col.get_db_converters(connection)))
+            self._converters[connection.alias] = found
+        return found
+
+    def load(self, values: Sequence[Any], connection) -> models.Model:
+        converted = []
+        for value, (col, converters) in zip(values, self._converters_for(connection),
+                                            strict=True):
+            for convert in converters:
+                value = convert(value, col, connection)
+            converted.append(value)
+        return self.model.from_db(connection.alias, self.attnames, converted)
+
+
+def fetchone(connection, sql: str, params: Any) -> tuple | None:
+    """Run a fixed query and return its first row.
+
+    On PostgreSQL it runs on the connection's own psycopg cursor (server-side
+    binding), prepared when the connection allows it (``prepare_threshold`` in the
+    database OPTIONS, see portal/settings.py): a query with several EXISTS and joins
+    spends ~0.3 ms in the planner, paid once per connection instead of once per
+    request. Elsewhere it goes through Django's cursor. Database errors are Django's
+    either way.
+    """
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()
+    import psycopg
+
+    connection.ensure_connection()
+    # psycopg.Cursor, not the connection's cursor_factory: Django's binds client-side,
+    # which cannot prepare.
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        prepare = connection.connection.prepare_threshold is not None or None
+        cursor.execute(sql, params, prepare=prepare)
+        return cursor.fetchone()
+
+
+@functools.cache
+def _insert_sql(model: type[models.Model], vendor: str, quote) -> tuple[str, list]:
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    pk = model._meta.pk
+    columns = ", ".join(quote(f.column) for f in fields)
+    marks = ", ".join(["%s"] * len(fields))
+    sql = (f"INSERT INTO {quote(model._meta.db_table)} ({columns}) "  # noqa: S608 - names
+           f"VALUES ({marks}) RETURNING {quote(pk.column)}")
+    return sql, fields
+
+
+def _json_dumps(value: Any) -> bytes | str:
+    try:
+        return orjson.dumps(value)
+    except TypeError:  # what orjson refuses (integers beyond 64 bits, ...): as Django would
+        return json.dumps(value)
+
+
+def insert_one(connection, obj: models.Model) -> None:
+    """INSERT one new row (autocommitted unless inside atomic) and set its primary key.
+
+    What ``obj.save(force_insert=True)`` does for a model without parents, signals or
+    a custom save(), as a fixed statement that PostgreSQL keeps prepared.
+    """
+    if connection.vendor != "postgresql":
+        obj.save(force_insert=True, using=connection.alias)
+        return
+    from psycopg.types.json import Jsonb
+
+    sql, fields = _insert_sql(type(obj), connection.vendor, connection.ops.quote_name)
+    values = []
+    for f in fields:
+        value = f.pre_save(obj, True)
+        if isinstance(f, models.JSONField) and f.encoder is None and value is not None:
+            # What JSONField.get_db_prep_save does, serialized by orjson instead of json.
+            values.append(Jsonb(value, dumps=_json_dumps))
+        else:
+            values.append(f.get_db_prep_save(value, connection))
+    row = fetchone(connection, sql, values)
+    obj.pk = row[0]
+    obj._state.adding = False
+    obj._state.db = connection.alias
