@@ -12,7 +12,6 @@ PostgreSQL, splits a long chain between processes.
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import os
@@ -27,6 +26,8 @@ from typing import IO, Any
 
 from django.conf import settings
 from django.db import connections, router
+
+from core.gc import gc_paused
 
 from .chainwalk import (
     BATCH,
@@ -102,9 +103,7 @@ def verify_chain(*, upto_seq: int | None = None, chunk_size: int = 100_000,
     first broken link are exactly those of one walk from the start.
     """
     connection = connections[router.db_for_read(AuditEvent)]
-    gc_was_enabled = gc.isenabled()
-    gc.disable()  # see audits.chainwalk: the walk creates no cycles
-    try:
+    with gc_paused():  # see audits.chainwalk: the walk creates no cycles
         if connection.vendor == "postgresql":
             wanted = settings.ATTEST_AUDIT_VERIFY_PROCESSES if processes is None else processes
             return _verify_postgresql(connection, upto_seq, max(1, chunk_size),
@@ -114,9 +113,6 @@ def verify_chain(*, upto_seq: int | None = None, chunk_size: int = 100_000,
             return _result(walk(batches, GENESIS_HASH, 1))
         finally:
             batches.close()
-    finally:
-        if gc_was_enabled:
-            gc.enable()
 
 
 # PostgreSQL: COPY streams, and consecutive ranges walked at once by several processes.

@@ -30,17 +30,24 @@ ROW_FIELDS = ("public_id", "version_id", "model_id", "input_sha256", "label", "s
 ANCHOR_SETTLE = timedelta(seconds=30)
 
 
-def row_material(values: dict) -> dict:
+def row_time_text(value) -> str:
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def row_material(values: dict, *, created_text: str | None = None) -> dict:
     material = {name: values.get(name) for name in ROW_FIELDS}
     material["public_id"] = str(material["public_id"])
     created = material["created_at"]
-    if created is not None and not isinstance(created, str):
-        material["created_at"] = created.astimezone(UTC).isoformat(timespec="microseconds")
+    if created_text is not None:  # the caller formatted created_at already (many rows, one time)
+        material["created_at"] = created_text
+    elif created is not None and not isinstance(created, str):
+        material["created_at"] = row_time_text(created)
     return material
 
 
-def row_hash(values: dict) -> str:
-    return hashlib.sha256(canonical_bytes(row_material(values))).hexdigest()
+def row_hash(values: dict, *, created_text: str | None = None) -> str:
+    return hashlib.sha256(canonical_bytes(row_material(values, created_text=created_text))
+                          ).hexdigest()
 
 
 def prediction_row_hash(prediction: Prediction) -> str:
@@ -135,4 +142,23 @@ def verify_prediction_log(*, chunk_size: int = 20000) -> LogVerdict:
         return LogVerdict(False, checked, anchored, 0,
                           {"id": anchors[anchor_index][1],
                            "problem": "rows missing from an anchored range"})
+    orphan = _first_dangling_reference()
+    if orphan is not None:
+        return LogVerdict(False, checked, anchored, 0, orphan)
     return LogVerdict(True, checked, anchored, checked - anchored, None)
+
+
+def _first_dangling_reference() -> dict | None:
+    """The first row naming a model, version, user or batch that does not exist.
+
+    The log's references are not database constraints (see Prediction), so this is
+    where a reference left without its row would show.
+    """
+    for field in ("model", "version", "shadow_version", "requester", "batch"):
+        related = Prediction._meta.get_field(field).related_model
+        found = (Prediction.objects.filter(**{f"{field}__isnull": False})
+                 .exclude(**{f"{field}_id__in": related.objects.values("pk")})
+                 .order_by("id").values_list("id", f"{field}_id").first())
+        if found is not None:
+            return {"id": found[0], "problem": f"{field} {found[1]} does not exist"}
+    return None

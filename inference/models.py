@@ -34,14 +34,17 @@ class PredictionQuerySet(models.QuerySet):
 
 class Prediction(models.Model):
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    # Every index is paid on each logged prediction (and a million times per large batch), so
-    # the log keeps only the ones its reads use: foreign keys ride on the composite indexes
-    # in Meta (model+time, version+id, batch+row), and users and versions, never deleted,
-    # need no index for PROTECT checks.
+    # Every index and constraint is paid on each logged prediction (a million times per
+    # large batch), so the log keeps only what its reads use: foreign keys ride on the
+    # composite indexes in Meta (model+time, version+id, batch+row). Nor does the database
+    # check the references row by row (RI triggers cost more than the insert itself,
+    # docs/performance.md): they are the same for every row of a request or chunk, taken
+    # from rows that are never deleted (on_delete=PROTECT still guards the ORM), and
+    # verify_prediction_log reports any reference without its row.
     model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="+",
-                              db_index=False)
+                              db_index=False, db_constraint=False)
     version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="predictions",
-                                db_index=False)
+                                db_index=False, db_constraint=False)
     input_sha256 = models.CharField(max_length=64)
     input = models.JSONField(null=True, blank=True)
     label = models.CharField(max_length=100)
@@ -53,15 +56,17 @@ class Prediction(models.Model):
     ood = models.JSONField(default=list, blank=True)
     shadow_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, null=True,
                                        blank=True, related_name="shadow_predictions",
-                                       db_index=False)
+                                       db_index=False, db_constraint=False)
     shadow_output = models.JSONField(null=True, blank=True)
     requester = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True,
-                                  blank=True, related_name="+", db_index=False)
+                                  blank=True, related_name="+", db_index=False,
+                                  db_constraint=False)
     runtime = models.CharField(max_length=16, blank=True)
     created_at = models.DateTimeField()
     latency_ms = models.FloatField()
     batch = models.ForeignKey("BatchJob", on_delete=models.PROTECT, null=True, blank=True,
-                              related_name="predictions", db_index=False)
+                              related_name="predictions", db_index=False,
+                              db_constraint=False)
     row_index = models.PositiveIntegerField(null=True, blank=True)
     row_hash = models.CharField(max_length=64)
     purged_at = models.DateTimeField(null=True, blank=True)

@@ -5,13 +5,17 @@ The same service answers the REST endpoint and the clinician's form.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import numpy as np
+import orjson
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -19,7 +23,7 @@ from django.utils import timezone
 from audits.models import Action
 from audits.services import audit_event_record
 from core.errors import Conflict, ErrorItem, NotFound, PermissionDenied, ValidationFailed
-from core.hashing import sha256_json
+from core.hashing import canonical_bytes
 from core.rawsql import insert_one
 from registry.models import ModelVersion, RegisteredModel, VersionState
 from registry.roles import Capability
@@ -31,7 +35,7 @@ from registry.selectors import (
     user_capabilities,
 )
 
-from .log import row_hash
+from .log import row_time_text
 from .models import (
     OverrideReason,
     Prediction,
@@ -295,14 +299,69 @@ _LOOK_UP = object()  # score_and_build: find the shadow version itself
 def score_and_build(*, model: RegisteredModel, version: ModelVersion, checked: list[Checked],
                     loaded, requester, started: float, batch=None,
                     row_indices: list[int] | None = None,
-                    shadow: Any = _LOOK_UP) -> tuple[list[Prediction],
-                                                                   list[ReviewItem]]:
+                    shadow: Any = _LOOK_UP) -> tuple[list[Prediction], list[ReviewItem]]:
     """Score validated inputs, route them and build (unsaved) log rows and review items.
 
-    Shared by single predictions and batch jobs, so both route and log alike.
+    Single predictions use this; batch jobs use ``score_rows`` directly and write the
+    same rows with COPY, so both route and log alike.
     """
+    scored = score_rows(model=model, version=version, checked=checked, loaded=loaded,
+                        requester=requester, started=started, batch=batch,
+                        row_indices=row_indices, shadow=shadow)
+    rows, reviews = [], []
+    for row in scored:
+        prediction = Prediction(input=row.input, **row.values)
+        prediction.public_id = uuid.UUID(row.values["public_id"])
+        rows.append(prediction)
+        if row.review:
+            reviews.append(ReviewItem(prediction=prediction, model=model, version=version,
+                                      created_at=row.values["created_at"]))
+    return rows, reviews
+
+
+@dataclass(slots=True)
+class ScoredRow:
+    """One log row before it is written: ``values`` are Prediction's fields (with
+    ``row_hash``) except ``input``; ``input_json`` is the input's canonical JSON, the bytes
+    ``input_sha256`` was taken over."""
+
+    values: dict[str, Any]
+    input: dict[str, Any]
+    input_json: bytes
+    review: bool
+
+
+_SORT_KEYS = orjson.OPT_SORT_KEYS
+
+
+def _canonical(value: Any) -> bytes:
+    """canonical_bytes, faster for plain JSON values (str keys; str, int, float, bool, None,
+    lists and dicts of them), which is all a validated input or a log row holds; anything
+    else goes to canonical_bytes itself, so the bytes are always canonical_bytes' bytes."""
     try:
-        proba = loaded.predict_proba([c.values for c in checked])
+        return orjson.dumps(value, option=_SORT_KEYS)
+    except TypeError:
+        return canonical_bytes(value)
+
+
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+
+
+def uuid4_texts(n: int) -> list[str]:
+    """n random (version 4) UUIDs as text, as ``str(uuid.uuid4())`` gives them: 122 random
+    bits from os.urandom, the version nibble 4 and the RFC 4122 variant bits 10."""
+    h = os.urandom(16 * n).hex()
+    return [f"{h[i:i + 8]}-{h[i + 8:i + 12]}-4{h[i + 13:i + 16]}-{_VARIANT[h[i + 16]]}"
+            f"{h[i + 17:i + 20]}-{h[i + 20:i + 32]}" for i in range(0, 32 * n, 32)]
+
+
+def _probabilities(loaded, checked: list[Checked], matrix: np.ndarray | None) -> np.ndarray:
+    try:
+        proba = None
+        if matrix is not None:
+            proba = loaded.predict_proba_matrix(matrix)
+        if proba is None:
+            proba = loaded.predict_proba([c.values for c in checked])
     except (ValueError, OverflowError, FloatingPointError) as exc:
         # Validated inputs the model cannot represent (e.g. 1e300 overflowing a scaler).
         raise ScoringFailed(str(exc)[:200]) from exc
@@ -310,12 +369,23 @@ def score_and_build(*, model: RegisteredModel, version: ModelVersion, checked: l
     if not finite.all():
         raise ScoringFailed("non-finite probabilities",
                             rows=[int(i) for i in np.flatnonzero(~finite)])
+    return proba
+
+
+def score_rows(*, model: RegisteredModel, version: ModelVersion, checked: list[Checked],
+               loaded, requester, started: float, batch=None,
+               row_indices: list[int] | None = None, shadow: Any = _LOOK_UP,
+               matrix: np.ndarray | None = None) -> list[ScoredRow]:
+    """Score validated inputs (``matrix``: the same inputs as a float matrix in schema
+    order, when the caller has one), route each, and build its log row and row hash."""
+    proba = _probabilities(loaded, checked, matrix)
     labels = version.output_schema.get("labels") or [str(i) for i in range(proba.shape[1])]
     positive = labels.index(version.output_schema.get("positive_label", labels[-1]))
     shadow, shadow_outputs = _shadow(model, version, [c.values for c in checked], shadow)
     now = timezone.now()
+    created_text = row_time_text(now)
     latency = (time.perf_counter() - started) * 1000 / (len(checked) if batch else 1)
-    rows, reviews = [], []
+    out = []
     # Plain Python floats and the argmax of every row at once: per-element numpy scalar
     # access costs more than the rest of building a row.
     best = proba.argmax(axis=1).tolist()
@@ -323,30 +393,37 @@ def score_and_build(*, model: RegisteredModel, version: ModelVersion, checked: l
     requester_pk = requester.pk if requester else None
     batch_pk = batch.pk if batch else None
     latency_ms = round(latency, 3)
+    runtime = loaded.runtime
+    sha256 = hashlib.sha256
+    public_ids = uuid4_texts(len(checked))
+    threshold, auto = version.confidence_threshold, Routing.AUTO
     for i, (c, p, k, shadow_out) in enumerate(zip(checked, proba.tolist(), best, shadow_outputs,
                                                   strict=True)):
         confidence = p[k]
-        routing, reason = _route(version, confidence, c)
+        if confidence >= threshold and not c.ood:  # _route's answer, without the call
+            routing, reason = auto, ""
+        else:
+            routing, reason = _route(version, confidence, c)
+        input_json = _canonical(c.values)
         values = {
-            "model_id": model.pk, "version_id": version.pk,
-            "input_sha256": sha256_json(c.values), "label": labels[k],
+            "public_id": public_ids[i], "model_id": model.pk, "version_id": version.pk,
+            "input_sha256": sha256(input_json).hexdigest(), "label": labels[k],
             "score": round(p[positive], 6), "confidence": round(confidence, 6),
             "probabilities": {label: round(q, 6) for label, q in zip(labels, p, strict=False)},
             "routing": routing, "reason": reason, "ood": c.ood,
             "shadow_version_id": shadow_pk, "shadow_output": shadow_out,
-            "requester_id": requester_pk, "runtime": loaded.runtime,
+            "requester_id": requester_pk, "runtime": runtime,
             "created_at": now, "latency_ms": latency_ms,
             "batch_id": batch_pk,
             "row_index": row_indices[i] if row_indices is not None else None,
         }
-        prediction = Prediction(input=c.values, **values)
-        values["public_id"] = prediction.public_id
-        prediction.row_hash = row_hash(values)
-        rows.append(prediction)
-        if routing == Routing.REVIEW:
-            reviews.append(ReviewItem(prediction=prediction, model=model, version=version,
-                                      created_at=now))
-    return rows, reviews
+        # log.row_hash(values) without its per-row copying and time formatting: the keys
+        # are exactly log.ROW_FIELDS and public_id is text already (tests compare the two).
+        material = values.copy()
+        material["created_at"] = created_text
+        values["row_hash"] = sha256(_canonical(material)).hexdigest()
+        out.append(ScoredRow(values, c.values, input_json, routing == Routing.REVIEW))
+    return out
 
 
 # -- review queue ---------------------------------------------------------------------

@@ -273,6 +273,9 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("ATTEST_CELERY_EAGER", CELERY_BROKER_URL is 
 if CELERY_BROKER_URL is None:
     CELERY_BROKER_URL = "memory://"
 CELERY_TASK_EAGER_PROPAGATES = True
+# Without a broker (eager), batch jobs run in a thread of the web process rather than
+# inside the upload request; tests turn this off to run them synchronously.
+ATTEST_BATCH_EAGER_THREAD = env_bool("ATTEST_BATCH_EAGER_THREAD", True)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -42,6 +42,29 @@ class LoadedModel:
             return np.asarray(self.estimator.predict_proba(self._sk_input(rows)), dtype=float)
         return self._onnx_predict(rows)
 
+    def predict_proba_matrix(self, matrix: np.ndarray) -> np.ndarray | None:
+        """Score a float64 matrix (rows x ``feature_names``, NaN for missing) without
+        building one dict per row; None when this model needs per-row input (one ONNX
+        input per feature, or a type it cannot take as a float matrix). Gives what ``predict_proba``
+        gives for the same rows (scikit-learn converts either to the same float array)."""
+        if self.artifact_format == ArtifactFormat.SKOPS:
+            if self._frame_input:  # fitted on a frame: the same columns, numeric
+                import pandas as pd
+
+                matrix = pd.DataFrame(matrix, columns=self.feature_names)
+            return np.asarray(self.estimator.predict_proba(matrix), dtype=float)
+        if len(self._onnx_inputs) != 1:
+            return None
+        name, kind = self._onnx_inputs[0]
+        dtype = _ONNX_DTYPES.get(kind)
+        if dtype is None:
+            return None
+        outputs = self.session.run([self._onnx_proba], {name: matrix.astype(dtype)})[0]
+        if self._onnx_zipmap:
+            keys = list(outputs[0].keys())
+            return np.array([[item[k] for k in keys] for item in outputs], dtype=float)
+        return np.asarray(outputs, dtype=float)
+
     # -- scikit-learn -------------------------------------------------------------
     def _sk_input(self, rows: list[dict]):
         if self._frame_input:

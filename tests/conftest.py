@@ -33,6 +33,8 @@ def _isolated_artifact_store(settings, tmp_path):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     # Serving evidence times each runtime at submit; tests need the choice, not the precision.
     settings.ATTEST_SERVING_TIMING_SCALE = 0.02
+    # Eager batch jobs run inside the request in tests (the embedded shape uses a thread).
+    settings.ATTEST_BATCH_EAGER_THREAD = False
     model_cache.clear()
     from django.core.cache import cache
 

@@ -230,6 +230,15 @@ class _Fragile:
         proba[[r["mean texture"] == 998 for r in rows]] = float("nan")
         return proba
 
+    def predict_proba_matrix(self, matrix):
+        texture = matrix[:, self.real.feature_names.index("mean texture")]
+        if (texture == 999).any():
+            raise ValueError("Input X contains infinity or a value too large.")
+        proba = self.real.predict_proba_matrix(matrix)
+        if proba is not None:
+            proba[texture == 998] = float("nan")
+        return proba
+
 
 def test_rows_the_model_cannot_score_go_to_the_error_file(personas, version, monkeypatch,
                                                           django_capture_on_commit_callbacks):
@@ -670,3 +679,57 @@ def test_pages_refuse_those_without_predict(personas, version):
         assert client.get(f"/batches/{job.public_id}/").status_code == 404
         assert client.post(f"/batches/{job.public_id}/cancel/").status_code == 404
     assert Client().get(url).status_code == 302  # to the sign-in page
+
+
+def test_batch_rows_are_logged_as_single_predictions_are(personas, version,
+                                                         django_capture_on_commit_callbacks):
+    """Whichever way a chunk is written (COPY on PostgreSQL, bulk_create elsewhere), each
+    row verifies against its hash, holds the input it hashed, and routed rows have their
+    review item — the same as a single prediction of the same input."""
+    from inference.log import verify_prediction_log
+
+    frame = _frame(120)
+    frame.loc[5, "mean radius"] = 29.0  # out of the validated range: scored, routed to review
+    with django_capture_on_commit_callbacks(execute=True):
+        job = batches.batch_submit(user=personas.clinician, model=personas.model,
+                                   upload=_csv_upload(frame), chunk_size=50)
+    job.refresh_from_db()
+    assert job.status == BatchStatus.COMPLETED and job.rows_done == 120
+    verdict = verify_prediction_log()
+    assert verdict.ok and verdict.checked == 120
+    rows = {p.row_index: p for p in Prediction.objects.filter(batch=job)}
+    routed = {i for i, p in rows.items() if p.routing == "review"}
+    assert 5 in routed and rows[5].ood[0]["code"] == "out_of_range"
+    assert job.rows_routed == len(routed) == ReviewItem.objects.filter(
+        prediction__batch=job).count()
+    single = services.prediction_create(user=personas.clinician, model=personas.model,
+                                        instances=[frame.iloc[5].to_dict()])[0].prediction
+    single.refresh_from_db()
+    batch_row = rows[5]
+    for field in ("input", "input_sha256", "label", "score", "confidence", "probabilities",
+                  "routing", "reason", "ood", "runtime"):
+        assert getattr(batch_row, field) == getattr(single, field), field
+    assert verify_prediction_log().ok
+
+
+def test_without_a_broker_a_job_runs_beside_the_request_not_inside_it(transactional_db,
+                                                                       settings):
+    """The embedded shape: the upload answers with the job queued; a thread of the web
+    process scores it and the job completes."""
+    import threading
+
+    from tests.personas import make_personas
+
+    from .helpers import released_version
+
+    settings.ATTEST_BATCH_EAGER_THREAD = True
+    personas = make_personas()
+    released_version(personas, confidence_threshold=0.8)
+    job = batches.batch_submit(user=personas.clinician, model=personas.model,
+                               upload=_csv_upload(_frame(60)), chunk_size=25)
+    runner = next(t for t in threading.enumerate() if t.name == f"attest-batch-{job.pk}")
+    runner.join(timeout=60)
+    assert not runner.is_alive()
+    job.refresh_from_db()
+    assert job.status == BatchStatus.COMPLETED and job.rows_done == 60
+    assert _one_row_each(job) == set(range(60))

@@ -1,0 +1,59 @@
+"""The row builder shared by single predictions and batch chunks."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from inference import services
+from inference.log import ROW_FIELDS, row_hash
+from inference.validation import check_input
+
+from .helpers import released_version
+
+pytestmark = pytest.mark.django_db
+
+
+def test_uuid4_texts_are_random_version_4_uuids():
+    texts = services.uuid4_texts(500)
+    assert len(set(texts)) == 500
+    for text in texts:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text and parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
+    assert services.uuid4_texts(0) == []
+
+
+def test_each_row_hash_is_log_row_hash_of_the_row(personas):
+    version = released_version(personas)
+    schema, profile = version.input_schema, version.dataset.profile
+    row = {f["name"]: (f.get("min", 0) + f.get("max", 1)) / 2 for f in schema}
+    checked = [check_input(dict(row), schema=schema, profile=profile),
+               check_input({**row, schema[0]["name"]: 1e9}, schema=schema, profile=profile)]
+    loaded = services._load(version, "batch")
+    rows = services.score_rows(model=version.model, version=version, checked=checked,
+                               loaded=loaded, requester=personas.clinician,
+                               started=time.perf_counter(), row_indices=[0, 1])
+    assert [r.review for r in rows] == [rows[0].values["routing"] == "review", True]
+    for r in rows:
+        assert set(r.values) - {"row_hash"} == set(ROW_FIELDS)
+        assert r.values["row_hash"] == row_hash(r.values)
+        assert r.input_json == services.canonical_bytes(r.input)
+
+
+def test_the_columns_written_once_per_chunk_are_the_same_for_every_row(personas):
+    from inference.batches import _LOG_CONSTANT
+
+    version = released_version(personas)
+    schema, profile = version.input_schema, version.dataset.profile
+    row = {f["name"]: (f.get("min", 0) + f.get("max", 1)) / 2 for f in schema}
+    checked = [check_input({**row, schema[0]["name"]: schema[0]["min"] + i * 0.01},
+                           schema=schema, profile=profile) for i in range(20)]
+    rows = services.score_rows(model=version.model, version=version, checked=checked,
+                               loaded=services._load(version, "batch"),
+                               requester=personas.clinician, started=time.perf_counter(),
+                               row_indices=list(range(20)))
+    for name in _LOG_CONSTANT:
+        assert len({repr(r.values[name]) for r in rows}) == 1, name
