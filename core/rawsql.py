@@ -74,12 +74,25 @@ def fetchone(connection, sql: str, params: Any) -> tuple | None:
     import psycopg
 
     connection.ensure_connection()
+    raw = connection.connection
     # psycopg.Cursor, not the connection's cursor_factory: Django's binds client-side,
     # which cannot prepare.
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        prepare = connection.connection.prepare_threshold is not None or None
-        cursor.execute(sql, params, prepare=prepare)
-        return cursor.fetchone()
+    with connection.wrap_database_errors:
+        prepare = raw.prepare_threshold is not None or None
+        try:
+            with psycopg.Cursor(raw) as cursor:
+                cursor.execute(sql, params, prepare=prepare)
+                return cursor.fetchone()
+        except psycopg.errors.FeatureNotSupported:
+            # "cached plan must not change result type": a migration altered a table
+            # under a statement this connection prepared. Outside a transaction, forget
+            # the prepared statements and run it again.
+            if raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                raise
+            with psycopg.Cursor(raw) as cursor:
+                cursor.execute("DEALLOCATE ALL")  # psycopg clears its cache on seeing it
+                cursor.execute(sql, params, prepare=False)
+                return cursor.fetchone()
 
 
 @functools.cache
