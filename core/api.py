@@ -49,7 +49,7 @@ def error_body(code: str, message: str, field: str | None = None) -> dict:
 def exception_handler(exc, context):
     request = context.get("request")
     if isinstance(exc, ApplicationError):
-        return Response(exc.as_body(), status=exc.status)
+        return Response(exc.as_body(), status=exc.status, headers=getattr(exc, "headers", None))
     if isinstance(exc, UploadTooLarge) or (request is not None and getattr(
             getattr(request, "_request", request), "upload_too_large", False)):
         return Response(error_body("too_large", upload_limit_message(), "artifact"),

@@ -71,6 +71,17 @@ class PayloadTooLarge(ApplicationError):
     status = 413
 
 
+class TooManyAttempts(ApplicationError):
+    """Refused while locked after repeated failures (429, with Retry-After)."""
+
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int, code: str = "locked",
+                 field: str | None = None) -> None:
+        super().__init__(message, code=code, field=field, extra={"retry_after": retry_after})
+        self.headers = {"Retry-After": str(retry_after)}
+
+
 class ServiceUnavailable(ApplicationError):
     status = 503
 

@@ -17,7 +17,9 @@ from django.utils import timezone
 
 from audits.models import Action
 from audits.services import audit_event_record
-from core.errors import Conflict, ErrorItem, PermissionDenied, ValidationFailed
+from audits.throttling import password_lock_seconds
+from core.context import current_actor
+from core.errors import Conflict, ErrorItem, PermissionDenied, TooManyAttempts, ValidationFailed
 
 from . import lifecycle
 from .models import (
@@ -103,6 +105,15 @@ def signoff_record(*, user, version: ModelVersion, meaning: str, decision: str, 
                                   "comment"))
     if problems:
         raise ValidationFailed(items=problems)
+    wait = password_lock_seconds(username=user.get_username(),
+                                 address=current_actor().remote_addr)
+    if wait:  # the same lock as sign-in: wrong passwords here count there too
+        audit_event_record(action=Action.LOGIN_THROTTLED, obj=version,
+                           **_version_event_fields(version),
+                           details={"meaning": meaning, "during": "signoff"})
+        raise TooManyAttempts(f"Too many wrong passwords: signing is locked for "
+                              f"{max(1, round(wait / 60))} more minute(s).", retry_after=wait,
+                              field="password")
     if not password or not check_password(password, user.password):
         audit_event_record(action=Action.SIGNOFF_PASSWORD_FAILED, obj=version,
                            **_version_event_fields(version), details={"meaning": meaning})

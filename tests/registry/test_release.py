@@ -110,6 +110,26 @@ def test_a_wrong_password_is_refused_and_audited(personas, dataset):
                                      actor=personas.pi).count() == 1
 
 
+def test_wrong_sign_off_passwords_lock_signing_and_sign_in_alike(personas, dataset, settings,
+                                                                client):
+    """Guessing a password through the sign-off form counts toward the sign-in lock."""
+    settings.ATTEST_LOGIN_MAX_FAILURES = 3
+    _submit(personas, dataset)
+    for _ in range(3):
+        assert _sign(personas, "pi", 1, "pi_approval", password="guess").status_code == 400
+    response = _sign(personas, "pi", 1, "pi_approval")  # even the right password now
+    assert response.status_code == 429 and int(response["Retry-After"]) > 0
+    assert response.json()["errors"][0]["code"] == "locked"
+    assert response.json()["retry_after"] == int(response["Retry-After"])
+    assert not Signature.objects.exists()
+    assert AuditEvent.objects.filter(action=Action.LOGIN_THROTTLED, actor=personas.pi,
+                                     details__during="signoff").count() == 1
+    # ... and signing in with the right password is refused too, for the same window.
+    assert not client.login(username=personas.pi.username, password=PASSWORD)
+    # Another signer is not affected.
+    assert _sign(personas, "irb", 1, "irb_approval").status_code == 201
+
+
 def test_signing_the_same_meaning_twice_is_refused(personas, dataset):
     _submit(personas, dataset, )
     assert _sign(personas, "pi", 1, "pi_approval").status_code == 201
