@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from attest_client.profiling import FORMATS, ProfilingError, profile_file
+from attest_client.profiling import FORMATS, MIN_CATEGORY_COUNT, ProfilingError, profile_file
 
 PROG = "attest"
 EXIT_OK = 0
@@ -63,6 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument(
         "--output", "-o", metavar="OUT.json", help="write the JSON here instead of stdout"
     )
+    profile.add_argument(
+        "--min-category-count",
+        type=_positive_int,
+        default=None,
+        metavar="K",
+        help=f"list a category value only if at least K rows have it (default "
+        f"{MIN_CATEGORY_COUNT}); rarer values are counted in other_rate, never written",
+    )
     profile.set_defaults(handler=_run_profile)
     return parser
 
@@ -92,6 +100,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERNAL
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def _fail(reason: str) -> int:
     one_line = " ".join(reason.split())
     print(f"{PROG}: error: {one_line}", file=sys.stderr)
@@ -99,7 +117,8 @@ def _fail(reason: str) -> int:
 
 
 def _run_profile(args: argparse.Namespace) -> int:
-    result = profile_file(args.file, file_format=args.file_format)
+    result = profile_file(args.file, file_format=args.file_format,
+                          min_category_count=args.min_category_count)
     # ASCII-only (\uXXXX escapes) so a non-UTF-8 console cannot fail to print the values.
     text = json.dumps(result.as_dict(), indent=2, allow_nan=False) + "\n"
     if args.output is None:

@@ -34,14 +34,16 @@ Profile of one column
     sums to 1). Bins follow ``numpy.histogram``: ``[e_i, e_i+1)``, the last one closed.
     A constant column has the single edge ``[c]`` and one bin ``[1.0]``.
     boolean: ``categories`` ``{"true": share, "false": share}``.
-    category: ``distinct``, ``categories`` (the ``max_categories`` most frequent values,
-    ties broken by value, with their shares) and ``other_rate`` (share of the rest).
+    category: ``distinct``, ``categories`` (the ``max_categories`` most frequent values
+    among those seen in at least ``min_category_count`` rows (default 5), ties broken by
+    value, with their shares) and ``other_rate`` (share of the rest).
     Shares are of the present values; anything undefined (no values) is None.
     Infinite numbers are refused (``non_finite_values``) rather than silently dropped.
 
-Note for reviewers of what leaves the machine: min/max and the most frequent category
-values are individual values from the data; a free-text or identifier column profiled as
-``category`` will list some of its values.
+Note for reviewers of what leaves the machine: min/max are individual values from the
+data. Category values are listed only when at least ``min_category_count`` rows share
+them, so an identifier or free-text column lists nothing but its number of distinct
+values and ``other_rate``.
 
 Error codes (``ProfilingError.code``)
     ``unsupported_format``, ``file_not_found``, ``file_unreadable``, ``empty_file``,
@@ -69,6 +71,9 @@ import numpy as np
 import pandas as pd
 
 PROFILE_VERSION = 1
+# Category values seen in fewer rows than this are not listed in a profile (see
+# _category_profile): k-anonymity for what leaves the machine.
+MIN_CATEGORY_COUNT = 5
 HASH_CHUNK_SIZE = 1024 * 1024
 FORMATS = ("csv", "parquet")
 COLUMN_TYPES = ("number", "integer", "boolean", "category")
@@ -134,12 +139,17 @@ def profile_file(
     file_format: str | None = None,
     n_bins: int = 10,
     max_categories: int = 50,
+    min_category_count: int | None = None,
 ) -> DatasetProfile:
     """Read a CSV or parquet file and summarize it; raises ProfilingError on bad input."""
     if n_bins < 1:
         raise ValueError("n_bins must be at least 1")
     if max_categories < 0:
         raise ValueError("max_categories must not be negative")
+    if min_category_count is None:
+        min_category_count = MIN_CATEGORY_COUNT
+    if min_category_count < 1:
+        raise ValueError("min_category_count must be at least 1")
     path = Path(path)
     fmt = _resolve_format(path, file_format)
     _check_file(path)
@@ -168,7 +178,8 @@ def profile_file(
         column_type = _infer_type(kind, values)
         columns.append({"name": name, "type": column_type})
         column_profiles[name] = _profile_column(
-            name, column_type, values, row_count, n_bins=n_bins, max_categories=max_categories
+            name, column_type, values, row_count, n_bins=n_bins, max_categories=max_categories,
+            min_category_count=min_category_count,
         )
     return DatasetProfile(
         sha256=sha256,
@@ -446,12 +457,13 @@ def _profile_column(
     *,
     n_bins: int,
     max_categories: int,
+    min_category_count: int = 1,
 ) -> dict:
     if column_type in ("number", "integer"):
         return _numeric_profile(name, column_type, values, row_count, n_bins)
     if column_type == "boolean":
         return _boolean_profile(values, row_count)
-    return _category_profile(values, row_count, max_categories)
+    return _category_profile(values, row_count, max_categories, min_category_count)
 
 
 def _numeric_profile(
@@ -534,13 +546,17 @@ def _boolean_profile(values: pd.Series, row_count: int) -> dict:
     }
 
 
-def _category_profile(values: pd.Series, row_count: int, max_categories: int) -> dict:
+def _category_profile(values: pd.Series, row_count: int, max_categories: int,
+                      min_category_count: int = 1) -> dict:
     present = values.dropna()
     count = int(present.size)
     if not pd.api.types.is_string_dtype(present.dtype) or present.dtype == object:
         present = present.astype(str)
     counts = present.value_counts(sort=False)
     distinct = int(counts.size)
+    # A value seen in fewer than min_category_count rows would single out those rows (an
+    # ID, a name, a rare free-text entry): it is never listed, only counted in other_rate.
+    counts = counts[counts >= min_category_count]
     top = _top_categories(counts, max_categories)
     kept = sum(n for _, n in top)
     return {

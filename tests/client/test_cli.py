@@ -185,3 +185,18 @@ def test_it_runs_as_a_program_without_a_traceback(dataset: Path, tmp_path: Path)
         "attest: error: Line 2 has 3 fields but the header has 2; every row must have exactly "
         "one value per column (use an empty field for a missing value)."
     ]
+
+
+def test_rare_category_values_stay_on_the_machine_unless_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "ids.csv"
+    path.write_text("site,patient\n" + "".join(f"north,P{i}\n" for i in range(6)))
+    status, out, _err = run([ "profile", str(path)], capsys)
+    columns = json.loads(out)["profile"]["columns"]
+    assert status == 0 and columns["patient"]["categories"] == {}
+    assert columns["site"]["categories"] == {"north": 1.0}
+    status, out, _err = run(["profile", str(path), "--min-category-count", "1"], capsys)
+    assert len(json.loads(out)["profile"]["columns"]["patient"]["categories"]) == 6
+    status, out, err = run(["profile", str(path), "--min-category-count", "0"], capsys)
+    assert "must be at least 1" in assert_one_error_line(status, out, err)

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from attest_client import profiling
 from attest_client.profiling import (
     DatasetProfile,
     ProfilingError,
@@ -22,6 +23,13 @@ from attest_client.profiling import (
     sha256_file,
     validate_profile,
 )
+
+
+@pytest.fixture(autouse=True)
+def _list_every_category(monkeypatch):
+    """These tests profile a few rows to check how values are read and listed; the
+    k-anonymity threshold (MIN_CATEGORY_COUNT) has tests of its own below."""
+    monkeypatch.setattr(profiling, "MIN_CATEGORY_COUNT", 1)
 
 
 def write(tmp_path: Path, content: str | bytes, name: str = "data.csv") -> Path:
@@ -816,3 +824,20 @@ def test_it_translates_a_pandas_parser_error_into_ragged_rows(
     error = refusal(write(tmp_path, "a,b\n1,2\n"))
     assert error.code == "ragged_rows"
     assert error.message == "Line 9 has 3 fields but the header has 2."
+
+
+def test_category_values_seen_in_fewer_than_five_rows_never_leave_the_machine(tmp_path,
+                                                                              monkeypatch):
+    monkeypatch.setattr(profiling, "MIN_CATEGORY_COUNT", 5)
+    rows = ["site,patient"] + [f"north,P{i:04d}" for i in range(6)] + \
+        [f"south,P{i:04d}" for i in range(6, 10)]
+    column = profile_file(write(tmp_path, "\n".join(rows) + "\n")).profile["columns"]
+    assert column["site"]["categories"] == {"north": 0.6}  # south: 4 rows, not listed
+    assert column["site"]["other_rate"] == pytest.approx(0.4)
+    assert column["patient"]["categories"] == {} and column["patient"]["distinct"] == 10
+    assert column["patient"]["other_rate"] == 1.0
+    assert validate_profile(profile_file(write(tmp_path, "\n".join(rows) + "\n")).profile) == []
+    every = profile_file(write(tmp_path, "\n".join(rows) + "\n"), min_category_count=1)
+    assert len(every.profile["columns"]["patient"]["categories"]) == 10
+    with pytest.raises(ValueError):
+        profile_file(write(tmp_path, "\n".join(rows) + "\n"), min_category_count=0)
