@@ -49,6 +49,13 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
+# Keys being retired: sessions and signatures made with them stay valid until they expire
+# (comma-separated), so rotating ATTEST_SECRET_KEY does not sign everyone out at once.
+SECRET_KEY_FALLBACKS = env_list("ATTEST_SECRET_KEY_FALLBACKS", [])
+for _old in SECRET_KEY_FALLBACKS:
+    if len(_old) < 32:
+        raise ImproperlyConfigured("each of ATTEST_SECRET_KEY_FALLBACKS must be at least "
+                                   "32 characters")
 ALLOWED_HOSTS = env_list("ATTEST_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("ATTEST_CSRF_TRUSTED_ORIGINS", [])
 
@@ -305,6 +312,13 @@ ATTEST_BATCH_STALE_SECONDS = env_int("ATTEST_BATCH_STALE_SECONDS", 120, minimum=
 EMAIL_BACKEND = env_str("ATTEST_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 EMAIL_HOST = env_str("ATTEST_EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("ATTEST_EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("ATTEST_EMAIL_USER", "") or ""
+EMAIL_HOST_PASSWORD = env_str("ATTEST_EMAIL_PASSWORD", "") or ""
+EMAIL_USE_TLS = env_bool("ATTEST_EMAIL_STARTTLS", False)
+EMAIL_USE_SSL = env_bool("ATTEST_EMAIL_SSL", False)
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured("Set at most one of ATTEST_EMAIL_STARTTLS and ATTEST_EMAIL_SSL")
+EMAIL_TIMEOUT = env_int("ATTEST_EMAIL_TIMEOUT", 10, minimum=1)
 DEFAULT_FROM_EMAIL = env_str("ATTEST_EMAIL_FROM", "attest@localhost")
 
 # --- i18n / static -------------------------------------------------------------------------

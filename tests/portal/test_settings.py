@@ -1,5 +1,10 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
@@ -43,3 +48,26 @@ def test_database_urls():
         database_from_url("mysql://x/y")
     with pytest.raises(ImproperlyConfigured):
         database_from_url("postgres://u@h:5432/")
+
+
+def _settings_in_child(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    root = Path(__file__).resolve().parents[2]
+    return subprocess.run(
+        [sys.executable, "-c", "import portal.settings as s; print(len(s.SECRET_KEY_FALLBACKS), "
+         "s.EMAIL_USE_TLS, s.EMAIL_HOST_USER)"],
+        cwd=root, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "portal.settings", **env})
+
+
+def test_old_secret_keys_and_smtp_login_come_from_the_environment(tmp_path):
+    ok = _settings_in_child({"ATTEST_DATA_DIR": str(tmp_path), "ATTEST_SECRET_KEY": "n" * 40,
+                             "ATTEST_SECRET_KEY_FALLBACKS": f"{'a' * 40},{'b' * 40}",
+                             "ATTEST_EMAIL_STARTTLS": "true", "ATTEST_EMAIL_USER": "mailer"})
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.split() == ["2", "True", "mailer"]
+    short = _settings_in_child({"ATTEST_DATA_DIR": str(tmp_path),
+                                "ATTEST_SECRET_KEY_FALLBACKS": "short"})
+    assert short.returncode != 0 and "ATTEST_SECRET_KEY_FALLBACKS" in short.stderr
+    both = _settings_in_child({"ATTEST_DATA_DIR": str(tmp_path), "ATTEST_EMAIL_STARTTLS": "1",
+                               "ATTEST_EMAIL_SSL": "1"})
+    assert both.returncode != 0 and "at most one" in both.stderr
