@@ -151,8 +151,8 @@ def profile_file(
     if min_category_count < 1:
         raise ValueError("min_category_count must be at least 1")
     path = Path(path)
-    fmt = _resolve_format(path, file_format)
-    _check_file(path)
+    fmt = resolve_file_format(path, file_format)
+    check_file(path)
     try:
         if fmt == "csv":
             names, series = _read_csv(path)
@@ -161,7 +161,7 @@ def profile_file(
         sha256 = sha256_file(path)
     except PermissionError as exc:
         raise ProfilingError("file_unreadable", f"Cannot read {path}: permission denied.") from exc
-    except IsADirectoryError as exc:  # pragma: no cover - _check_file catches this first
+    except IsADirectoryError as exc:  # pragma: no cover - check_file catches this first
         raise ProfilingError("file_not_found", f"{path} is a directory, not a file.") from exc
     except OSError as exc:
         raise ProfilingError(
@@ -190,7 +190,7 @@ def profile_file(
     )
 
 
-def _resolve_format(path: Path, file_format: str | None) -> str:
+def resolve_file_format(path: Path, file_format: str | None) -> str:
     """Explicit format wins; otherwise the suffix decides (never sniff contents: predictable)."""
     if file_format is not None:
         fmt = file_format.strip().lower()
@@ -213,7 +213,7 @@ def _resolve_format(path: Path, file_format: str | None) -> str:
     return fmt
 
 
-def _check_file(path: Path) -> None:
+def check_file(path: Path) -> None:
     """Fail early with specific messages instead of whatever the parser would say."""
     if not path.exists():
         raise ProfilingError("file_not_found", f"File not found: {path}")
@@ -237,7 +237,7 @@ _Columns = tuple[list[str], list[tuple[str, pd.Series]]]
 
 
 def _read_csv(path: Path) -> _Columns:
-    header, data_rows = _scan_csv(path)
+    header, data_rows = scan_csv(path)
     if data_rows == 0:
         raise ProfilingError("no_rows", "The file has a header but no data rows.")
     try:
@@ -254,7 +254,7 @@ def _read_csv(path: Path) -> _Columns:
             skip_blank_lines=True,
             engine="c",
         )
-    except UnicodeDecodeError as exc:  # _scan_csv should have caught it; keep it translated
+    except UnicodeDecodeError as exc:  # scan_csv should have caught it; keep it translated
         raise _encoding_error(path) from exc
     except pd.errors.ParserError as exc:
         # Only reachable if pandas and the csv module disagree about a row; keep the code right.
@@ -274,7 +274,7 @@ def _read_csv(path: Path) -> _Columns:
     return names, series
 
 
-def _scan_csv(path: Path) -> tuple[list[str], int]:
+def scan_csv(path: Path) -> tuple[list[str], int]:
     """Check the CSV's structure and encoding with the csv module before pandas reads it.
 
     Why a separate pass: pandas silently pads rows with too few fields with NaN and turns a
@@ -295,7 +295,7 @@ def _scan_csv(path: Path) -> tuple[list[str], int]:
                     continue  # blank line; pandas skips these too
                 if header is None:
                     header = row
-                    _check_header(header)
+                    check_header(header)
                     continue
                 if len(row) != len(header):
                     raise ProfilingError(
@@ -317,7 +317,7 @@ def _scan_csv(path: Path) -> tuple[list[str], int]:
     return header, data_rows
 
 
-def _check_header(names: list[str]) -> None:
+def check_header(names: list[str]) -> None:
     """Column names become keys in the profile, so they must be present and unique."""
     for position, name in enumerate(names, start=1):
         if not name.strip():
@@ -369,7 +369,7 @@ def _read_parquet(path: Path) -> _Columns:
             names = [name for name in schema.names if not _PANDAS_INDEX.fullmatch(name)]
             if not names:
                 raise ProfilingError("no_columns", "The file has no columns.")
-            _check_header(names)
+            check_header(names)
             if parquet.metadata.num_rows == 0:
                 raise ProfilingError("no_rows", "The file has a header but no data rows.")
             table = parquet.read(columns=names)

@@ -17,14 +17,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-# The profiler's own checks (private there), so a batch is read exactly as `attest profile`
-# reads a dataset: same encoding rules, ragged-row and header checks, row count.
+# The profiler's own file checks, so a batch is read exactly as `attest profile` reads a
+# dataset: same encoding rules, ragged-row and header checks, row count.
 from attest_client.profiling import (
     ProfilingError,
-    _check_file,
-    _check_header,
-    _resolve_format,
-    _scan_csv,
+    check_file,
+    check_header,
+    resolve_file_format,
+    scan_csv,
 )
 from core.errors import ErrorItem, ValidationFailed
 from registry.models import ModelVersion
@@ -41,7 +41,7 @@ _PANDAS_INDEX_PREFIX = "__index_level_"
 def resolve_format(name: str, file_format: str | None) -> str:
     """``csv`` or ``parquet``: as given, else from the file name's extension (400 otherwise)."""
     try:
-        return _resolve_format(Path(name), file_format or None)
+        return resolve_file_format(Path(name), file_format or None)
     except ProfilingError as exc:
         raise _profiling_error(exc) from None
 
@@ -53,9 +53,9 @@ def _profiling_error(exc: ProfilingError) -> ValidationFailed:
 def inspect(path: str, fmt: str) -> tuple[list[str], int]:
     """Column names and data rows of the spooled file; every problem is a 400."""
     try:
-        _check_file(Path(path))
+        check_file(Path(path))
         if fmt == "csv":
-            names, rows = _scan_csv(Path(path))
+            names, rows = scan_csv(Path(path))
         else:
             names, rows = _parquet_shape(path)
     except ProfilingError as exc:
@@ -76,7 +76,7 @@ def _parquet_shape(path: str) -> tuple[list[str], int]:
                      if not n.startswith(_PANDAS_INDEX_PREFIX)]
             if not names:
                 raise ProfilingError("no_columns", "The file has no columns.")
-            _check_header(names)
+            check_header(names)
             return names, parquet.metadata.num_rows
     except (pa.ArrowException, ValueError, EOFError, OSError) as exc:
         raise ProfilingError("corrupt_file", "The parquet file could not be read (corrupt or "
