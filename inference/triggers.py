@@ -60,3 +60,9 @@ def run(connection, *, install: bool) -> None:
         columns = [c.name for c in connection.introspection.get_table_description(cursor, TABLE)]
         for sql in statements(connection.vendor, install=install, columns=columns):
             cursor.execute(sql)
+
+
+def reinstall(apps, schema_editor) -> None:
+    """Migration step after altering the prediction table: SQLite alters columns by
+    rebuilding the table, which drops its triggers."""
+    run(schema_editor.connection, install=True)

@@ -4,12 +4,7 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
-
-def reinstall_triggers(apps, schema_editor):
-    # SQLite alters these fields by rebuilding the table, which drops its triggers.
-    from inference.triggers import run
-
-    run(schema_editor.connection, install=True)
+import inference.triggers
 
 
 class Migration(migrations.Migration):
@@ -60,5 +55,5 @@ class Migration(migrations.Migration):
             model_name='prediction',
             index=models.Index(fields=['input_sha256'], name='prediction_input_sha256'),
         ),
-        migrations.RunPython(reinstall_triggers, migrations.RunPython.noop),
+        migrations.RunPython(inference.triggers.reinstall, migrations.RunPython.noop),
     ]

@@ -4,12 +4,7 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
-
-def reinstall_triggers(apps, schema_editor):
-    # SQLite alters these fields by rebuilding the table, which drops its triggers.
-    from inference.triggers import run
-
-    run(schema_editor.connection, install=True)
+import inference.triggers
 
 
 class Migration(migrations.Migration):
@@ -46,5 +41,5 @@ class Migration(migrations.Migration):
             name='version',
             field=models.ForeignKey(db_constraint=False, db_index=False, on_delete=django.db.models.deletion.PROTECT, related_name='predictions', to='registry.modelversion'),
         ),
-        migrations.RunPython(reinstall_triggers, migrations.RunPython.noop),
+        migrations.RunPython(inference.triggers.reinstall, migrations.RunPython.noop),
     ]

@@ -8,8 +8,9 @@ from django.db import DatabaseError, connection, transaction
 from audits.chain import verify_chain
 from audits.models import Action, AuditEvent
 from audits.services import audit_event_record
-from audits.triggers import run as run_triggers
 from core.context import acting_as
+
+from .helpers import raw_sql
 
 pytestmark = pytest.mark.django_db
 
@@ -21,14 +22,6 @@ def _append(n: int) -> list[AuditEvent]:
             for i in range(n)]
 
 
-def _raw(sql: str, params=()) -> None:
-    """Go around Django and the triggers, as someone with database access could."""
-    run_triggers(connection, install=False)
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-    finally:
-        run_triggers(connection, install=True)
 
 
 def test_an_untouched_chain_verifies():
@@ -81,7 +74,7 @@ def test_the_database_refuses_update_and_delete(sql):
 def test_changed_details_are_named_as_the_first_broken_link():
     events = _append(5)
     cast = "%s::jsonb" if connection.vendor == "postgresql" else "%s"
-    _raw(f"UPDATE audits_auditevent SET details = {cast} WHERE seq = 3", ['{"i": 99}'])  # noqa: S608
+    raw_sql(f"UPDATE audits_auditevent SET details = {cast} WHERE seq = 3", ['{"i": 99}'])  # noqa: S608
     result = verify_chain()
     assert not result.ok and result.checked == 2
     assert result.first_broken.seq == 3 and result.first_broken.id == events[2].pk
@@ -90,7 +83,7 @@ def test_changed_details_are_named_as_the_first_broken_link():
 
 def test_a_deleted_event_is_named():
     _append(5)
-    _raw("DELETE FROM audits_auditevent WHERE seq = 2")
+    raw_sql("DELETE FROM audits_auditevent WHERE seq = 2")
     result = verify_chain()
     assert not result.ok and result.checked == 1
     assert result.first_broken.seq == 3 and "sequence gap" in result.first_broken.problem
@@ -99,9 +92,9 @@ def test_a_deleted_event_is_named():
 def test_reordered_events_are_named():
     events = _append(4)
     # Swap the positions of events 2 and 3 (their seq numbers), keeping their hashes.
-    _raw("UPDATE audits_auditevent SET seq = -2 WHERE seq = 2")
-    _raw("UPDATE audits_auditevent SET seq = 2 WHERE seq = 3")
-    _raw("UPDATE audits_auditevent SET seq = 3 WHERE seq = -2")
+    raw_sql("UPDATE audits_auditevent SET seq = -2 WHERE seq = 2")
+    raw_sql("UPDATE audits_auditevent SET seq = 2 WHERE seq = 3")
+    raw_sql("UPDATE audits_auditevent SET seq = 3 WHERE seq = -2")
     result = verify_chain()
     assert not result.ok
     assert result.first_broken.seq == 2 and result.first_broken.id == events[2].pk
@@ -111,7 +104,7 @@ def test_verify_audit_command_exit_codes(capsys):
     _append(3)
     call_command("verify_audit")
     assert "ok: 3 events checked" in capsys.readouterr().out
-    _raw("UPDATE audits_auditevent SET object_repr = 'x' WHERE seq = 2")
+    raw_sql("UPDATE audits_auditevent SET object_repr = 'x' WHERE seq = 2")
     with pytest.raises(CommandError) as excinfo:
         call_command("verify_audit")
     assert excinfo.value.returncode == 1

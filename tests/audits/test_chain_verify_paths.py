@@ -15,7 +15,8 @@ from audits import services
 from audits.chain import MATERIAL_FIELDS, _time_text, event_hash, verify_chain
 from audits.models import GENESIS_HASH, Action, AuditEvent
 from audits.services import audit_event_record
-from audits.triggers import run as run_triggers
+
+from .helpers import raw_sql
 
 pytestmark = pytest.mark.django_db
 
@@ -77,13 +78,6 @@ def _awkward_events() -> list[AuditEvent]:
     return events
 
 
-def _raw(sql: str, params=()) -> None:
-    run_triggers(connection, install=False)
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-    finally:
-        run_triggers(connection, install=True)
 
 
 def test_awkward_content_verifies_like_the_reference():
@@ -111,7 +105,7 @@ def test_a_time_on_a_whole_second_verifies(monkeypatch):
 ])
 def test_changed_text_is_found_at_the_same_link(column, value):
     _awkward_events()
-    _raw(f"UPDATE audits_auditevent SET {column} = %s WHERE seq = 1", [value])  # noqa: S608
+    raw_sql(f"UPDATE audits_auditevent SET {column} = %s WHERE seq = 1", [value])  # noqa: S608
     assert not verify_chain().ok
     assert_agrees()
 
@@ -121,7 +115,7 @@ def test_changed_text_is_found_at_the_same_link(column, value):
 ])
 def test_changed_numbers_are_found_at_the_same_link(column, value):
     _awkward_events()
-    _raw(f"UPDATE audits_auditevent SET {column} = %s WHERE seq = 1", [value])  # noqa: S608
+    raw_sql(f"UPDATE audits_auditevent SET {column} = %s WHERE seq = 1", [value])  # noqa: S608
     assert not verify_chain().ok
     assert_agrees()
 
@@ -136,14 +130,14 @@ def test_changed_numbers_are_found_at_the_same_link(column, value):
 def test_changed_json_is_judged_like_the_reference(seq, text):
     _awkward_events()
     cast = "%s::jsonb" if connection.vendor == "postgresql" else "%s"
-    _raw(f"UPDATE audits_auditevent SET details = {cast} WHERE seq = %s", [text, seq])  # noqa: S608
+    raw_sql(f"UPDATE audits_auditevent SET details = {cast} WHERE seq = %s", [text, seq])  # noqa: S608
     assert_agrees()
 
 
 def test_a_number_beyond_64_bits_is_a_broken_link_not_a_crash():
     _awkward_events()
     cast = "%s::jsonb" if connection.vendor == "postgresql" else "%s"
-    _raw(f"UPDATE audits_auditevent SET details = {cast} WHERE seq = 2",  # noqa: S608
+    raw_sql(f"UPDATE audits_auditevent SET details = {cast} WHERE seq = 2",  # noqa: S608
          ['{"n": 123456789012345678901234567890}'])
     result = verify_chain()
     assert not result.ok and result.first_broken.seq == 2
@@ -153,7 +147,7 @@ def test_a_number_beyond_64_bits_is_a_broken_link_not_a_crash():
 def test_a_chain_broken_early_in_a_long_chunk_leaves_the_connection_usable():
     for i in range(30):
         audit_event_record(action=Action.MODEL_UPDATED, object_type="t", object_id=i)
-    _raw("UPDATE audits_auditevent SET object_id = 'x' WHERE seq = 3")
+    raw_sql("UPDATE audits_auditevent SET object_id = 'x' WHERE seq = 3")
     result = verify_chain(chunk_size=1000)
     assert not result.ok and result.first_broken.seq == 3 and result.checked == 2
     assert AuditEvent.objects.count() == 30  # the next query works

@@ -11,13 +11,13 @@ import logging
 import sys
 
 import pytest
-from django.db import connection
 
 from audits import chain
 from audits.chain import verify_chain
 from audits.models import Action, AuditEvent
 from audits.services import audit_event_record
-from audits.triggers import run as run_triggers
+
+from ..audits.helpers import raw_sql
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -43,13 +43,6 @@ def _append(n: int) -> None:
                            details={"i": i, "note": "tab\there, é ✓", "nested": {"b": 1, "a": [i]}})
 
 
-def _raw(sql: str, params=()) -> None:
-    run_triggers(connection, install=False)
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-    finally:
-        run_triggers(connection, install=True)
 
 
 def test_an_untouched_chain_verifies_in_three_processes(small_ranges):
@@ -67,7 +60,7 @@ def test_an_untouched_chain_verifies_in_three_processes(small_ranges):
 @pytest.mark.parametrize("seq", [3, 16, 17, 30, 44])
 def test_tampering_in_any_range_is_reported_as_one_walk_reports_it(small_ranges, seq):
     _append(45)
-    _raw("UPDATE audits_auditevent SET reason = 'edited' WHERE seq = %s", [seq])
+    raw_sql("UPDATE audits_auditevent SET reason = 'edited' WHERE seq = %s", [seq])
     one, three = verify_chain(processes=1), verify_chain(processes=3)
     assert not one.ok and one.first_broken.seq == seq
     assert three == one
@@ -76,7 +69,7 @@ def test_tampering_in_any_range_is_reported_as_one_walk_reports_it(small_ranges,
 @pytest.mark.parametrize("seq", [15, 16, 31])
 def test_a_deleted_event_at_a_range_boundary_is_a_gap(small_ranges, seq):
     _append(45)
-    _raw("DELETE FROM audits_auditevent WHERE seq = %s", [seq])
+    raw_sql("DELETE FROM audits_auditevent WHERE seq = %s", [seq])
     one, three = verify_chain(processes=1), verify_chain(processes=3)
     assert not one.ok and "sequence gap" in one.first_broken.problem
     assert three == one
@@ -85,7 +78,7 @@ def test_a_deleted_event_at_a_range_boundary_is_a_gap(small_ranges, seq):
 def test_a_helper_that_cannot_run_is_replaced_by_walking_its_range_here(
         small_ranges, monkeypatch, caplog):
     _append(30)
-    _raw("UPDATE audits_auditevent SET details = '{\"i\": 0}' WHERE seq = 25")
+    raw_sql("UPDATE audits_auditevent SET details = '{\"i\": 0}' WHERE seq = 25")
     monkeypatch.setattr(sys, "executable", "/bin/false")
     with caplog.at_level(logging.WARNING, logger="audits.chain"):
         result = verify_chain(processes=3)
