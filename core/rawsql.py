@@ -22,10 +22,14 @@ from django.db import models
 class RowLoader:
     """Select every concrete column of ``model`` under ``alias`` and load rows back."""
 
-    def __init__(self, model: type[models.Model], alias: str) -> None:
+    def __init__(self, model: type[models.Model], alias: str, *,
+                 exclude: tuple[type[models.Field], ...] = ()) -> None:
+        """``exclude``: field classes left deferred (loaded on first access, as with
+        ``.defer()``), e.g. JSON and long text a hot read never looks at."""
         self.model = model
         self.alias = alias
-        self.fields = list(model._meta.concrete_fields)
+        self.fields = [f for f in model._meta.concrete_fields
+                       if f.primary_key or not isinstance(f, exclude)]
         self.attnames = [f.attname for f in self.fields]
         self._converters: dict[str, list[tuple[Any, list]]] = {}
 
@@ -57,7 +61,7 @@ class RowLoader:
         return self.model.from_db(connection.alias, self.attnames, converted)
 
 
-def fetchone(connection, sql: str, params: Any) -> tuple | None:
+def fetchone(connection, sql: str, params: Any, *, binary: bool = False) -> tuple | None:
     """Run a fixed query and return its first row.
 
     On PostgreSQL it runs on the connection's own psycopg cursor (server-side
@@ -81,7 +85,7 @@ def fetchone(connection, sql: str, params: Any) -> tuple | None:
         prepare = raw.prepare_threshold is not None or None
         try:
             with psycopg.Cursor(raw) as cursor:
-                cursor.execute(sql, params, prepare=prepare)
+                cursor.execute(sql, params, prepare=prepare, binary=binary)
                 return cursor.fetchone()
         except psycopg.errors.FeatureNotSupported:
             # "cached plan must not change result type": a migration altered a table
@@ -91,7 +95,7 @@ def fetchone(connection, sql: str, params: Any) -> tuple | None:
                 raise
             with psycopg.Cursor(raw) as cursor:
                 cursor.execute("DEALLOCATE ALL")  # psycopg clears its cache on seeing it
-                cursor.execute(sql, params, prepare=False)
+                cursor.execute(sql, params, prepare=False, binary=binary)
                 return cursor.fetchone()
 
 

@@ -59,7 +59,7 @@ def _token_with_user(prefix: str) -> ApiToken | None:
     sql = (f"SELECT {token.columns(connection)}, {user.columns(connection)} "  # noqa: S608
            f"FROM {qn(ApiToken._meta.db_table)} t JOIN {qn(user.model._meta.db_table)} u "
            f"ON u.{qn('id')} = t.{qn('user_id')} WHERE t.{qn('prefix')} = %s")
-    found = fetchone(connection, sql, [prefix])
+    found = fetchone(connection, sql, [prefix], binary=True)
     if found is None:
         return None
     row = token.load(found[:len(token)], connection)

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import JSONField, Prefetch, Q, QuerySet, TextField
 
 from core.errors import NotFound, PermissionDenied
 from core.rawsql import RowLoader, fetchone
@@ -266,7 +266,9 @@ def _serving_sql(vendor: str) -> tuple[str, RowLoader]:
 
     connection = next(c for c in connections.all() if c.vendor == vendor)
     qn = connection.ops.quote_name
-    loader = RowLoader(RegisteredModel, "m")
+    # The model's JSON and long text stay deferred: serving never reads them, and the row
+    # can then come back in binary (Django loads JSON from text results only).
+    loader = RowLoader(RegisteredModel, "m", exclude=(JSONField, TextField))
     grants, versions = qn(ModelAccessGrant._meta.db_table), qn(ModelVersion._meta.db_table)
     through = get_user_model().groups.through._meta
     user_groups, groups = qn(through.db_table), qn(Group._meta.db_table)
@@ -310,7 +312,7 @@ def serving_context(*, user, name: str) -> ServingContext | None:
         return None
     sql, loader = _serving_sql(connection.vendor)
     row = fetchone(connection, sql, {"user": user.pk, "name": name, "true": True,
-                                     "auditors": AUDITORS_GROUP})
+                                     "auditors": AUDITORS_GROUP}, binary=True)
     if row is None:
         return None
     n = len(loader)
