@@ -61,6 +61,7 @@ def model_batches(request, model):
             else:
                 messages.success(request, f"Batch of {job.total_rows:,} rows accepted.")
                 return redirect("batches:detail", batch_id=job.public_id)
+    batches.batch_resume_embedded()
     jobs = list(batches.batch_list_for_user(user=request.user, model=obj)[:50])
     return render(request, "inference/batch_upload.html", {
         "model": obj, "form": form, "jobs": [(j, batches.batch_progress(j)) for j in jobs]})
@@ -68,6 +69,7 @@ def model_batches(request, model):
 
 @_page
 def batch_detail(request, batch_id):
+    batches.batch_resume_embedded()
     job = batches.batch_get_for_user(user=request.user, batch_id=batch_id)
     return render(request, "inference/batch_detail.html", {
         "job": job, "progress": batches.batch_progress(job),

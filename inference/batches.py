@@ -396,8 +396,25 @@ def _processing_lock(job_id: int) -> Iterator[bool]:
 
 
 def _nobody_working_on(job_id: int) -> bool:
+    if any(t.name == f"attest-batch-{job_id}" and t.is_alive() for t in threading.enumerate()):
+        return False  # the embedded shape's thread for it, in this process
     with _processing_lock(job_id) as got:
         return got
+
+
+def batch_resume_embedded() -> list[int]:
+    """The embedded shape's stale-job sweep (the production shape has Celery beat's).
+
+    Without a worker, jobs run in threads of the web process, and a restart (the dev
+    server reloading, say) leaves them ``running``. Called when jobs are looked at:
+    jobs with no progress for ``ATTEST_BATCH_STALE_SECONDS`` and no thread here are
+    started again; they resume after their last committed chunk.
+    """
+    from celery import current_app
+
+    if not (current_app.conf.task_always_eager and settings.ATTEST_BATCH_EAGER_THREAD):
+        return []
+    return batch_resume_stale()
 
 
 def _cancel_requested(job_id: int) -> bool:

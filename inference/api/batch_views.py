@@ -68,6 +68,7 @@ class BatchListView(AttestAPIView):
                    summary="Batch jobs of a model", operation_id="batches_list")
     def get(self, request, model):
         obj = model_get_for_user(user=request.user, name=model)
+        batches.batch_resume_embedded()
         jobs = batches.batch_list_for_user(user=request.user, model=obj)[:100]
         return Response({"results": [batch_as_dict(j, request) for j in jobs]})
 
@@ -97,6 +98,7 @@ class BatchDetailView(AttestAPIView):
                               **error_responses(401, 404)},
                    summary="A batch job", operation_id="batch_retrieve")
     def get(self, request, batch_id):
+        batches.batch_resume_embedded()
         job = batches.batch_get_for_user(user=request.user, batch_id=batch_id)
         return Response(batch_as_dict(job, request))
 

@@ -733,3 +733,32 @@ def test_without_a_broker_a_job_runs_beside_the_request_not_inside_it(transactio
     job.refresh_from_db()
     assert job.status == BatchStatus.COMPLETED and job.rows_done == 60
     assert _one_row_each(job) == set(range(60))
+
+
+def test_the_embedded_shape_restarts_a_job_a_restart_left_behind(transactional_db, settings,
+                                                                 monkeypatch):
+    """A job whose thread died with the process (no progress for the stale period) is
+    started again when jobs are looked at, and completes with one log row per input row."""
+    import threading
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tests.personas import make_personas
+
+    from .helpers import released_version
+
+    personas = make_personas()
+    released_version(personas, confidence_threshold=0.8)
+    monkeypatch.setattr(batches, "_enqueue", lambda *args, **kwargs: None)  # the lost thread
+    job = batches.batch_submit(user=personas.clinician, model=personas.model,
+                               upload=_csv_upload(_frame(40)), chunk_size=15)
+    BatchJob.objects.filter(pk=job.pk).update(
+        status=BatchStatus.RUNNING, updated_at=timezone.now() - timedelta(minutes=10))
+    settings.ATTEST_BATCH_EAGER_THREAD = True
+    assert batches.batch_resume_embedded() == [job.pk]
+    runner = next(t for t in threading.enumerate() if t.name == f"attest-batch-{job.pk}")
+    runner.join(timeout=60)
+    job.refresh_from_db()
+    assert job.status == BatchStatus.COMPLETED and _one_row_each(job) == set(range(40))
+    assert batches.batch_resume_embedded() == []
