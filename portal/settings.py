@@ -234,8 +234,9 @@ ATTEST_REQUIRE_SIGNING_KEY = env_bool("ATTEST_REQUIRE_SIGNING_KEY", False)
 ATTEST_AUDIT_TRUSTED_PUBLIC_KEYS = env_list("ATTEST_AUDIT_TRUSTED_PUBLIC_KEYS", [])
 # Processes that verify a long audit chain at once on PostgreSQL (this one plus helpers;
 # each takes a consecutive range of events). 1 walks the chain in one process.
-ATTEST_AUDIT_VERIFY_PROCESSES = env_int("ATTEST_AUDIT_VERIFY_PROCESSES",
-                                        min(os.cpu_count() or 1, 4), minimum=1)
+_CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+ATTEST_AUDIT_VERIFY_PROCESSES = env_int("ATTEST_AUDIT_VERIFY_PROCESSES", min(_CPUS or 1, 4),
+                                        minimum=1)
 
 # --- serving runtime evidence (registry/serving.py) -------------------------------------------
 # Largest |sklearn - onnxruntime| probability difference on the reference sample for

@@ -240,7 +240,7 @@ class SignoffView(AttestAPIView):
 
     @extend_schema(request=SignoffSerializer,
                    responses={201: OpenApiResponse(description="manifest after signing"),
-                              **error_responses(400, 401, 403, 404, 409)},
+                              **error_responses(400, 401, 403, 404, 409, 429)},
                    summary="Sign (approve or reject) a version in review; re-enter your password")
     def post(self, request, model, version):
         obj = selectors.version_get_for_user(user=request.user, model_name=model, number=version)
