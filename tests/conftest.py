@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import re
 import uuid
 
 import pytest
@@ -16,6 +17,29 @@ APPEND_ONLY_TABLES = ("audits_auditevent", "registry_signature")
 # Keep numerical libraries to one thread: two pytest workers share two cores.
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(var, "1")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _broker_per_test_process():
+    """One Redis database per pytest-xdist process, for the test and the Celery workers it
+    starts: two processes' workers on one queue would take each other's messages (a job of
+    one test database run against the other's)."""
+    from celery import current_app
+
+    url = django_settings.CELERY_BROKER_URL or ""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    match = re.fullmatch(r"(redis://[^/]+)/(\d+)", url)
+    if not (match and worker.startswith("gw") and worker[2:].isdigit()):
+        yield
+        return
+    isolated = f"{match.group(1)}/{int(match.group(2)) + 1 + int(worker[2:])}"
+    previous = os.environ.get("CELERY_BROKER_URL")
+    django_settings.CELERY_BROKER_URL = isolated
+    current_app.conf.broker_url = isolated
+    os.environ["CELERY_BROKER_URL"] = isolated  # inherited by worker subprocesses
+    yield
+    if previous is not None:
+        os.environ["CELERY_BROKER_URL"] = previous
 
 
 @pytest.fixture(autouse=True)
