@@ -55,7 +55,6 @@ import hashlib
 import itertools
 import json
 import os
-import platform
 import random
 import shlex
 import shutil
@@ -69,11 +68,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 from urllib.parse import unquote, urlparse, urlunparse
 
 # bench/ is sys.path[0] when a script runs as `python bench/NAME.py`
-from machine_info import cpu_model, load_average, memory_gib, version_of  # noqa: E402,I001
+from machine_info import (  # noqa: E402,I001
+    BadArguments,
+    BenchError,
+    Parser,
+    header_lines,
+    load_average,
+    table,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 PROG = "bench/audit.py"
@@ -87,21 +93,9 @@ START = datetime(2024, 1, 1, tzinfo=UTC)
 SPAN = timedelta(days=730)  # the loaded events cover two years
 
 
-class BenchError(Exception):
-    """A failure worth one line, not a traceback (exit status 1)."""
-
-
-class BadArguments(BenchError):
-    """Arguments or environment that make the run meaningless (exit status 2)."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{PROG}: {message}\n")
-
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = _Parser(prog=PROG, description=__doc__.split("\n\n", 1)[0],
+    parser = Parser(prog=PROG, description=__doc__.split("\n\n", 1)[0],
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=1_000_000,
                         help="events to load into PostgreSQL (default 1,000,000)")
@@ -994,25 +988,9 @@ def server_info() -> str:
 
 
 def machine() -> list[str]:
-    libs = ", ".join(f"{name} {version_of(name)}" for name in (
-        "Django", "djangorestframework", "psycopg", "psycopg-binary", "orjson", "numpy"))
-    return [
-        f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
-        f"machine: {os.cpu_count()} cores ({cpu_model()}), {memory_gib()} RAM, "
-        f"{platform.system()} {platform.release()}; load average at start {load_average()}",
-        f"python: {platform.python_version()} ({sys.executable})",
-        f"libraries: {libs}",
-    ]
+    return header_lines(("Django", "djangorestframework", "psycopg", "psycopg-binary", "orjson",
+                         "numpy"))
 
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
-
-    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    return "\n".join([line(header), rule, *(line(r) for r in rows)])
 
 
 def main(argv: list[str] | None = None) -> int:

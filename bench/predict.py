@@ -53,7 +53,6 @@ import http.client
 import io
 import json
 import os
-import platform
 import shlex
 import shutil
 import signal
@@ -67,12 +66,18 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 # bench/ is sys.path[0] when a script runs as `python bench/NAME.py`
-from machine_info import cpu_model, load_average, memory_gib, version_of  # noqa: E402,I001
+from machine_info import (  # noqa: E402,I001
+    BadArguments,
+    BenchError,
+    Parser,
+    header_lines,
+    load_average,
+    table,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 PROG = "bench/predict.py"
@@ -87,21 +92,9 @@ TARGET_VS_MLFLOW = 10.0  # full-path throughput >= 10x (c), 8 clients
 TARGET_BATCH_RATIO = 2.0  # batch time <= 2x the baseline
 
 
-class BenchError(Exception):
-    """A failure worth one line, not a traceback (exit status 1)."""
-
-
-class BadArguments(BenchError):
-    """Arguments or environment that make the run meaningless (exit status 2)."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{PROG}: {message}\n")
-
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = _Parser(prog=PROG, description=__doc__.split("\n\n", 1)[0],
+    parser = Parser(prog=PROG, description=__doc__.split("\n\n", 1)[0],
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env-file", type=Path, metavar="FILE",
                         help="read DATABASE_URL from this file of `export NAME=value` lines "
@@ -862,27 +855,12 @@ def mlflow_version(args: argparse.Namespace) -> str:
 
 
 def machine(args: argparse.Namespace) -> list[str]:
-    libs = ", ".join(f"{name} {version_of(name)}" for name in (
-        "Django", "djangorestframework", "gunicorn", "psycopg", "scikit-learn", "onnxruntime",
-        "skl2onnx", "numpy", "fastapi", "uvicorn", "pydantic"))
     return [
-        f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
-        f"machine: {os.cpu_count()} cores ({cpu_model()}), {memory_gib()} RAM, "
-        f"{platform.system()} {platform.release()}; load average at start {load_average()}",
-        f"python: {platform.python_version()} ({sys.executable})",
-        f"libraries: {libs}",
+        *header_lines(("Django", "djangorestframework", "gunicorn", "psycopg", "scikit-learn",
+                       "onnxruntime", "skl2onnx", "numpy", "fastapi", "uvicorn", "pydantic")),
         f"database: {postgres_version()} on loopback; {mlflow_version(args)}",
     ]
 
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
-
-    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    return "\n".join([line(header), rule, *(line(r) for r in rows)])
 
 
 def fmt(value: float | None, digits: int = 2) -> str:

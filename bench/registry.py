@@ -38,7 +38,6 @@ import argparse
 import contextlib
 import hashlib
 import os
-import platform
 import shlex
 import shutil
 import statistics
@@ -48,12 +47,18 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 # bench/ is sys.path[0] when a script runs as `python bench/NAME.py`
-from machine_info import cpu_model, load_average, memory_gib, version_of  # noqa: E402,I001
+from machine_info import (  # noqa: E402,I001
+    BadArguments,
+    BenchError,
+    Parser,
+    header_lines,
+    load_average,
+    table,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 PROG = "bench/registry.py"
@@ -62,21 +67,9 @@ TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
 N_SAMPLES, N_FEATURES = 20_000, 20
 
 
-class BenchError(Exception):
-    """A failure worth one line, not a traceback (exit status 1)."""
-
-
-class BadArguments(BenchError):
-    """Arguments or environment that make the run meaningless (exit status 2)."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{PROG}: {message}\n")
-
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = _Parser(prog=PROG, description=__doc__.split("\n\n", 1)[0],
+    parser = Parser(prog=PROG, description=__doc__.split("\n\n", 1)[0],
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-mb", type=int, default=50,
                         help="size of the raw artifact for the throughput table (MiB, default 50)")
@@ -561,27 +554,15 @@ def filesystem_of(path: Path) -> str:
 
 
 def machine(work: Path, targets: list[Backend]) -> list[str]:
-    libs = ", ".join(f"{name} {version_of(name)}" for name in (
-        "Django", "django-storages", "boto3", "scikit-learn", "skops", "numpy", "moto"))
     lines = [
-        f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
-        f"machine: {os.cpu_count()} cores ({cpu_model()}), {memory_gib()} RAM, "
-        f"{platform.system()} {platform.release()}; load average at start {load_average()}",
-        f"python: {platform.python_version()} ({sys.executable})",
-        f"libraries: {libs}",
+        *header_lines(("Django", "django-storages", "boto3", "scikit-learn", "skops", "numpy",
+                       "moto")),
         f"work dir: {work} ({filesystem_of(work)}); spool dir: {tempfile.gettempdir()} "
         f"({filesystem_of(Path(tempfile.gettempdir()))})",
     ]
     lines += [f"backend {b.name}: {b.where}" for b in targets]
     return lines
 
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    def line(cells: list[str]) -> str:
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
-    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    return "\n".join([line(header), rule, *(line(r) for r in rows)])
 
 
 def throughput_table(rec: Recorder) -> str:
