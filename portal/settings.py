@@ -244,6 +244,10 @@ ATTEST_AUDIT_VERIFY_PROCESSES = env_int("ATTEST_AUDIT_VERIFY_PROCESSES", min(_CP
 ATTEST_ONNX_TOLERANCE = env_float("ATTEST_ONNX_TOLERANCE", 1e-5, minimum=0.0)
 
 # --- REST API -----------------------------------------------------------------------
+# portal/serving.py answers POST /api/v1/models/<name>/predict/ in front of Django (the
+# same services, headers and answers, ~0.6 ms less per prediction); false sends every
+# request through Django.
+ATTEST_PREDICT_FAST_LANE = env_bool("ATTEST_PREDICT_FAST_LANE", True)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "portal.authentication.ApiTokenAuthentication",

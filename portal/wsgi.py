@@ -4,3 +4,10 @@ from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 application = get_wsgi_application()
+
+from django.conf import settings  # noqa: E402 - configured by get_wsgi_application
+
+if settings.ATTEST_PREDICT_FAST_LANE:
+    from portal.serving import PredictLane  # noqa: E402
+
+    application = PredictLane(application)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -56,29 +59,40 @@ class PredictView(AttestAPIView):
                               **error_responses(400, 401, 403, 404, 409)},
                    summary="Validate, check, score, route and log")
     def post(self, request, model):
-        ctx = services.serving_context_get(user=request.user, name=model)
-        try:
-            body = request.data
-        except RecursionError:  # nested deeper than the JSON decoder goes
-            raise ValidationFailed("JSON nested too deeply.", code="parse_error") from None
-        if not isinstance(body, dict):
-            raise ValidationFailed("Send a JSON object.", code="invalid")
-        unknown = set(body) - {"inputs", "instances", "version"}
-        if unknown:
-            raise ValidationFailed(f"Unknown keys: {', '.join(sorted(unknown))}.",
-                                   code="unknown_field", field=sorted(unknown)[0])
-        if ("inputs" in body) == ("instances" in body):
-            raise ValidationFailed("Send exactly one of \"inputs\" (an object) or \"instances\" "
-                                   "(a list of objects).", code="invalid", field="inputs")
-        many = "instances" in body
-        instances = body["instances"] if many else [body["inputs"]]
-        results = services.prediction_create(user=request.user, model=ctx,
-                                             instances=instances, many=many,
-                                             version_number=body.get("version"))
-        items = [prediction_as_dict(r.prediction, review=r.review) for r in results]
-        if many:
-            return Response({"predictions": items})
-        return Response(items[0])
+        return Response(predict_answer(user=request.user, model=model,
+                                       read_body=lambda: request.data))
+
+
+def predict_answer(*, user, model: str, read_body: Callable[[], Any]) -> dict:
+    """The prediction endpoint's answer for ``user`` (authenticated), from the JSON body
+    ``read_body()`` returns; ApplicationError for every refusal.
+
+    Shared by PredictView and the WSGI fast lane (``portal.serving``), so both answer
+    alike. The model is looked up before the body is read: a caller who may not see
+    the model gets 404 whatever the body holds.
+    """
+    ctx = services.serving_context_get(user=user, name=model)
+    try:
+        body = read_body()
+    except RecursionError:  # nested deeper than the JSON decoder goes
+        raise ValidationFailed("JSON nested too deeply.", code="parse_error") from None
+    if not isinstance(body, dict):
+        raise ValidationFailed("Send a JSON object.", code="invalid")
+    unknown = set(body) - {"inputs", "instances", "version"}
+    if unknown:
+        raise ValidationFailed(f"Unknown keys: {', '.join(sorted(unknown))}.",
+                               code="unknown_field", field=sorted(unknown)[0])
+    if ("inputs" in body) == ("instances" in body):
+        raise ValidationFailed("Send exactly one of \"inputs\" (an object) or \"instances\" "
+                               "(a list of objects).", code="invalid", field="inputs")
+    many = "instances" in body
+    instances = body["instances"] if many else [body["inputs"]]
+    results = services.prediction_create(user=user, model=ctx, instances=instances, many=many,
+                                         version_number=body.get("version"))
+    items = [prediction_as_dict(r.prediction, review=r.review) for r in results]
+    if many:
+        return {"predictions": items}
+    return items[0]
 
 
 class PredictionDetailView(AttestAPIView):
