@@ -59,6 +59,8 @@ worker_tmp_dir = "/dev/shm"  # noqa: S108
 # client address the proxy reports, the request id the app echoes (matches the
 # audit events of that request) and the duration in milliseconds.
 accesslog = "-"
+# gunicorn's own logger, building only the atoms this format uses (portal/access_log.py).
+logger_class = "portal.access_log.AccessLogger"
 errorlog = "-"
 loglevel = os.environ.get("ATTEST_LOG_LEVEL", "info").strip().lower() or "info"
 access_log_format = (
