@@ -10,7 +10,6 @@ the instance equals what ``Model.objects.get`` returns.
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -99,14 +98,30 @@ def fetchone(connection, sql: str, params: Any, *, binary: bool = False) -> tupl
                 return cursor.fetchone()
 
 
-@functools.cache
-def _insert_sql(model: type[models.Model], vendor: str, quote) -> tuple[str, list]:
+_insert_statements: dict[tuple, tuple[str, list]] = {}
+
+
+def _insert_sql(model: type[models.Model], connection, guard: str | None) -> tuple[str, list]:
+    key = (model, connection.vendor, guard)
+    found = _insert_statements.get(key)
+    if found is None:
+        found = _insert_statements[key] = _build_insert_sql(model, connection, guard)
+    return found
+
+
+def _build_insert_sql(model: type[models.Model], connection, guard: str | None):
+    quote = connection.ops.quote_name
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
     pk = model._meta.pk
     columns = ", ".join(quote(f.column) for f in fields)
-    marks = ", ".join(["%s"] * len(fields))
+    if guard is None:
+        source = "VALUES ({})".format(", ".join(["%s"] * len(fields)))
+    else:
+        # INSERT ... SELECT gives the parameters no column to take their types from.
+        source = "SELECT {} WHERE {}".format(", ".join(
+            f"CAST(%s AS {f.db_type(connection)})" for f in fields), guard)
     sql = (f"INSERT INTO {quote(model._meta.db_table)} ({columns}) "  # noqa: S608 - names
-           f"VALUES ({marks}) RETURNING {quote(pk.column)}")
+           f"{source} RETURNING {quote(pk.column)}")
     return sql, fields
 
 
@@ -117,18 +132,22 @@ def _json_dumps(value: Any) -> bytes | str:
         return json.dumps(value)
 
 
-def insert_one(connection, obj: models.Model) -> None:
+def insert_one(connection, obj: models.Model, *, guard: tuple[str, list] | None = None) -> bool:
     """INSERT one new row (autocommitted unless inside atomic) and set its primary key.
 
     What ``obj.save(force_insert=True)`` does for a model without parents, signals or
-    a custom save(), as a fixed statement that PostgreSQL keeps prepared.
+    a custom save(), as a fixed statement that PostgreSQL keeps prepared. ``guard``
+    (PostgreSQL only): a (condition, params) pair; the row is written only if the
+    condition holds when the statement runs, and False is returned if it did not.
     """
     if connection.vendor != "postgresql":
+        if guard is not None:
+            raise ValueError("guarded inserts are written for PostgreSQL only")
         obj.save(force_insert=True, using=connection.alias)
-        return
+        return True
     from psycopg.types.json import Jsonb
 
-    sql, fields = _insert_sql(type(obj), connection.vendor, connection.ops.quote_name)
+    sql, fields = _insert_sql(type(obj), connection, guard[0] if guard else None)
     values = []
     for f in fields:
         value = f.pre_save(obj, True)
@@ -137,7 +156,10 @@ def insert_one(connection, obj: models.Model) -> None:
             values.append(Jsonb(value, dumps=_json_dumps))
         else:
             values.append(f.get_db_prep_save(value, connection))
-    row = fetchone(connection, sql, values)
+    row = fetchone(connection, sql, values + guard[1] if guard else values)
+    if row is None:
+        return False
     obj.pk = row[0]
     obj._state.adding = False
     obj._state.db = connection.alias
+    return True

@@ -134,6 +134,12 @@ def target_version(*, user, model: RegisteredModel, number: Any = None) -> Model
     return version
 
 
+class GuardFailed(Exception):
+    """A guarded prediction (``prediction_create(guard=...)``) was not written: its guard
+    no longer held, or the request needs more than one unrouted log row. Nothing was
+    written or counted; the caller answers the request the ordinary way."""
+
+
 class ScoringFailed(ValueError):
     """The model could not score validated inputs (numerical overflow, non-finite output).
 
@@ -207,7 +213,8 @@ def serving_context_get(*, user, name: str) -> ServingContext:
 
 
 def prediction_create(*, user, model: RegisteredModel | ServingContext, instances: list[Any],
-                      version_number: Any = None, many: bool = False) -> list[Result]:
+                      version_number: Any = None, many: bool = False,
+                      guard: tuple[str, list] | None = None) -> list[Result]:
     """Validate, check, score, route and log one or more inputs.
 
     1. Permission and target version (production unless an owner names one),
@@ -222,6 +229,12 @@ def prediction_create(*, user, model: RegisteredModel | ServingContext, instance
     4. The shadow version (if running) scores the same inputs; never returned.
     5. Predictions (and review items) are written in one transaction with their
        row hashes; the answer is returned only after that commit.
+
+    ``guard`` (a SQL condition and its parameters, PostgreSQL): for callers that
+    authorized the request from cached reads (``portal/serving.py``). The log row is
+    written only if the condition holds in the INSERT itself; and anything but one
+    unrouted prediction — a refusal, a review item, several rows — raises GuardFailed
+    before anything is written or counted, for the caller to redo uncached.
     """
     started = time.perf_counter()
     ctx = model if isinstance(model, ServingContext) else \
@@ -261,6 +274,8 @@ def prediction_create(*, user, model: RegisteredModel | ServingContext, instance
                                  f"{prefix}.{flag['feature']}" if flag["feature"] else prefix)
                        for flag in c.ood]
     if errors:
+        if guard is not None:
+            raise GuardFailed("refused")
         for code in sorted({e.code for e in errors}):
             rejection_count(model=model, version=version, code=code)
         raise ValidationFailed(items=errors, extra={"model_version": version.number})
@@ -271,6 +286,8 @@ def prediction_create(*, user, model: RegisteredModel | ServingContext, instance
                                         loaded=loaded, requester=requester, started=started,
                                         shadow=shadow)
     except ScoringFailed as exc:
+        if guard is not None:
+            raise GuardFailed("unscorable") from None
         rejection_count(model=model, version=version, code="unscorable")
         message = ("The model could not score this input: a value is too extreme for it "
                    f"({exc}).")
@@ -278,7 +295,10 @@ def prediction_create(*, user, model: RegisteredModel | ServingContext, instance
                   else ["instances" if many else "inputs"])
         raise ValidationFailed(items=[ErrorItem("unscorable", message, f) for f in fields],
                                extra={"model_version": version.number}) from None
-    if len(rows) == 1 and not reviews:
+    if guard is not None:
+        if len(rows) != 1 or reviews or not insert_one(connection, rows[0], guard=guard):
+            raise GuardFailed("not written")
+    elif len(rows) == 1 and not reviews:
         # One INSERT commits by itself (autocommit): no BEGIN/COMMIT round trips.
         insert_one(connection, rows[0])
     else:

@@ -42,7 +42,7 @@ _SIMPLE = {
     "T": lambda resp, req, environ, rt, log: rt.seconds,
     "D": lambda resp, req, environ, rt, log: rt.seconds * 1000000 + rt.microseconds,
     "M": lambda resp, req, environ, rt, log: rt.seconds * 1000 + int(rt.microseconds / 1000),
-    "L": lambda resp, req, environ, rt, log: "%d.%06d" % (rt.seconds, rt.microseconds),
+    "L": lambda resp, req, environ, rt, log: f"{rt.seconds:d}.{rt.microseconds:06d}",
     "p": lambda resp, req, environ, rt, log: f"<{os.getpid()}>",
 }
 

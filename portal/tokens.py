@@ -22,6 +22,7 @@ from core.rawsql import RowLoader, fetchone
 from .models import ApiToken
 
 TOKEN_PREFIX = "att_"  # noqa: S105 - a public prefix, not a secret
+TOKEN_TOUCH_SECONDS = 60  # last_used_at is written at most this often per token
 
 
 def _digest(token: str) -> str:
@@ -87,7 +88,7 @@ def api_token_authenticate(raw: str) -> ApiToken | None:
             if first:
                 audit_event_record(action=Action.TOKEN_FIRST_USE, obj=row,
                                    object_repr=str(row), actor=actor_with_user(row.user))
-    elif (now - row.last_used_at).total_seconds() > 60:
+    elif (now - row.last_used_at).total_seconds() > TOKEN_TOUCH_SECONDS:
         # Coarse last-used time: one write a minute per token, not one per request.
         ApiToken.objects.filter(pk=row.pk).update(last_used_at=now)
     row.last_used_at = now

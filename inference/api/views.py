@@ -63,15 +63,19 @@ class PredictView(AttestAPIView):
                                        read_body=lambda: request.data))
 
 
-def predict_answer(*, user, model: str, read_body: Callable[[], Any]) -> dict:
+def predict_answer(*, user, model: str, read_body: Callable[[], Any], ctx=None,
+                   guard: tuple[str, list] | None = None) -> dict:
     """The prediction endpoint's answer for ``user`` (authenticated), from the JSON body
     ``read_body()`` returns; ApplicationError for every refusal.
 
     Shared by PredictView and the WSGI fast lane (``portal.serving``), so both answer
     alike. The model is looked up before the body is read: a caller who may not see
-    the model gets 404 whatever the body holds.
+    the model gets 404 whatever the body holds. ``ctx`` and ``guard``: a serving
+    context the caller read (or cached) and the guard for the log row's INSERT (see
+    ``services.prediction_create``).
     """
-    ctx = services.serving_context_get(user=user, name=model)
+    if ctx is None:
+        ctx = services.serving_context_get(user=user, name=model)
     try:
         body = read_body()
     except RecursionError:  # nested deeper than the JSON decoder goes
@@ -88,7 +92,7 @@ def predict_answer(*, user, model: str, read_body: Callable[[], Any]) -> dict:
     many = "instances" in body
     instances = body["instances"] if many else [body["inputs"]]
     results = services.prediction_create(user=user, model=ctx, instances=instances, many=many,
-                                         version_number=body.get("version"))
+                                         version_number=body.get("version"), guard=guard)
     items = [prediction_as_dict(r.prediction, review=r.review) for r in results]
     if many:
         return {"predictions": items}

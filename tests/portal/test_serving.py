@@ -14,6 +14,7 @@ import sys
 import pytest
 from django.core import signals
 from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections
 
 from audits.models import Action, AuditEvent
 from inference.models import Prediction, RejectionCount
@@ -68,13 +69,22 @@ class Answer:
 
 
 def _call(app, environ) -> Answer:
+    """One WSGI call. As Django's test client does, the request signals do not close the
+    database connection (it holds the test's transaction)."""
     seen = []
-    chunks = app(environ, lambda status, headers, exc_info=None: seen.append((status, headers)))
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
     try:
-        content = b"".join(chunks)
+        chunks = app(environ,
+                     lambda status, headers, exc_info=None: seen.append((status, headers)))
+        try:
+            content = b"".join(chunks)
+        finally:
+            if hasattr(chunks, "close"):
+                chunks.close()
     finally:
-        if hasattr(chunks, "close"):
-            chunks.close()
+        signals.request_started.connect(close_old_connections)
+        signals.request_finished.connect(close_old_connections)
     return Answer(*seen[0], content)
 
 
