@@ -18,11 +18,14 @@ raw        in-process ``predict_proba`` on one row: the scikit-learn estimator o
            separate virtualenv (``--mlflow-python``); skipped, with the reason, when
            that is not installed or does not start offline.
 
-Each server gets ``--warmup`` unmeasured requests, then ``--requests`` requests
-from 1 client (p50/p95) and ``--requests`` from ``--clients`` concurrent clients
-(req/s, p50/p95). Clients are threads with one persistent HTTP/1.1 connection
-each (``http.client``), on 127.0.0.1; they share the machine's cores with the
-servers, the same way for every server.
+Each server gets ``--warmup`` unmeasured requests; then, in each of ``--rounds``
+rounds, ``--requests`` requests from 1 client (p50/p95) and ``--requests`` from
+``--clients`` concurrent clients (req/s, p50/p95). The servers of a model run side by
+side and are measured in turn, in an order rotated every round, so a change in the
+machine's load during the run falls on all of them alike; each figure is the median
+over the rounds (the spread is printed). Clients are threads with one persistent
+HTTP/1.1 connection each (``http.client``), on 127.0.0.1; they share the machine's
+cores with the servers, the same way for every server.
 
 batch      ``--batch-rows`` rows scored and logged by the batch worker's own chunk
            function (``inference.batches.batch_chunk_process``: column-wise validation
@@ -57,6 +60,7 @@ import shlex
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -104,6 +108,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "random forest); default lr,rf")
     parser.add_argument("--requests", type=int, default=2000,
                         help="measured requests per server and client count (default 2000)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="measurement rounds per server, servers taken in turn, figures "
+                             "are the median over rounds (default 3)")
     parser.add_argument("--clients", type=int, default=8,
                         help="concurrent clients for the throughput run (default 8)")
     parser.add_argument("--warmup", type=int, default=200,
@@ -129,7 +136,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     if not args.models or set(args.models) - {"lr", "rf"}:
         parser.error(f"--models takes lr and/or rf, not {','.join(args.models)!r}")
-    for name, low, high in (("requests", 10, 1_000_000), ("clients", 1, 64),
+    for name, low, high in (("requests", 10, 1_000_000), ("rounds", 1, 20), ("clients", 1, 64),
                             ("warmup", 0, 100_000), ("raw_calls", 10, 1_000_000),
                             ("batch_rows", 0, 10_000_000), ("chunk", 100, 1_000_000)):
         value = getattr(args, name)
@@ -674,26 +681,75 @@ def load(port: int, path: str, bodies: list[bytes], headers: dict[str, str], *, 
 class Row:
     model: str
     server: str
-    one: LoadResult | None = None
-    many: LoadResult | None = None
+    one: Rounds | None = None
+    many: Rounds | None = None
     note: str = ""
 
 
-def measure(server: Server, path: str, bodies: list[bytes], headers: dict[str, str],
-            args: argparse.Namespace, model: str, label: str,
-            profile: Callable[[], Any] | None = None) -> Row:
-    load(server.port, path, bodies, headers, requests=args.warmup,
-         clients=min(args.clients, max(1, args.warmup // 10)))
-    one = load(server.port, path, bodies, headers, requests=args.requests, clients=1)
-    profiler = profile() if profile else None
-    many = load(server.port, path, bodies, headers, requests=args.requests, clients=args.clients)
-    if profiler is not None:
-        profiler.wait(timeout=120)
-    row = Row(model, label, one, many)
-    bad = {s: n for s, n in (one.statuses + many.statuses).items() if s != 200}
-    if bad:
-        row.note = f"non-200 answers: {bad}; {server.tail()[-300:]!r}"
-    return row
+class Rounds:
+    """One server's results over several rounds: medians of the per-round figures."""
+
+    def __init__(self, results: list[LoadResult]) -> None:
+        self.results = results
+        self.statuses = sum((r.statuses for r in results), Counter())
+
+    @property
+    def rps(self) -> float:
+        return statistics.median(r.rps for r in self.results)
+
+    def p(self) -> tuple[float, float]:
+        per_round = [r.p() for r in self.results]
+        return (statistics.median(p50 for p50, _ in per_round),
+                statistics.median(p95 for _, p95 in per_round))
+
+    def spread(self, what: str) -> str:
+        values = [r.rps for r in self.results] if what == "rps" else \
+            [r.p()[0] for r in self.results]
+        return f"{min(values):.0f}-{max(values):.0f}" if what == "rps" else \
+            f"{min(values):.2f}-{max(values):.2f}"
+
+
+@dataclass
+class Target:
+    """A server to measure: where to send what, and the row it fills."""
+
+    server: Server
+    path: str
+    bodies: list[bytes]
+    headers: dict[str, str]
+    label: str
+    profile: Callable[[], Any] | None = None
+    ones: list[LoadResult] = field(default_factory=list)
+    manys: list[LoadResult] = field(default_factory=list)
+
+
+def measure_rounds(targets: list[Target], args: argparse.Namespace, model: str) -> list[Row]:
+    """Warm every server, then measure them in turn, ``args.rounds`` times, rotating the
+    order each round; one Row per target with the medians."""
+    for t in targets:
+        load(t.server.port, t.path, t.bodies, t.headers, requests=args.warmup,
+             clients=min(args.clients, max(1, args.warmup // 10)))
+    for round_ in range(args.rounds):
+        turn = round_ % len(targets)
+        for t in targets[turn:] + targets[:turn]:
+            t.ones.append(load(t.server.port, t.path, t.bodies, t.headers,
+                               requests=args.requests, clients=1))
+            profiler = t.profile() if t.profile and round_ == 0 else None
+            t.manys.append(load(t.server.port, t.path, t.bodies, t.headers,
+                                requests=args.requests, clients=args.clients))
+            if profiler is not None:
+                profiler.wait(timeout=120)
+    rows = []
+    for t in targets:
+        row = Row(model, t.label, Rounds(t.ones), Rounds(t.manys))
+        bad = {s: n for s, n in (row.one.statuses + row.many.statuses).items() if s != 200}
+        if bad:
+            row.note = f"non-200 answers: {bad}; {t.server.tail()[-300:]!r}"
+        elif args.rounds > 1:
+            row.note = (f"rounds: p50 {row.one.spread('p50')} ms, "
+                        f"{row.many.spread('rps')} req/s")
+        rows.append(row)
+    return rows
 
 
 def py_spy(server: Server, out: Path, seconds: float) -> subprocess.Popen | None:
@@ -949,9 +1005,11 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one linear scrip
         env = base_env(work, bench_url)
         setup_django(env)
         print("\n".join(machine(args)))
-        print(f"requests: {args.warmup} warm-up + {args.requests} measured per server with 1 "
-              f"client and again with {args.clients}; clients are threads with keep-alive "
-              "connections on 127.0.0.1 sharing the cores with the servers\n")
+        print(f"requests: {args.warmup} warm-up, then {args.rounds} round(s) of {args.requests} "
+              f"measured per server with 1 client and again with {args.clients}; the servers "
+              "of a model run side by side and are measured in turn, the order rotated each "
+              "round; figures are medians over the rounds; clients are threads with "
+              "keep-alive connections on 127.0.0.1 sharing the cores with the servers\n")
         models = build_models(args, work)
         released = release_models(models, work)
         token = released["token"]
@@ -976,27 +1034,31 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one linear scrip
                       for r in m.rows]
             fastapi = start_fastapi(m, env, work)
             servers.append(fastapi)
-            http_rows.append(measure(fastapi, "/predict", bodies, {}, args, m.key,
-                                     "(b) FastAPI + pydantic, uvicorn 2 workers"))
-            fastapi.stop()
             profile = None
             if args.profile:
                 out = args.profile / f"gunicorn-{m.key}.svg"
                 profile = lambda out=out: py_spy(gunicorn, out, 8)  # noqa: E731
-            http_rows.append(measure(
-                gunicorn, f"/api/v1/models/{m.name}/predict/", bodies,
-                {"Authorization": f"Bearer {token}"}, args, m.key,
-                "(full) Attest, gunicorn 2x4 gthread, PostgreSQL", profile))
+            found = [
+                Target(fastapi, "/predict", bodies, {},
+                       "(b) FastAPI + pydantic, uvicorn 2 workers"),
+                Target(gunicorn, f"/api/v1/models/{m.name}/predict/", bodies,
+                       {"Authorization": f"Bearer {token}"},
+                       "(full) Attest, gunicorn 2x4 gthread, PostgreSQL", profile),
+            ]
+            skipped: list[Row] = []
+            mbodies = [json.dumps({"inputs": [r]}).encode() for r in m.rows]
             for workers in (2, 1):
                 label = f"(c) mlflow models serve -w {workers}"
                 mlflow = start_mlflow(m, args, env, work, workers)
                 if isinstance(mlflow, str):
-                    http_rows.append(Row(m.key, label, note=mlflow))
+                    skipped.append(Row(m.key, label, note=mlflow))
                     break
                 servers.append(mlflow)
-                mbodies = [json.dumps({"inputs": [r]}).encode() for r in m.rows]
-                http_rows.append(measure(mlflow, "/invocations", mbodies, {}, args, m.key, label))
-                mlflow.stop()
+                found.append(Target(mlflow, "/invocations", mbodies, {}, label))
+            http_rows += measure_rounds(found, args, m.key) + skipped
+            for t in found:
+                if t.server is not gunicorn:
+                    t.server.stop()
         gunicorn.stop()
         print("## Over HTTP on 127.0.0.1 (one JSON row per request)\n")
         print(http_table(http_rows, args.clients))
