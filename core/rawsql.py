@@ -11,7 +11,9 @@ the instance equals what ``Model.objects.get`` returns.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -132,6 +134,59 @@ def _json_dumps(value: Any) -> bytes | str:
         return json.dumps(value)
 
 
+_GENERIC, _JSON = object(), object()
+# Field classes (exact) whose pre_save is a plain attribute read and whose
+# get_db_prep_save on PostgreSQL returns a value of these Python types unchanged.
+_PASS_THROUGH: dict[type, tuple[type, ...]] = {
+    # (Not integer fields: Django sends those as psycopg's Int2/Int4/Int8.)
+    models.CharField: (str,), models.TextField: (str,), models.FloatField: (float,),
+    models.BooleanField: (bool,), models.ForeignKey: (int,), models.UUIDField: (uuid.UUID,),
+    models.DateTimeField: (datetime,),
+}
+_plans: dict[type, list] = {}
+
+
+def _field_plan(model: type[models.Model], fields: list) -> list:
+    plan = _plans.get(model)
+    if plan is None:
+        plan = []
+        for f in fields:
+            kind = _PASS_THROUGH.get(type(f), _GENERIC)
+            if type(f) is models.JSONField and f.encoder is None:
+                kind = _JSON
+            if type(f) is models.DateTimeField and (f.auto_now or f.auto_now_add):
+                kind = _GENERIC
+            if type(f) is models.ForeignKey and type(f.target_field) not in (
+                    models.AutoField, models.BigAutoField):
+                kind = _GENERIC  # an auto primary key takes a plain int
+            plan.append((f, f.attname, kind))
+        _plans[model] = plan
+    return plan
+
+
+def insert_params(connection, obj: models.Model, fields: list) -> list:
+    """The parameters ``obj.save()`` would send for ``fields``, PostgreSQL: each field's
+    ``get_db_prep_save(pre_save(...))``, skipped where that returns the value unchanged."""
+    from psycopg.types.json import Jsonb
+
+    values = []
+    for f, attname, kind in _field_plan(type(obj), fields):
+        if kind is _GENERIC:
+            values.append(f.get_db_prep_save(f.pre_save(obj, True), connection))
+            continue
+        value = getattr(obj, attname)
+        if value is None:
+            values.append(None)  # what get_db_prep_save gives for None, for these fields
+        elif kind is _JSON:
+            # What JSONField.get_db_prep_save does, serialized by orjson instead of json.
+            values.append(Jsonb(value, dumps=_json_dumps))
+        elif type(value) in kind and (type(value) is not datetime or value.tzinfo is not None):
+            values.append(value)  # get_db_prep_save would return it unchanged
+        else:
+            values.append(f.get_db_prep_save(f.pre_save(obj, True), connection))
+    return values
+
+
 def insert_one(connection, obj: models.Model, *, guard: tuple[str, list] | None = None) -> bool:
     """INSERT one new row (autocommitted unless inside atomic) and set its primary key.
 
@@ -145,17 +200,9 @@ def insert_one(connection, obj: models.Model, *, guard: tuple[str, list] | None 
             raise ValueError("guarded inserts are written for PostgreSQL only")
         obj.save(force_insert=True, using=connection.alias)
         return True
-    from psycopg.types.json import Jsonb
 
     sql, fields = _insert_sql(type(obj), connection, guard[0] if guard else None)
-    values = []
-    for f in fields:
-        value = f.pre_save(obj, True)
-        if isinstance(f, models.JSONField) and f.encoder is None and value is not None:
-            # What JSONField.get_db_prep_save does, serialized by orjson instead of json.
-            values.append(Jsonb(value, dumps=_json_dumps))
-        else:
-            values.append(f.get_db_prep_save(value, connection))
+    values = insert_params(connection, obj, fields)
     row = fetchone(connection, sql, values + guard[1] if guard else values)
     if row is None:
         return False

@@ -314,6 +314,14 @@ def prediction_create(*, user, model: RegisteredModel | ServingContext, instance
 
 
 _LOOK_UP = object()  # score_and_build: find the shadow version itself
+_ATTNAMES: list[str] = []
+
+
+def _prediction_attnames() -> list[str]:
+    """Prediction's concrete fields' attnames in order (the positional constructor's)."""
+    if not _ATTNAMES:
+        _ATTNAMES.extend(f.attname for f in Prediction._meta.concrete_fields)
+    return _ATTNAMES
 
 
 def score_and_build(*, model: RegisteredModel, version: ModelVersion, checked: list[Checked],
@@ -329,9 +337,13 @@ def score_and_build(*, model: RegisteredModel, version: ModelVersion, checked: l
                         requester=requester, started=started, batch=batch,
                         row_indices=row_indices, shadow=shadow)
     rows, reviews = [], []
+    attnames = _prediction_attnames()
     for row in scored:
-        prediction = Prediction(input=row.input, **row.values)
-        prediction.public_id = uuid.UUID(row.values["public_id"])
+        # Positional: Model.__init__'s keyword path costs more than the rest of this loop.
+        values = row.values
+        prediction = Prediction(*[row.input if a == "input" else values.get(a)
+                                  for a in attnames])
+        prediction.public_id = uuid.UUID(values["public_id"])
         rows.append(prediction)
         if row.review:
             reviews.append(ReviewItem(prediction=prediction, model=model, version=version,
