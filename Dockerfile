@@ -82,4 +82,6 @@ USER attest
 
 EXPOSE 8000
 
-CMD ["gunicorn", "--config", "/app/deploy/gunicorn.conf.py", "portal.wsgi:application"]
+# deploy/web.py execs the web server ATTEST_WEB_SERVER names: gunicorn (default,
+# deploy/gunicorn.conf.py) or granian; a bad setting exits 2 with the reason.
+CMD ["python", "/app/deploy/web.py"]

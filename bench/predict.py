@@ -10,9 +10,10 @@ raw        in-process ``predict_proba`` on one row: the scikit-learn estimator o
            and ranges, then ``predict_proba``; served by uvicorn with 2 worker
            processes (gunicorn's default count), access log on;
 (full)     Attest: ``POST /api/v1/models/{name}/predict/`` with a clinician's API
-           token, served by gunicorn with ``deploy/gunicorn.conf.py`` (2 workers x
-           4 gthread threads), PostgreSQL with persistent connections, access log
-           on: validation, OOD check, scoring, routing, the prediction log row
+           token, served as the image serves it (``deploy/web.py``), one row per web
+           server of ``--web-servers``: gunicorn (2 workers x 4 gthread threads) and
+           granian (2 workers x 2 threads); PostgreSQL with persistent connections,
+           access log on: validation, OOD check, scoring, routing, the prediction log row
            with its row hash (and a review item when routed) in one transaction;
 (c)        ``mlflow models serve`` on the same estimator (2 uvicorn workers), from a
            separate virtualenv (``--mlflow-python``); skipped, with the reason, when
@@ -126,13 +127,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="python of a separate virtualenv with mlflow and the same "
                              f"scikit-learn (default {DEFAULT_MLFLOW_PYTHON})")
     parser.add_argument("--skip-mlflow", action="store_true", help="skip the mlflow row")
+    parser.add_argument("--web-servers", default="gunicorn,granian",
+                        help="comma-separated servers for the (full) rows, started as the image "
+                             "starts them (deploy/web.py): gunicorn (2x4 gthread) and/or "
+                             "granian (2x2); default gunicorn,granian")
     parser.add_argument("--profile", type=Path, metavar="DIR",
-                        help="also record py-spy flame graphs of a gunicorn worker under the "
+                        help="also record py-spy flame graphs of a web server worker under the "
                              "8-client load, and cProfile the first batch chunk, into DIR")
     parser.add_argument("--keep", action="store_true",
                         help="keep the benchmark database and temp directory (printed)")
     parser.add_argument("--seed", type=int, default=7, help="seed for the split and models")
     args = parser.parse_args(argv)
+    args.web_servers = [w.strip() for w in args.web_servers.split(",") if w.strip()]
+    if not args.web_servers or set(args.web_servers) - set(WEB_SERVERS):
+        parser.error(f"--web-servers takes gunicorn and/or granian, not "
+                     f"{','.join(args.web_servers)!r}")
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     if not args.models or set(args.models) - {"lr", "rf"}:
         parser.error(f"--models takes lr and/or rf, not {','.join(args.models)!r}")
@@ -550,12 +559,17 @@ def start_fastapi(m: BenchModel, env: dict[str, str], work: Path) -> Server:
         ready=http_ready("/predict", "POST", body, {"Content-Type": "application/json"}))
 
 
-def start_gunicorn(env: dict[str, str], work: Path) -> Server:
+# The (full) rows: Attest's web service as the image's command starts it.
+WEB_SERVERS = {"gunicorn": "gunicorn 2x4 gthread", "granian": "granian 2x2"}
+
+
+def start_web(name: str, env: dict[str, str], work: Path) -> Server:
     port = free_port()
     return start_server(
-        "gunicorn", [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "deploy/gunicorn.conf.py"),
-                     "--bind", f"127.0.0.1:{port}", "portal.wsgi:application"],
-        env, work, port=port, ready=http_ready("/api/v1/"))
+        name, [sys.executable, str(ROOT / "deploy/web.py"), "--bind", f"127.0.0.1:{port}"],
+        {**env, "ATTEST_WEB_SERVER": name, "WEB_CONCURRENCY": "2", "GUNICORN_THREADS": "4",
+         "GRANIAN_BLOCKING_THREADS": "2"},
+        work, port=port, ready=http_ready("/api/v1/"))
 
 
 def start_mlflow(m: BenchModel, args: argparse.Namespace, env: dict[str, str], work: Path,
@@ -753,7 +767,7 @@ def measure_rounds(targets: list[Target], args: argparse.Namespace, model: str) 
 
 
 def py_spy(server: Server, out: Path, seconds: float) -> subprocess.Popen | None:
-    """Record one gunicorn worker (a child of the master) for ``seconds``."""
+    """Record one web server worker (a child of the master) for ``seconds``."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     children = subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True,
                               text=True).stdout.split()
@@ -912,7 +926,7 @@ def mlflow_version(args: argparse.Namespace) -> str:
 
 def machine(args: argparse.Namespace) -> list[str]:
     return [
-        *header_lines(("Django", "djangorestframework", "gunicorn", "psycopg", "scikit-learn",
+        *header_lines(("Django", "djangorestframework", "gunicorn", "granian", "psycopg", "scikit-learn",
                        "onnxruntime", "skl2onnx", "numpy", "fastapi", "uvicorn", "pydantic")),
         f"database: {postgres_version()} on loopback; {mlflow_version(args)}",
     ]
@@ -942,6 +956,35 @@ def http_table(rows: list[Row], clients: int) -> str:
     return table(header, out)
 
 
+def full_path_targets(model: str, full: Row, b: Row | None, c: Row | None,
+                      verdict: Callable[[bool], str]) -> list[str]:
+    """The single-request targets for one (full) row: which web server it is is named."""
+    lines = []
+    name = f"[{model}, {full.server.removeprefix('(full) Attest, ').removesuffix(', PostgreSQL')}]"
+    p50, p95 = full.one.p()
+    if b is not None:
+        ratio = p50 / b.one.p()[0]
+        lines.append(f"{name} full-path p50 within {TARGET_P50_RATIO:.0f}x of (b): "
+                     f"{p50:.2f} ms vs {b.one.p()[0]:.2f} ms = {ratio:.2f}x -> "
+                     f"{verdict(ratio <= TARGET_P50_RATIO)}")
+        lines.append(f"{name} full-path throughput with concurrent clients >= (b)'s: "
+                     f"{full.many.rps:.0f} vs {b.many.rps:.0f} req/s = "
+                     f"{full.many.rps / b.many.rps:.2f}x -> "
+                     f"{verdict(full.many.rps >= b.many.rps)}")
+    lines.append(f"{name} full-path p95 <= {TARGET_P95_MS:.0f} ms (1 client): {p95:.2f} ms "
+                 f"-> {verdict(p95 <= TARGET_P95_MS)}")
+    if c is not None:
+        ratio = full.many.rps / c.many.rps
+        lines.append(f"{name} full-path throughput >= {TARGET_VS_MLFLOW:.0f}x (c) "
+                     f"(its fastest configuration, {c.server.removeprefix('(c) ')}): "
+                     f"{full.many.rps:.0f} vs {c.many.rps:.0f} req/s = {ratio:.2f}x -> "
+                     f"{verdict(ratio >= TARGET_VS_MLFLOW)}")
+    else:
+        lines.append(f"{name} full-path throughput >= {TARGET_VS_MLFLOW:.0f}x (c): not "
+                     "measured (no mlflow row)")
+    return lines
+
+
 def targets(rows: list[Row], batches: dict[str, dict]) -> list[str]:
     lines = []
 
@@ -949,33 +992,13 @@ def targets(rows: list[Row], batches: dict[str, dict]) -> list[str]:
         return "met" if ok else "MISSED"
 
     for model in dict.fromkeys(r.model for r in rows):
-        find = {r.server[:3]: r for r in rows if r.model == model and r.one is not None}
-        full, b = find.get("(fu"), find.get("(b)")
+        measured = [r for r in rows if r.model == model and r.one is not None]
+        b = next((r for r in measured if r.server.startswith("(b)")), None)
         # The fastest mlflow configuration: the comparison most favourable to mlflow.
         c = max((r for r in rows if r.model == model and r.server.startswith("(c)")
                  and r.many is not None), key=lambda r: r.many.rps, default=None)
-        if full is None:
-            continue
-        p50, p95 = full.one.p()
-        if b is not None:
-            ratio = p50 / b.one.p()[0]
-            lines.append(f"[{model}] full-path p50 within {TARGET_P50_RATIO:.0f}x of (b): "
-                         f"{p50:.2f} ms vs {b.one.p()[0]:.2f} ms = {ratio:.2f}x -> "
-                         f"{verdict(ratio <= TARGET_P50_RATIO)}")
-            lines.append(f"[{model}] full-path throughput with concurrent clients >= (b)'s: "
-                         f"{full.many.rps:.0f} vs "
-                         f"{b.many.rps:.0f} req/s -> {verdict(full.many.rps >= b.many.rps)}")
-        lines.append(f"[{model}] full-path p95 <= {TARGET_P95_MS:.0f} ms (1 client): {p95:.2f} ms "
-                     f"-> {verdict(p95 <= TARGET_P95_MS)}")
-        if c is not None:
-            ratio = full.many.rps / c.many.rps
-            lines.append(f"[{model}] full-path throughput >= {TARGET_VS_MLFLOW:.0f}x (c) "
-                         f"(its fastest configuration, {c.server.removeprefix('(c) ')}): "
-                         f"{full.many.rps:.0f} vs {c.many.rps:.0f} req/s = {ratio:.2f}x -> "
-                         f"{verdict(ratio >= TARGET_VS_MLFLOW)}")
-        else:
-            lines.append(f"[{model}] full-path throughput >= {TARGET_VS_MLFLOW:.0f}x (c): not "
-                         "measured (no mlflow row)")
+        for full in (r for r in measured if r.server.startswith("(full)")):
+            lines += full_path_targets(model, full, b, c, verdict)
         if model in batches:
             found = batches[model]
             ratio = found["attest_s"] / found["plain_s"]
@@ -1027,24 +1050,24 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one linear scrip
                     raw_rows.append([m.key, label, f"{found[0]:.1f}", f"{found[1]:.1f}", ""])
         print(table(["model", "raw, in process, 1 row", "p50 µs", "p95 µs", "note"], raw_rows))
         print()
-        gunicorn = start_gunicorn(env, work)
-        servers.append(gunicorn)
+        webs = [start_web(name, env, work) for name in args.web_servers]
+        servers += webs
         for m in models:
             bodies = [json.dumps({"inputs": dict(zip(m.features, r, strict=True))}).encode()
                       for r in m.rows]
             fastapi = start_fastapi(m, env, work)
             servers.append(fastapi)
-            profile = None
-            if args.profile:
-                out = args.profile / f"gunicorn-{m.key}.svg"
-                profile = lambda out=out: py_spy(gunicorn, out, 8)  # noqa: E731
-            found = [
-                Target(fastapi, "/predict", bodies, {},
-                       "(b) FastAPI + pydantic, uvicorn 2 workers"),
-                Target(gunicorn, f"/api/v1/models/{m.name}/predict/", bodies,
-                       {"Authorization": f"Bearer {token}"},
-                       "(full) Attest, gunicorn 2x4 gthread, PostgreSQL", profile),
-            ]
+            found = [Target(fastapi, "/predict", bodies, {},
+                            "(b) FastAPI + pydantic, uvicorn 2 workers")]
+            for web in webs:
+                profile = None
+                if args.profile:
+                    out = args.profile / f"{web.name}-{m.key}.svg"
+                    profile = lambda out=out, web=web: py_spy(web, out, 8)  # noqa: E731
+                found.append(Target(web, f"/api/v1/models/{m.name}/predict/", bodies,
+                                    {"Authorization": f"Bearer {token}"},
+                                    f"(full) Attest, {WEB_SERVERS[web.name]}, PostgreSQL",
+                                    profile))
             skipped: list[Row] = []
             mbodies = [json.dumps({"inputs": [r]}).encode() for r in m.rows]
             for workers in (2, 1):
@@ -1057,9 +1080,10 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one linear scrip
                 found.append(Target(mlflow, "/invocations", mbodies, {}, label))
             http_rows += measure_rounds(found, args, m.key) + skipped
             for t in found:
-                if t.server is not gunicorn:
+                if t.server not in webs:
                     t.server.stop()
-        gunicorn.stop()
+        for web in webs:
+            web.stop()
         print("## Over HTTP on 127.0.0.1 (one JSON row per request)\n")
         print(http_table(http_rows, args.clients))
         print("\nratios: p50 of the row / p50 of (b) for the same model; req/s of the row / "

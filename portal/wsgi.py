@@ -11,3 +11,8 @@ if settings.ATTEST_PREDICT_FAST_LANE:
     from portal.serving import PredictLane  # noqa: E402
 
     application = PredictLane(application)
+
+# Outermost: granian hands every request the process's environment variables too.
+from portal.environ import RequestOnlyEnviron  # noqa: E402
+
+application = RequestOnlyEnviron(application)

@@ -1,6 +1,7 @@
 """The predict endpoint under concurrent load, served the way production serves it.
 
-gunicorn (``deploy/gunicorn.conf.py``: 2 workers x 4 gthread threads) runs against
+The web server starts as the image starts it (``deploy/web.py``), once as gunicorn
+(2 workers x 4 gthread threads) and once as granian (2 workers x 2 threads), against
 this test's PostgreSQL database; 8 clients with keep-alive connections send 1,000
 predictions each. Afterwards the log must hold exactly one row per 200 answer,
 none lost and none twice, and both the audit chain and the prediction log (once
@@ -54,7 +55,8 @@ def _server_env(tmp_path: Path) -> dict[str, str]:
            "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/"
                            f"{db['NAME']}",
            "ATTEST_DATA_DIR": str(tmp_path / "data"), "ATTEST_ALLOWED_HOSTS": "127.0.0.1",
-           "ATTEST_LOG_LEVEL": "WARNING", "WEB_CONCURRENCY": "2", "GUNICORN_THREADS": "4"}
+           "ATTEST_LOG_LEVEL": "WARNING", "WEB_CONCURRENCY": "2", "GUNICORN_THREADS": "4",
+           "GRANIAN_BLOCKING_THREADS": "2"}
     artifacts = settings.STORAGES["artifacts"]
     if artifacts["BACKEND"].endswith("S3Storage"):
         env["ATTEST_S3_PREFIX"] = artifacts["OPTIONS"]["location"]  # set per test (conftest)
@@ -63,13 +65,13 @@ def _server_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def _start_gunicorn(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen, int]:
+def _start_server(name: str, env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen, int]:
     port = _free_port()
     with open(log_path, "wb") as log:  # access log: to a file, never a pipe that could fill
         server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "deploy/gunicorn.conf.py"),
-             "--bind", f"127.0.0.1:{port}", "portal.wsgi:application"],
-            cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+            [sys.executable, str(ROOT / "deploy/web.py"), "--bind", f"127.0.0.1:{port}"],
+            cwd=ROOT, env={**env, "ATTEST_WEB_SERVER": name}, stdin=subprocess.DEVNULL,
+            stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         assert server.poll() is None, log_path.read_text(errors="replace")[-2000:]
@@ -82,7 +84,7 @@ def _start_gunicorn(env: dict[str, str], log_path: Path) -> tuple[subprocess.Pop
         except OSError:
             time.sleep(0.2)
     server.terminate()
-    pytest.fail("gunicorn did not answer within 60 s: "
+    pytest.fail(f"{name} did not answer within 60 s: "
                 + log_path.read_text(errors="replace")[-2000:])
 
 
@@ -110,7 +112,8 @@ def _bodies(version) -> list[bytes]:
     return bodies
 
 
-def test_eight_clients_lose_and_duplicate_no_prediction(transactional_db, tmp_path):
+@pytest.mark.parametrize("web_server", ["gunicorn", "granian"])
+def test_eight_clients_lose_and_duplicate_no_prediction(transactional_db, tmp_path, web_server):
     personas = make_personas()
     version = released_version(personas, ood_policy="review")
     _row, token = api_token_create(user=personas.clinician, name="load test")
@@ -119,9 +122,26 @@ def test_eight_clients_lose_and_duplicate_no_prediction(transactional_db, tmp_pa
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     answers: list[list[tuple[int, dict | None]]] = [[] for _ in range(CLIENTS)]
     failures: list[BaseException] = []
-    log_path = tmp_path / "gunicorn.log"
-    server, port = _start_gunicorn(_server_env(tmp_path), log_path)
+    log_path = tmp_path / f"{web_server}.log"
+    # A server variable named like the header must not authenticate a request that has
+    # none (granian copies the process environment into every environ: portal.environ).
+    _other, owner_token = api_token_create(user=personas.owner, name="server env")
+    env = {**_server_env(tmp_path), "HTTP_AUTHORIZATION": f"Bearer {owner_token}"}
+    server, port = _start_server(web_server, env, log_path)
     try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        for url in (path, path + "?via=django"):  # the fast lane, then Django's view
+            conn.request("POST", url, body=bodies[1], headers={"Content-Type": "application/json"})
+            response = conn.getresponse()
+            refused = json.loads(response.read())
+            assert response.status == 401, (url, refused)
+            assert refused["errors"][0]["code"] == "not_authenticated"
+        # ... and the connection stays usable after refusals
+        conn.request("POST", path, body=bodies[1], headers=headers)
+        response = conn.getresponse()
+        assert response.status == 200
+        probe = (response.status, json.loads(response.read()))
+        conn.close()
         barrier = threading.Barrier(CLIENTS)
 
         def client(index: int) -> None:
@@ -155,11 +175,12 @@ def test_eight_clients_lose_and_duplicate_no_prediction(transactional_db, tmp_pa
     assert not failures, failures
     flat = [a for per_client in answers for a in per_client]
     statuses = Counter(status for status, _body in flat)
-    print(f"\n{len(flat)} requests from {CLIENTS} clients in {elapsed:.1f} s "
+    print(f"\n{web_server}: {len(flat)} requests from {CLIENTS} clients in {elapsed:.1f} s "
           f"({len(flat) / elapsed:.0f} req/s): {dict(statuses)}")
     assert len(flat) == CLIENTS * REQUESTS_PER_CLIENT
     assert not [s for s in statuses if s >= 500], log_path.read_text(errors="replace")[-3000:]
     assert statuses == {200: CLIENTS * REQUESTS_PER_CLIENT}, statuses
+    flat.append(probe)  # the keep-alive check's prediction, logged like the others
     ids = [body["id"] for _status, body in flat]
     assert len(set(ids)) == len(ids), "the same prediction id was answered twice"
     logged = set(map(str, Prediction.objects.values_list("public_id", flat=True)))

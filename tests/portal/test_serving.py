@@ -293,7 +293,7 @@ def test_an_unexpected_failure_is_a_json_500_and_the_connection_signals_fire(
 def test_the_deployed_application_uses_the_lane_unless_turned_off():
     from portal import wsgi
 
-    assert isinstance(wsgi.application, PredictLane)
+    assert isinstance(wsgi.application.app, PredictLane)  # inside portal.environ's filter
 
 
 def test_arbitrary_bodies_get_the_same_answer_both_ways(personas, served, django_app):

@@ -1,0 +1,109 @@
+"""Start the Attest web service (the Docker image's default command).
+
+    python deploy/web.py [--bind HOST:PORT] [--print]
+
+``ATTEST_WEB_SERVER`` picks the HTTP server; both serve ``portal.wsgi:application``
+(the predict fast lane included) and both are tested under the same load test:
+
+  gunicorn (default)  ``deploy/gunicorn.conf.py``: WEB_CONCURRENCY worker processes x
+                      GUNICORN_THREADS gthread threads; its GUNICORN_* variables apply.
+  granian             granian's WSGI interface (HTTP parsing and sockets in Rust, off the
+                      GIL): WEB_CONCURRENCY worker processes x GRANIAN_BLOCKING_THREADS
+                      threads running the app (default 2, the fastest measured on 2
+                      cores; see docs/performance.md). granian reads its other
+                      GRANIAN_* variables itself (e.g. GRANIAN_WORKERS_LIFETIME,
+                      GRANIAN_WORKERS_MAX_RSS); a failed worker is started again.
+
+``--bind`` defaults to 0.0.0.0:8000. ``--print`` prints the command instead of
+running it. A bad setting exits with status 2 and a one-line reason.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+APP = "portal.wsgi:application"
+SERVERS = ("gunicorn", "granian")
+
+# granian's access line: peer address (the proxy's, behind one), time, request line,
+# status, duration. Unlike gunicorn's line it cannot carry the response's request id.
+GRANIAN_ACCESS_FORMAT = '%(addr)s [%(time)s] "%(method)s %(path)s %(protocol)s" %(status)d %(dt_ms).1fms'
+
+
+class BadSetting(Exception):
+    pass
+
+
+def _int(env: dict[str, str], name: str, default: int, minimum: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadSetting(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise BadSetting(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _bind(raw: str) -> tuple[str, int]:
+    host, sep, port = raw.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise BadSetting(f"--bind must be HOST:PORT, got {raw!r}")
+    return host.strip("[]"), int(port)
+
+
+def command(env: dict[str, str], bind: str = "0.0.0.0:8000") -> list[str]:  # noqa: S104
+    """The argv that serves the app as ``env`` asks (no side effects)."""
+    server = env.get("ATTEST_WEB_SERVER", "").strip().lower() or "gunicorn"
+    if server not in SERVERS:
+        raise BadSetting(f"ATTEST_WEB_SERVER must be one of {', '.join(SERVERS)}, got {server!r}")
+    host, port = _bind(bind)
+    if server == "gunicorn":
+        return [sys.executable, "-m", "gunicorn", "--config", str(HERE / "gunicorn.conf.py"),
+                "--bind", f"{host}:{port}" if ":" not in host else f"[{host}]:{port}", APP]
+    workers = _int(env, "WEB_CONCURRENCY", 2, 1)
+    threads = _int(env, "GRANIAN_BLOCKING_THREADS", 2, 1)
+    graceful = _int(env, "WEB_GRACEFUL_TIMEOUT", 30, 1)
+    level = env.get("ATTEST_LOG_LEVEL", "").strip().lower() or "info"
+    if level not in ("critical", "error", "warning", "info", "debug"):
+        raise BadSetting(f"ATTEST_LOG_LEVEL must be a log level, got {level!r}")
+    return [sys.executable, "-m", "granian", "--interface", "wsgi",
+            "--host", host, "--port", str(port),
+            "--workers", str(workers), "--blocking-threads", str(threads),
+            "--respawn-failed-workers", "--workers-kill-timeout", str(graceful),
+            "--log-level", level, "--access-log", "--access-log-fmt", GRANIAN_ACCESS_FORMAT,
+            APP]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    show = "--print" in args
+    args = [a for a in args if a != "--print"]
+    bind = "0.0.0.0:8000"  # noqa: S104 - in a container; compose publishes it on loopback
+    if args[:1] == ["--bind"] and len(args) == 2:
+        bind = args[1]
+    elif args:
+        print(f"web: unexpected arguments {' '.join(args)!r} (usage: web.py [--bind HOST:PORT] "
+              "[--print])", file=sys.stderr)
+        return 2
+    try:
+        argv_ = command(dict(os.environ), bind)
+    except BadSetting as exc:
+        print(f"web: {exc}", file=sys.stderr)
+        return 2
+    if show:
+        print(shlex.join(argv_))
+        return 0
+    os.chdir(HERE.parent)  # the app's import root
+    os.execv(argv_[0], argv_)  # noqa: S606 - replaces this process, signals reach the server
+    return 1  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main())
