@@ -204,11 +204,21 @@ def create_database(url: str) -> tuple[str, str]:
 
 
 def drop_database(url: str, name: str) -> None:
+    import psycopg
     from django.db import connections
 
     connections.close_all()
-    with _pg_connect(url) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    # WITH (FORCE) cannot end an autovacuum worker (it runs as the superuser, this role
+    # may not signal it) that the batch part's million rows have just woken: retry.
+    for attempt in range(30):
+        try:
+            with _pg_connect(url) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except psycopg.errors.InsufficientPrivilege:
+            if attempt == 29:
+                raise
+            time.sleep(1)
 
 
 def base_env(work: Path, db_url: str) -> dict[str, str]:
