@@ -63,6 +63,8 @@ accesslog = "-"
 logger_class = "portal.access_log.AccessLogger"
 errorlog = "-"
 loglevel = os.environ.get("ATTEST_LOG_LEVEL", "info").strip().lower() or "info"
+# The same string as portal.access_log.ACCESS_LOG_FORMAT, which the app writes itself
+# under granian (tests/portal/test_access_log.py keeps them equal).
 access_log_format = (
     '%(h)s xff="%({x-forwarded-for}i)s" %(t)s "%(r)s" %(s)s %(b)s '
     '"%(f)s" "%(a)s" rid=%({x-request-id}o)s %(M)sms'

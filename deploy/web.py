@@ -13,6 +13,9 @@
                       cores; see docs/performance.md). granian reads its other
                       GRANIAN_* variables itself (e.g. GRANIAN_WORKERS_LIFETIME,
                       GRANIAN_WORKERS_MAX_RSS); a failed worker is started again.
+                      granian's own access log is off: the app writes gunicorn's line
+                      (ATTEST_APP_ACCESS_LOG, portal.access_log.AppAccessLog), which
+                      carries the request id granian's cannot see.
 
 ``--bind`` defaults to 0.0.0.0:8000. ``--print`` prints the command instead of
 running it. A bad setting exits with status 2 and a one-line reason.
@@ -28,11 +31,6 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 APP = "portal.wsgi:application"
 SERVERS = ("gunicorn", "granian")
-
-# granian's access line: peer address (the proxy's, behind one), time, request line,
-# status, duration. Unlike gunicorn's line it cannot carry the response's request id.
-GRANIAN_ACCESS_FORMAT = '%(addr)s [%(time)s] "%(method)s %(path)s %(protocol)s" %(status)d %(dt_ms).1fms'
-
 
 class BadSetting(Exception):
     pass
@@ -58,15 +56,17 @@ def _bind(raw: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def command(env: dict[str, str], bind: str = "0.0.0.0:8000") -> list[str]:  # noqa: S104
-    """The argv that serves the app as ``env`` asks (no side effects)."""
+def command(env: dict[str, str], bind: str = "0.0.0.0:8000"  # noqa: S104
+            ) -> tuple[list[str], dict[str, str]]:
+    """The argv that serves the app as ``env`` asks, and the variables to add to its
+    environment (no side effects)."""
     server = env.get("ATTEST_WEB_SERVER", "").strip().lower() or "gunicorn"
     if server not in SERVERS:
         raise BadSetting(f"ATTEST_WEB_SERVER must be one of {', '.join(SERVERS)}, got {server!r}")
     host, port = _bind(bind)
     if server == "gunicorn":
         return [sys.executable, "-m", "gunicorn", "--config", str(HERE / "gunicorn.conf.py"),
-                "--bind", f"{host}:{port}" if ":" not in host else f"[{host}]:{port}", APP]
+                "--bind", f"{host}:{port}" if ":" not in host else f"[{host}]:{port}", APP], {}
     workers = _int(env, "WEB_CONCURRENCY", 2, 1)
     threads = _int(env, "GRANIAN_BLOCKING_THREADS", 2, 1)
     graceful = _int(env, "WEB_GRACEFUL_TIMEOUT", 30, 1)
@@ -77,8 +77,7 @@ def command(env: dict[str, str], bind: str = "0.0.0.0:8000") -> list[str]:  # no
             "--host", host, "--port", str(port),
             "--workers", str(workers), "--blocking-threads", str(threads),
             "--respawn-failed-workers", "--workers-kill-timeout", str(graceful),
-            "--log-level", level, "--access-log", "--access-log-fmt", GRANIAN_ACCESS_FORMAT,
-            APP]
+            "--log-level", level, "--no-access-log", APP], {"ATTEST_APP_ACCESS_LOG": "true"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,13 +92,14 @@ def main(argv: list[str] | None = None) -> int:
               "[--print])", file=sys.stderr)
         return 2
     try:
-        argv_ = command(dict(os.environ), bind)
+        argv_, extra = command(dict(os.environ), bind)
     except BadSetting as exc:
         print(f"web: {exc}", file=sys.stderr)
         return 2
     if show:
-        print(shlex.join(argv_))
+        print(shlex.join([*(f"{k}={v}" for k, v in extra.items()), *argv_]))
         return 0
+    os.environ.update(extra)
     os.chdir(HERE.parent)  # the app's import root
     os.execv(argv_[0], argv_)  # noqa: S606 - replaces this process, signals reach the server
     return 1  # not reached

@@ -10,8 +10,10 @@ own for any atom it does not know. ``deploy/gunicorn.conf.py`` sets it as
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
+import time
 
 from gunicorn import glogging
 
@@ -90,3 +92,108 @@ class AccessLogger(glogging.Logger):
             if value is not None:
                 atoms[name.lower()] = value
         return atoms
+
+
+# -- the same line written by the app, for servers whose own log cannot see the response
+
+# deploy/gunicorn.conf.py's access_log_format (a test keeps the two equal): the client
+# address, the one the proxy reports, the request line, status, bytes, referrer,
+# agent, the request id the app answered with and the duration in milliseconds.
+ACCESS_LOG_FORMAT = (
+    '%(h)s xff="%({x-forwarded-for}i)s" %(t)s "%(r)s" %(s)s %(b)s '
+    '"%(f)s" "%(a)s" rid=%({x-request-id}o)s %(M)sms'
+)
+
+
+def app_logger(fmt: str = ACCESS_LOG_FORMAT) -> AccessLogger:
+    """An :class:`AccessLogger` set up as ``deploy/gunicorn.conf.py`` sets gunicorn's:
+    access lines to stdout."""
+    from gunicorn.config import Config
+
+    cfg = Config()
+    cfg.set("access_log_format", fmt)
+    cfg.set("accesslog", "-")
+    cfg.set("errorlog", "-")
+    return AccessLogger(cfg)
+
+
+class _Request:
+    """What the atoms read of gunicorn's request: its headers, as (NAME, value)."""
+
+    __slots__ = ("environ",)
+
+    def __init__(self, environ):
+        self.environ = environ
+
+    @property
+    def headers(self):
+        return [(k[5:].replace("_", "-"), v) for k, v in self.environ.items()
+                if k.startswith("HTTP_")]
+
+
+class _Response:
+    __slots__ = ("status", "headers", "sent")
+
+    def __init__(self, status, headers, sent):
+        self.status, self.headers, self.sent = status, headers, sent
+
+
+class _Counted:
+    """The response body, counted as the server sends it; logged when it is closed."""
+
+    def __init__(self, body, done):
+        self._body, self._done, self._sent = body, done, 0
+
+    def __iter__(self):
+        for chunk in self._body:
+            self._sent += len(chunk)
+            yield chunk
+
+    def close(self):
+        try:
+            close = getattr(self._body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._done(self._sent)
+
+
+class AppAccessLog:
+    """WSGI middleware writing gunicorn's access line from inside the app.
+
+    granian's own access log sees the request but not the response's headers, so it
+    cannot carry the request id the app answers with (the id of that request's audit
+    events). ``deploy/web.py`` turns granian's log off and this one on
+    (``ATTEST_APP_ACCESS_LOG``); under gunicorn it stays off (gunicorn writes the line).
+    """
+
+    def __init__(self, app, logger: AccessLogger | None = None):
+        self.app = app
+        self.logger = logger or app_logger()
+
+    def __call__(self, environ, start_response):
+        started = time.perf_counter()
+        if "RAW_URI" not in environ:
+            query = environ.get("QUERY_STRING")
+            environ["RAW_URI"] = environ.get("PATH_INFO", "") + (f"?{query}" if query else "")
+        seen: list = ["500 Internal Server Error", []]
+
+        def capture(status, headers, exc_info=None):
+            seen[:] = [status, headers]
+            return start_response(status, headers, exc_info)
+
+        def log(sent):
+            elapsed = datetime.timedelta(seconds=time.perf_counter() - started)
+            self.logger.access(_Response(seen[0], seen[1], sent), _Request(environ), environ,
+                               elapsed)
+
+        try:
+            body = self.app(environ, capture)
+        except BaseException:
+            seen[0] = "500 Internal Server Error"  # what the server answers instead
+            log(None)
+            raise
+        if isinstance(body, list):
+            log(sum(map(len, body)))
+            return body
+        return _Counted(body, log)

@@ -248,6 +248,9 @@ ATTEST_ONNX_TOLERANCE = env_float("ATTEST_ONNX_TOLERANCE", 1e-5, minimum=0.0)
 # same services, headers and answers, ~0.6 ms less per prediction); false sends every
 # request through Django.
 ATTEST_PREDICT_FAST_LANE = env_bool("ATTEST_PREDICT_FAST_LANE", True)
+# The app writes the access line itself (portal.access_log.AppAccessLog): deploy/web.py
+# turns it on for granian, whose own line cannot see the response's request id.
+ATTEST_APP_ACCESS_LOG = env_bool("ATTEST_APP_ACCESS_LOG", False)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "portal.authentication.ApiTokenAuthentication",

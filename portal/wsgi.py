@@ -12,6 +12,11 @@ if settings.ATTEST_PREDICT_FAST_LANE:
 
     application = PredictLane(application)
 
+if settings.ATTEST_APP_ACCESS_LOG:
+    from portal.access_log import AppAccessLog  # noqa: E402
+
+    application = AppAccessLog(application)
+
 # Outermost: granian hands every request the process's environment variables too.
 from portal.environ import RequestOnlyEnviron  # noqa: E402
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -181,6 +182,13 @@ def test_eight_clients_lose_and_duplicate_no_prediction(transactional_db, tmp_pa
     assert not [s for s in statuses if s >= 500], log_path.read_text(errors="replace")[-3000:]
     assert statuses == {200: CLIENTS * REQUESTS_PER_CLIENT}, statuses
     flat.append(probe)  # the keep-alive check's prediction, logged like the others
+    # one access line per request, each with the request id the app answered with
+    # (gunicorn writes it; under granian the app does: portal.access_log.AppAccessLog)
+    access = [line for line in log_path.read_text(errors="replace").splitlines()
+              if f'"POST {path}' in line]
+    assert len(access) == len(flat) + 2, access[:3]
+    assert all(re.search(r" rid=[0-9a-f]{32} [0-9]+ms$", line) for line in access), [
+        line for line in access if not re.search(r" rid=[0-9a-f]{32} ", line)][:3]
     ids = [body["id"] for _status, body in flat]
     assert len(set(ids)) == len(ids), "the same prediction id was answered twice"
     logged = set(map(str, Prediction.objects.values_list("public_id", flat=True)))

@@ -62,3 +62,88 @@ def test_an_atom_it_does_not_build_falls_back_to_gunicorns():
     fmt = "%(h)s %(u)s %(p)s %(z)s"
     assert _line(AccessLogger, fmt, resp, req, environ, rt) == \
         _line(glogging.Logger, fmt, resp, req, environ, rt)
+
+
+# -- the app's own access line (granian) ------------------------------------------------
+
+def test_the_app_writes_the_deployed_format():
+    from portal.access_log import ACCESS_LOG_FORMAT
+
+    assert ACCESS_LOG_FORMAT == DEPLOYED
+
+
+def _app_line(app_body, environ, status="201 Created", headers=None, raises=None):
+    from portal.access_log import AppAccessLog, app_logger
+
+    logger = app_logger()
+    logger.now = lambda: "[22/Nov/2026:10:00:00 +0000]"
+    lines = []
+    logger.access_log.info = lambda fmt, atoms: lines.append(fmt % atoms)
+
+    def app(environ, start_response):
+        start_response(status, headers or [("X-Request-ID", "rid-1")])
+        if raises:
+            raise raises
+        return app_body
+
+    wrapped = AppAccessLog(app, logger)
+    return wrapped, lines
+
+
+def _granian_environ(**extra):
+    return {"REMOTE_ADDR": "10.0.0.7", "REQUEST_METHOD": "POST", "PATH_INFO": "/api/v1/x/",
+            "QUERY_STRING": "a=1", "SERVER_PROTOCOL": "HTTP/1.1",
+            "HTTP_USER_AGENT": "curl/8", "HTTP_X_FORWARDED_FOR": "1.2.3.4",
+            "HTTP_REFERER": "https://ref/", **extra}
+
+
+def test_a_list_body_is_logged_at_once_with_the_request_id_and_size():
+    app, lines = _app_line([b"abc", b"de"], {})
+    body = app(_granian_environ(), lambda *a: None)
+    assert body == [b"abc", b"de"]
+    line = lines[0]
+    assert line.startswith('10.0.0.7 xff="1.2.3.4" [22/Nov/2026:10:00:00 +0000] '
+                           '"POST /api/v1/x/?a=1 HTTP/1.1" 201 5 "https://ref/" "curl/8" '
+                           'rid=rid-1 ')
+    assert line.endswith("ms")
+
+
+def test_the_line_matches_gunicorns_for_the_same_request():
+    """The atoms as gunicorn would build them from its own request and response."""
+    app, lines = _app_line([b"x" * 417], {})
+    app(_granian_environ(HTTP_X_FORWARDED_FOR="1.2.3.4, 5.6.7.8"), lambda *a: None)
+    environ = {**_granian_environ(HTTP_X_FORWARDED_FOR="1.2.3.4, 5.6.7.8"),
+               "RAW_URI": "/api/v1/x/?a=1"}
+    req = SimpleNamespace(headers=[("USER-AGENT", "curl/8"),
+                                   ("X-FORWARDED-FOR", "1.2.3.4, 5.6.7.8"),
+                                   ("REFERER", "https://ref/")])
+    resp = SimpleNamespace(status="201 Created", sent=417, headers=[("X-Request-ID", "rid-1")])
+    theirs = _line(glogging.Logger, DEPLOYED, resp, req, environ, datetime.timedelta(0))
+    # equal up to the duration, which differs
+    assert lines[0].rsplit(" ", 1)[0] == theirs.rsplit(" ", 1)[0]
+
+
+def test_a_streamed_body_is_counted_and_logged_when_closed():
+    closed = []
+
+    class Stream:
+        def __iter__(self):
+            yield b"12345"
+            yield b"678"
+
+        def close(self):
+            closed.append(True)
+
+    app, lines = _app_line(Stream(), {})
+    body = app(_granian_environ(), lambda *a: None)
+    assert lines == []
+    assert b"".join(body) == b"12345678"
+    body.close()
+    assert closed == [True] and '" 201 8 "' in lines[0]
+
+
+def test_an_exception_is_logged_as_500_and_raised():
+    app, lines = _app_line(None, {}, raises=RuntimeError("boom"))
+    with pytest.raises(RuntimeError):
+        app(_granian_environ(), lambda *a: None)
+    assert '" 500 - "' in lines[0]

@@ -15,7 +15,8 @@ command, BadSetting = WEB["command"], WEB["BadSetting"]
 
 
 def test_gunicorn_is_the_default_with_its_config_file():
-    argv = command({})
+    argv, extra = command({})
+    assert extra == {}  # gunicorn writes the access line
     assert argv[1:3] == ["-m", "gunicorn"]
     assert argv[argv.index("--config") + 1] == str(ROOT / "deploy/gunicorn.conf.py")
     assert argv[argv.index("--bind") + 1] == "0.0.0.0:8000"
@@ -23,9 +24,9 @@ def test_gunicorn_is_the_default_with_its_config_file():
 
 
 def test_granian_from_the_shared_variables():
-    argv = command({"ATTEST_WEB_SERVER": "granian", "WEB_CONCURRENCY": "3",
-                    "GRANIAN_BLOCKING_THREADS": "1", "ATTEST_LOG_LEVEL": "WARNING"},
-                   "127.0.0.1:9000")
+    argv, extra = command({"ATTEST_WEB_SERVER": "granian", "WEB_CONCURRENCY": "3",
+                           "GRANIAN_BLOCKING_THREADS": "1", "ATTEST_LOG_LEVEL": "WARNING"},
+                          "127.0.0.1:9000")
     assert argv[1:5] == ["-m", "granian", "--interface", "wsgi"]
 
     def opt(name):
@@ -33,13 +34,15 @@ def test_granian_from_the_shared_variables():
 
     assert (opt("--host"), opt("--port"), opt("--workers"), opt("--blocking-threads")) == (
         "127.0.0.1", "9000", "3", "1")
-    assert opt("--log-level") == "warning" and "--access-log" in argv
+    # the app writes the access line (with the request id granian cannot see)
+    assert opt("--log-level") == "warning" and "--no-access-log" in argv
+    assert extra == {"ATTEST_APP_ACCESS_LOG": "true"}
     assert "--respawn-failed-workers" in argv
     assert argv[-1] == "portal.wsgi:application"
 
 
 def test_granian_defaults_to_two_threads_per_worker():
-    argv = command({"ATTEST_WEB_SERVER": "granian"})
+    argv, _extra = command({"ATTEST_WEB_SERVER": "granian"})
     assert argv[argv.index("--blocking-threads") + 1] == "2"
     assert argv[argv.index("--workers") + 1] == "2"
 
@@ -70,3 +73,4 @@ def test_the_script_says_why_in_one_line_and_exits_2():
                             "127.0.0.1:8123"], env={"ATTEST_WEB_SERVER": "granian"},
                            capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0 and "granian" in shown.stdout and "8123" in shown.stdout
+    assert shown.stdout.startswith("ATTEST_APP_ACCESS_LOG=true ")
