@@ -16,6 +16,8 @@
                       granian's own access log is off: the app writes gunicorn's line
                       (ATTEST_APP_ACCESS_LOG, portal.access_log.AppAccessLog), which
                       carries the request id granian's cannot see.
+                      WEB_GRACEFUL_TIMEOUT (default 30): seconds in-flight requests
+                      get on shutdown.
 
 ``--bind`` defaults to 0.0.0.0:8000. ``--print`` prints the command instead of
 running it. A bad setting exits with status 2 and a one-line reason.
@@ -31,6 +33,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 APP = "portal.wsgi:application"
 SERVERS = ("gunicorn", "granian")
+
 
 class BadSetting(Exception):
     pass

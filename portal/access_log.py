@@ -14,6 +14,7 @@ import datetime
 import os
 import re
 import time
+from urllib.parse import quote
 
 from gunicorn import glogging
 
@@ -158,6 +159,22 @@ class _Counted:
             self._done(self._sent)
 
 
+# What may stay unescaped in the logged target: RFC 3986 path and query characters, and
+# "%" (an escape already). Never a space, a quote or a control character, so a path
+# cannot end the line or fake the next field.
+_URI_SAFE = "/?:@!$&'()*+,;=-._~%"
+
+
+def _raw_uri(environ) -> str:
+    """The request target as it came: PEP 3333's PATH_INFO is percent-decoded (a %0A
+    is a newline there), so it is encoded again for the log."""
+    uri = quote(environ.get("PATH_INFO", "").encode("latin-1", "replace"), safe=_URI_SAFE)
+    query = environ.get("QUERY_STRING")
+    if query:
+        uri += "?" + quote(query.encode("latin-1", "replace"), safe=_URI_SAFE)
+    return uri
+
+
 class AppAccessLog:
     """WSGI middleware writing gunicorn's access line from inside the app.
 
@@ -174,8 +191,7 @@ class AppAccessLog:
     def __call__(self, environ, start_response):
         started = time.perf_counter()
         if "RAW_URI" not in environ:
-            query = environ.get("QUERY_STRING")
-            environ["RAW_URI"] = environ.get("PATH_INFO", "") + (f"?{query}" if query else "")
+            environ["RAW_URI"] = _raw_uri(environ)
         seen: list = ["500 Internal Server Error", []]
 
         def capture(status, headers, exc_info=None):

@@ -147,3 +147,13 @@ def test_an_exception_is_logged_as_500_and_raised():
     with pytest.raises(RuntimeError):
         app(_granian_environ(), lambda *a: None)
     assert '" 500 - "' in lines[0]
+
+
+def test_a_decoded_path_cannot_break_the_line():
+    """PEP 3333's PATH_INFO is percent-decoded: a %0A arrives as a newline."""
+    app, lines = _app_line([b""], {})
+    app(_granian_environ(PATH_INFO='/x\n127.0.0.1 "GET /fake" 200', QUERY_STRING="a=\"b c\""),
+        lambda *a: None)
+    line = lines[0]
+    assert "\n" not in line
+    assert '"POST /x%0A127.0.0.1%20%22GET%20/fake%22%20200?a=%22b%20c%22 HTTP/1.1"' in line
