@@ -208,8 +208,9 @@ def drop_database(url: str, name: str) -> None:
     from django.db import connections
 
     connections.close_all()
-    # WITH (FORCE) cannot end an autovacuum worker (it runs as the superuser, this role
-    # may not signal it) that the batch part's million rows have just woken: retry.
+    # WITH (FORCE) ends an autovacuum worker the batch part's million rows have woken
+    # only for a role in pg_signal_backend (scripts/services.sh grants it): otherwise
+    # wait for the worker to finish, up to 30 s.
     for attempt in range(30):
         try:
             with _pg_connect(url) as conn:

@@ -200,8 +200,11 @@ cmd_start() {
     wait_for "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$pg_port" \
         || die "postgres: not answering on 127.0.0.1:$pg_port after ${TIMEOUT}s (see $pg/postgres.log)"
     # CREATEDB: pytest-django creates one test database per xdist worker.
+    # pg_signal_backend: DROP DATABASE ... WITH (FORCE) (bench scripts) may end the
+    # autovacuum worker a million-row load has woken in the database it drops.
     "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$pg/sock" -p "$pg_port" -U postgres -d postgres \
         -c "CREATE ROLE attest WITH LOGIN CREATEDB PASSWORD 'attest'" \
+        -c "GRANT pg_signal_backend TO attest" \
         -c "CREATE DATABASE attest OWNER attest" >>"$pg/postgres.log" 2>&1 \
         || die "postgres: could not create role/database 'attest' (see $pg/postgres.log)"
     log "postgres: ready on 127.0.0.1:$pg_port"
