@@ -121,7 +121,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-rows", type=int, default=1_000_000,
                         help="rows for the batch comparison, 0 to skip (default 1000000)")
     parser.add_argument("--chunk", type=int, default=20_000,
-                        help="rows per batch chunk / transaction (default 20000, as BatchJob)")
+                        help="rows per batch chunk / transaction (default 20000, BatchJob's field "
+                             "default; jobs created by the service use "
+                             "ATTEST_BATCH_CHUNK_ROWS, 5000 unless set)")
     parser.add_argument("--mlflow-python", default=os.environ.get("ATTEST_BENCH_MLFLOW_PYTHON",
                                                                   DEFAULT_MLFLOW_PYTHON),
                         help="python of a separate virtualenv with mlflow and the same "
