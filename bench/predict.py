@@ -57,6 +57,7 @@ import http.client
 import io
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -132,7 +133,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--web-servers", default="gunicorn,granian",
                         help="comma-separated servers for the (full) rows, started as the image "
                              "starts them (deploy/web.py): gunicorn (2x4 gthread) and/or "
-                             "granian (2x2); default gunicorn,granian")
+                             "granian (2x2); WORKERSxTHREADS after a colon overrides the "
+                             "shape, e.g. gunicorn:2x2; default gunicorn,granian")
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="also record py-spy flame graphs of a web server worker under the "
                              "8-client load, and cProfile the first batch chunk, into DIR")
@@ -140,10 +142,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="keep the benchmark database and temp directory (printed)")
     parser.add_argument("--seed", type=int, default=7, help="seed for the split and models")
     args = parser.parse_args(argv)
-    args.web_servers = [w.strip() for w in args.web_servers.split(",") if w.strip()]
-    if not args.web_servers or set(args.web_servers) - set(WEB_SERVERS):
-        parser.error(f"--web-servers takes gunicorn and/or granian, not "
-                     f"{','.join(args.web_servers)!r}")
+    try:
+        args.web_servers = [web_shape(w) for w in args.web_servers.split(",") if w.strip()]
+    except ValueError as exc:
+        parser.error(f"--web-servers: {exc}")
+    if not args.web_servers or len({w.key for w in args.web_servers}) < len(args.web_servers):
+        parser.error("--web-servers takes one or more different servers")
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     if not args.models or set(args.models) - {"lr", "rf"}:
         parser.error(f"--models takes lr and/or rf, not {','.join(args.models)!r}")
@@ -489,6 +493,7 @@ FASTAPI_APP = '''
 """Minimal FastAPI baseline written by bench/predict.py: validate, predict, answer."""
 import json
 import os
+import re
 
 import joblib
 import numpy as np
@@ -572,16 +577,46 @@ def start_fastapi(m: BenchModel, env: dict[str, str], work: Path) -> Server:
         ready=http_ready("/predict", "POST", body, {"Content-Type": "application/json"}))
 
 
-# The (full) rows: Attest's web service as the image's command starts it.
-WEB_SERVERS = {"gunicorn": "gunicorn 2x4 gthread", "granian": "granian 2x2"}
+# The (full) rows: Attest's web service as the image's command starts it, with the
+# image's default shape (workers x threads) unless the option names another.
+WEB_DEFAULT_SHAPES = {"gunicorn": (2, 4), "granian": (2, 2)}
 
 
-def start_web(name: str, env: dict[str, str], work: Path) -> Server:
+@dataclass(frozen=True)
+class WebShape:
+    server: str
+    workers: int
+    threads: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.server}-{self.workers}x{self.threads}"
+
+    @property
+    def label(self) -> str:
+        kind = " gthread" if self.server == "gunicorn" else ""
+        return f"{self.server} {self.workers}x{self.threads}{kind}"
+
+
+def web_shape(text: str) -> WebShape:
+    """``gunicorn``, ``granian`` or either with ``:WORKERSxTHREADS`` (e.g. ``gunicorn:2x2``)."""
+    server, _, shape = text.strip().partition(":")
+    if server not in WEB_DEFAULT_SHAPES:
+        raise ValueError(f"{server!r} is not gunicorn or granian")
+    if not shape:
+        return WebShape(server, *WEB_DEFAULT_SHAPES[server])
+    found = re.fullmatch(r"([1-9][0-9]?)x([1-9][0-9]?)", shape)
+    if found is None:
+        raise ValueError(f"{shape!r} is not WORKERSxTHREADS, e.g. 2x4")
+    return WebShape(server, int(found[1]), int(found[2]))
+
+
+def start_web(shape: WebShape, env: dict[str, str], work: Path) -> Server:
     port = free_port()
     return start_server(
-        name, [sys.executable, str(ROOT / "deploy/web.py"), "--bind", f"127.0.0.1:{port}"],
-        {**env, "ATTEST_WEB_SERVER": name, "WEB_CONCURRENCY": "2", "GUNICORN_THREADS": "4",
-         "GRANIAN_BLOCKING_THREADS": "2"},
+        shape.key, [sys.executable, str(ROOT / "deploy/web.py"), "--bind", f"127.0.0.1:{port}"],
+        {**env, "ATTEST_WEB_SERVER": shape.server, "WEB_CONCURRENCY": str(shape.workers),
+         "GUNICORN_THREADS": str(shape.threads), "GRANIAN_BLOCKING_THREADS": str(shape.threads)},
         work, port=port, ready=http_ready("/api/v1/"))
 
 
@@ -634,6 +669,9 @@ class LoadResult:
     statuses: Counter
     reconnects: int
     bodies: list[bytes] = field(default_factory=list)  # 200 answers, when kept
+    # CPU seconds spent during the run by the server's process group, by PostgreSQL's
+    # processes and by this process (the client threads); None where /proc is missing.
+    cpu: dict[str, float] | None = None
 
     @property
     def rps(self) -> float:
@@ -643,9 +681,47 @@ class LoadResult:
         return percentiles(self.latencies_ms)
 
 
+def cpu_by_process() -> dict[int, tuple[int, str, float]] | None:
+    """pid -> (process group, command, CPU seconds used so far), from /proc."""
+    if not Path("/proc/self/stat").exists():
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    found = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue  # exited meanwhile
+        close = raw.rfind(")")
+        rest = raw[close + 2:].split()
+        found[int(entry.name)] = (int(rest[2]), raw[raw.find("(") + 1:close],
+                                  (int(rest[11]) + int(rest[12])) / tick)
+    return found
+
+
+def cpu_used(before, after, server_group: int | None) -> dict[str, float] | None:
+    """CPU seconds between two :func:`cpu_by_process` snapshots: the server's process
+    group, PostgreSQL's processes, and this process."""
+    if before is None or after is None:
+        return None
+    used = {"server": 0.0, "db": 0.0, "client": 0.0}
+    for pid, (group, command, seconds) in after.items():
+        spent = seconds - (before[pid][2] if pid in before else 0.0)
+        if pid == os.getpid():
+            used["client"] += spent
+        elif server_group is not None and group == server_group:
+            used["server"] += spent
+        elif command == "postgres":
+            used["db"] += spent
+    return used
+
+
 def load(port: int, path: str, bodies: list[bytes], headers: dict[str, str], *, requests: int,
-         clients: int, keep_bodies: bool = False) -> LoadResult:
-    """``requests`` POSTs split over ``clients`` threads, one keep-alive connection each."""
+         clients: int, keep_bodies: bool = False, server_group: int | None = None) -> LoadResult:
+    """``requests`` POSTs split over ``clients`` threads, one keep-alive connection each;
+    with ``server_group``, the CPU the server, PostgreSQL and the clients spent."""
     shares = [requests // clients + (1 if i < requests % clients else 0) for i in range(clients)]
     latencies: list[list[float]] = [[] for _ in range(clients)]
     statuses: list[Counter] = [Counter() for _ in range(clients)]
@@ -692,16 +768,18 @@ def load(port: int, path: str, bodies: list[bytes], headers: dict[str, str], *, 
     threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
     for t in threads:
         t.start()
+    cpu_before = cpu_by_process() if server_group is not None else None
     barrier.wait()
     started = time.perf_counter()
     for t in threads:
         t.join()
     seconds = time.perf_counter() - started
+    cpu = cpu_used(cpu_before, cpu_by_process(), server_group) if cpu_before else None
     if failures:
         raise BenchError(f"load on port {port}: {failures[0].__class__.__name__}: {failures[0]}")
     return LoadResult([x for lat in latencies for x in lat], seconds,
                       sum(statuses, Counter()), sum(reconnects),
-                      [b for k in kept for b in k])
+                      [b for k in kept for b in k], cpu)
 
 
 @dataclass
@@ -728,6 +806,12 @@ class Rounds:
         per_round = [r.p() for r in self.results]
         return (statistics.median(p50 for p50, _ in per_round),
                 statistics.median(p95 for _, p95 in per_round))
+
+    def cpu_us(self, kind: str) -> float | None:
+        """Median over rounds of ``kind``'s CPU per answered request, in µs."""
+        per_round = [r.cpu[kind] / len(r.latencies_ms) * 1e6 for r in self.results
+                     if r.cpu is not None and r.latencies_ms]
+        return statistics.median(per_round) if per_round else None
 
     def spread(self, what: str) -> str:
         values = [r.rps for r in self.results] if what == "rps" else \
@@ -763,7 +847,8 @@ def measure_rounds(targets: list[Target], args: argparse.Namespace, model: str) 
                                requests=args.requests, clients=1))
             profiler = t.profile() if t.profile and round_ == 0 else None
             t.manys.append(load(t.server.port, t.path, t.bodies, t.headers,
-                                requests=args.requests, clients=args.clients))
+                                requests=args.requests, clients=args.clients,
+                                server_group=t.server.process.pid))
             if profiler is not None:
                 profiler.wait(timeout=120)
     rows = []
@@ -954,7 +1039,8 @@ def http_table(rows: list[Row], clients: int) -> str:
     out = []
     for row in rows:
         if row.one is None or row.many is None:
-            out.append([row.model, row.server, "-", "-", "-", "-", "-", "-", "-", row.note])
+            out.append([row.model, row.server, "-", "-", "-", "-", "-", "-", "-", "-",
+                        row.note])
             continue
         b = next((r for r in rows if r.model == row.model and r.server.startswith("(b)")
                   and r.one is not None), None)
@@ -962,10 +1048,14 @@ def http_table(rows: list[Row], clients: int) -> str:
         mp50, mp95 = row.many.p()
         ratio_lat = f"{p50 / b.one.p()[0]:.2f}x" if b else "-"
         ratio_rps = f"{row.many.rps / b.many.rps:.2f}x" if b else "-"
+        cpu = [row.many.cpu_us(kind) for kind in ("server", "db", "client")]
+        cpu_text = "-" if None in cpu else " / ".join(f"{v:.0f}" for v in cpu)
         out.append([row.model, row.server, fmt(p50), fmt(p95), ratio_lat,
-                    f"{row.many.rps:.0f}", ratio_rps, fmt(mp50), fmt(mp95), row.note])
+                    f"{row.many.rps:.0f}", ratio_rps, fmt(mp50), fmt(mp95), cpu_text,
+                    row.note])
     header = ["model", "server", "1 client p50 ms", "p95 ms", "p50 vs (b)",
-              f"{clients} clients req/s", "req/s vs (b)", "p50 ms", "p95 ms", "note"]
+              f"{clients} clients req/s", "req/s vs (b)", "p50 ms", "p95 ms",
+              "CPU µs/req server / db / client", "note"]
     return table(header, out)
 
 
@@ -1063,7 +1153,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one linear scrip
                     raw_rows.append([m.key, label, f"{found[0]:.1f}", f"{found[1]:.1f}", ""])
         print(table(["model", "raw, in process, 1 row", "p50 µs", "p95 µs", "note"], raw_rows))
         print()
-        webs = [start_web(name, env, work) for name in args.web_servers]
+        webs = [start_web(shape, env, work) for shape in args.web_servers]
         servers += webs
         for m in models:
             bodies = [json.dumps({"inputs": dict(zip(m.features, r, strict=True))}).encode()
@@ -1072,14 +1162,14 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one linear scrip
             servers.append(fastapi)
             found = [Target(fastapi, "/predict", bodies, {},
                             "(b) FastAPI + pydantic, uvicorn 2 workers")]
-            for web in webs:
+            for shape, web in zip(args.web_servers, webs, strict=True):
                 profile = None
                 if args.profile:
                     out = args.profile / f"{web.name}-{m.key}.svg"
                     profile = lambda out=out, web=web: py_spy(web, out, 8)  # noqa: E731
                 found.append(Target(web, f"/api/v1/models/{m.name}/predict/", bodies,
                                     {"Authorization": f"Bearer {token}"},
-                                    f"(full) Attest, {WEB_SERVERS[web.name]}, PostgreSQL",
+                                    f"(full) Attest, {shape.label}, PostgreSQL",
                                     profile))
             skipped: list[Row] = []
             mbodies = [json.dumps({"inputs": [r]}).encode() for r in m.rows]
@@ -1100,7 +1190,10 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one linear scrip
         print("## Over HTTP on 127.0.0.1 (one JSON row per request)\n")
         print(http_table(http_rows, args.clients))
         print("\nratios: p50 of the row / p50 of (b) for the same model; req/s of the row / "
-              "req/s of (b)\n")
+              "req/s of (b). CPU µs/req: CPU time per answered request during the "
+              f"{args.clients}-client run (median over rounds), spent by the server's process "
+              "group, by PostgreSQL's processes and by the client threads (this process); "
+              "with the cores saturated, throughput follows the sum\n")
         if args.batch_rows:
             batch_rows = []
             for m in models:

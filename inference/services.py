@@ -136,8 +136,8 @@ def target_version(*, user, model: RegisteredModel, number: Any = None) -> Model
 
 class GuardFailed(Exception):
     """A guarded prediction (``prediction_create(guard=...)``) was not written: its guard
-    no longer held, or the request needs more than one unrouted log row. Nothing was
-    written or counted; the caller answers the request the ordinary way."""
+    no longer held, or the request was refused. Nothing was written or counted; the
+    caller answers the request the ordinary way."""
 
 
 class ScoringFailed(ValueError):
@@ -231,10 +231,11 @@ def prediction_create(*, user, model: RegisteredModel | ServingContext, instance
        row hashes; the answer is returned only after that commit.
 
     ``guard`` (a SQL condition and its parameters, PostgreSQL): for callers that
-    authorized the request from cached reads (``portal/serving.py``). The log row is
-    written only if the condition holds in the INSERT itself; and anything but one
-    unrouted prediction — a refusal, a review item, several rows — raises GuardFailed
-    before anything is written or counted, for the caller to redo uncached.
+    authorized the request from cached reads (``portal/serving.py``). The first log
+    row is written only if the condition holds in its INSERT itself, and the other
+    rows and review items only with it, in the same transaction; when it does not
+    hold, or the request is refused, GuardFailed is raised with nothing written or
+    counted, for the caller to redo uncached.
     """
     started = time.perf_counter()
     ctx = model if isinstance(model, ServingContext) else \
@@ -295,15 +296,18 @@ def prediction_create(*, user, model: RegisteredModel | ServingContext, instance
                   else ["instances" if many else "inputs"])
         raise ValidationFailed(items=[ErrorItem("unscorable", message, f) for f in fields],
                                extra={"model_version": version.number}) from None
-    if guard is not None:
-        if len(rows) != 1 or reviews or not insert_one(connection, rows[0], guard=guard):
-            raise GuardFailed("not written")
-    elif len(rows) == 1 and not reviews:
+    if len(rows) == 1 and not reviews:
         # One INSERT commits by itself (autocommit): no BEGIN/COMMIT round trips.
-        insert_one(connection, rows[0])
+        if not insert_one(connection, rows[0], guard=guard):
+            raise GuardFailed("not written")
     else:
         with transaction.atomic():
-            Prediction.objects.bulk_create(rows)
+            if guard is None:
+                Prediction.objects.bulk_create(rows)
+            elif insert_one(connection, rows[0], guard=guard):
+                Prediction.objects.bulk_create(rows[1:])
+            else:
+                raise GuardFailed("not written")  # leaves the transaction: nothing written
             for review in reviews:
                 review.prediction_id = review.prediction.pk
             ReviewItem.objects.bulk_create(reviews)

@@ -155,6 +155,26 @@ def test_refusals_and_reviews_from_a_warm_cache_are_written_and_counted_once(per
     bad = _ask(personas, token, {"inputs": {**row, "mean radius": "large"}})
     assert bad.code == 400 and bad.json()["errors"][0]["code"] == "invalid_type"
     assert RejectionCount.objects.get(code="invalid_type").count == 1
+    fresh_reads = reads["n"]  # the refusal was redone fresh, and refilled the cache
     reviewed = _ask(personas, token, {"inputs": row})
     assert reviewed.code == 200 and reviewed.json()["routing"] == "review"
     assert Prediction.objects.count() == 2 and ReviewItem.objects.count() == 2
+    assert reads["n"] == fresh_reads, "the review item was written from the cache, not redone"
+    item = ReviewItem.objects.get(prediction__public_id=reviewed.json()["id"])
+    assert item.prediction.routing == "review"
+
+
+def test_a_review_item_whose_guard_fails_is_written_once_by_the_fresh_path(personas, reads):
+    from django.contrib.auth.models import Group
+
+    version = released_version(personas, confidence_threshold=0.9999)
+    _, token = api_token_create(user=personas.clinician, name="cached")
+    body = {"inputs": typical_input(version)}
+    assert _ask(personas, token, body).code == 200 and reads["n"] == 1
+    Group.objects.create(name="unrelated")  # the epoch moves: the cached guard fails
+    reviewed = _ask(personas, token, body)
+    assert reviewed.code == 200 and reviewed.json()["routing"] == "review"
+    assert reads["n"] == 2
+    assert Prediction.objects.count() == 2 and ReviewItem.objects.count() == 2
+    assert set(ReviewItem.objects.values_list("prediction_id", flat=True)) == set(
+        Prediction.objects.values_list("pk", flat=True))

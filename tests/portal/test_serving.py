@@ -133,7 +133,8 @@ def test_the_lane_answers_a_prediction_itself_as_django_would(personas, served, 
 
 @pytest.mark.parametrize("case", [
     "many", "invalid", "unknown_key", "not_object", "no_permission", "invisible_model",
-    "unknown_model", "owner_version", "owner_bad_version", "ood_reject",
+    "unknown_model", "owner_version", "owner_bad_version", "ood_reject", "escaped_text",
+    "astral_text",
 ])
 def test_answers_and_refusals_from_the_services_match(personas, served, django_app, case):
     version, tokens = served
@@ -157,6 +158,10 @@ def test_answers_and_refusals_from_the_services_match(personas, served, django_a
         who, body = "owner", {"inputs": row, "version": version.number}
     elif case == "owner_bad_version":
         who, body = "owner", {"inputs": row, "version": 99}
+    elif case == "escaped_text":  # a backslash and a u, escaped: storable, walked
+        body = {"inputs": {**row, "mean radius": "\\u0000"}}
+    elif case == "astral_text":  # a surrogate pair is one character: storable
+        body = {"inputs": {**row, "mean radius": "\U0001F600"}}
     elif case == "ood_reject":
         version.ood_policy = "reject"
         version.save(update_fields=["ood_policy"])
@@ -177,8 +182,8 @@ def test_a_refusal_is_counted_once(personas, served, django_app):
 
 
 @pytest.mark.parametrize("case", [
-    "bad_token", "revoked_token", "no_token", "not_json", "nan", "nul_text", "wrong_type",
-    "accept_html", "accept_indent", "bad_host", "query", "get", "charset_latin1",
+    "bad_token", "revoked_token", "no_token", "not_json", "nan", "nul_text", "nul_key",
+    "lone_surrogate", "raw_surrogate", "wrong_type", "accept_html", "accept_indent", "bad_host", "query", "get", "charset_latin1",
     "too_large",
 ])
 def test_everything_else_is_answered_by_django(personas, served, django_app, settings, case):
@@ -199,6 +204,12 @@ def test_everything_else_is_answered_by_django(personas, served, django_app, set
         body = body.replace(b"}}", b', "x": NaN}}')
     elif case == "nul_text":
         body = json.dumps({"inputs": {**typical_input(version), "mean radius": "a\x00"}}).encode()
+    elif case == "nul_key":
+        body = json.dumps({"inputs": {**typical_input(version), "a\x00": 1}}).encode()
+    elif case == "lone_surrogate":
+        body = json.dumps({"inputs": {**typical_input(version), "mean radius": "\ud800"}}).encode()
+    elif case == "raw_surrogate":  # what json.loads(bytes) would decode with surrogatepass
+        body = body.replace(b"}}", b', "x": "\xed\xa0\x80"}}')
     elif case == "wrong_type":
         kwargs["content_type"] = "text/plain"
     elif case == "accept_html":
