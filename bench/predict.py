@@ -121,10 +121,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="in-process predict_proba calls for the raw row (default 2000)")
     parser.add_argument("--batch-rows", type=int, default=1_000_000,
                         help="rows for the batch comparison, 0 to skip (default 1000000)")
-    parser.add_argument("--chunk", type=int, default=20_000,
-                        help="rows per batch chunk / transaction (default 20000, BatchJob's field "
-                             "default; jobs created by the service use "
-                             "ATTEST_BATCH_CHUNK_ROWS, 5000 unless set)")
+    parser.add_argument("--chunk", type=int, default=5000,
+                        help="rows of the first batch chunk / transaction (default 5000, "
+                             "ATTEST_BATCH_CHUNK_ROWS's default)")
+    parser.add_argument("--chunk-seconds", type=float, default=1.0,
+                        help="seconds of work each later chunk is sized to, as jobs the "
+                             "service creates do (default 1.0, ATTEST_BATCH_CHUNK_SECONDS's "
+                             "default); 0 keeps every chunk at --chunk rows")
     parser.add_argument("--mlflow-python", default=os.environ.get("ATTEST_BENCH_MLFLOW_PYTHON",
                                                                   DEFAULT_MLFLOW_PYTHON),
                         help="python of a separate virtualenv with mlflow and the same "
@@ -158,6 +161,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if not low <= value <= high:
             parser.error(f"--{name.replace('_', '-')} must be between {low} and {high}, "
                          f"not {value}")
+    if not 0 <= args.chunk_seconds <= 60:  # also refuses nan
+        parser.error(f"--chunk-seconds must be between 0 and 60, not {args.chunk_seconds}")
     if args.env_file is not None and not args.env_file.is_file():
         parser.error(f"--env-file {args.env_file}: no such file")
     return args
@@ -904,19 +909,17 @@ def batch_compare(m: BenchModel, args: argparse.Namespace, requester) -> dict:
     job = BatchJob.objects.create(
         model=version.model, version=version, requester=requester, file_name="bench.csv",
         file_format="csv", input_sha256="0" * 64, input_key="bench", input_size=0,
-        total_rows=args.batch_rows, chunk_size=args.chunk, queue="default",
+        total_rows=args.batch_rows, chunk_size=args.chunk, chunk_seconds=args.chunk_seconds,
+        queue="default",
         status=BatchStatus.RUNNING, started_at=timezone.now())
     with connection.cursor() as cursor:
         cursor.execute("CREATE TABLE bench_plain (id bigserial PRIMARY KEY, input jsonb, "
                        "label text, score double precision, confidence double precision, "
                        "probabilities jsonb, created_at timestamptz)")
-    starts = list(range(0, args.batch_rows, args.chunk))
-
     making = [0.0]  # time spent building the records (the CSV reader's part): not counted
 
-    def records_of(start: int) -> list:
+    def records_of(start: int, n: int) -> list:
         t = time.perf_counter()
-        n = min(args.chunk, args.batch_rows - start)
         matrix = base[np.arange(start, start + n) % len(base)]
         records = [(start + i, dict(zip(m.features, r, strict=True)), None)
                    for i, r in enumerate(matrix.tolist())]
@@ -934,6 +937,19 @@ def batch_compare(m: BenchModel, args: argparse.Namespace, requester) -> dict:
         return done
 
     batches.batch_chunk_commit = commit
+    # Chunks cut as the worker's reader cuts them: each one's size asked of the job's sizer
+    # when it is cut (batch_files.chunks), after the previous chunk was handed over.
+    sizer = batches.ChunkSizer(args.chunk, args.chunk_seconds)
+    starts: list[tuple[int, int]] = []
+
+    def cut():
+        start = 0
+        while start < args.batch_rows:
+            n = min(sizer(), args.batch_rows - start)
+            starts.append((start, n))
+            yield len(starts) - 1, (lambda start=start, n=n: records_of(start, n))
+            start += n
+
     profiled = None
     if args.profile:
         import cProfile
@@ -942,9 +958,7 @@ def batch_compare(m: BenchModel, args: argparse.Namespace, requester) -> dict:
         profiled.enable()
     try:
         t0 = time.perf_counter()
-        completed = batches.batch_chunks_run(
-            job=job, loaded=loaded,
-            chunks=((k, lambda start=start: records_of(start)) for k, start in enumerate(starts)))
+        completed = batches.batch_chunks_run(job=job, loaded=loaded, chunks=cut(), sizer=sizer)
         attest_s = time.perf_counter() - t0 - making[0]
     finally:
         batches.batch_chunk_commit = original_commit
@@ -956,8 +970,8 @@ def batch_compare(m: BenchModel, args: argparse.Namespace, requester) -> dict:
     gaps = [b - a for a, b in zip([t0, *progress], progress, strict=False)]
     # Baseline: the same rows scored and inserted with nothing else.
     plain_s = 0.0
-    for start in starts:
-        records = records_of(start)
+    for start, n in starts:
+        records = records_of(start, n)
         matrix = np.asarray([list(r.values()) for _i, r, _p in records], dtype=float)
         t0 = time.perf_counter()
         proba = m.estimator.predict_proba(matrix)
@@ -982,7 +996,8 @@ def batch_compare(m: BenchModel, args: argparse.Namespace, requester) -> dict:
                          f"{plain_rows} plain rows, expected {args.batch_rows}")
     return {"attest_s": attest_s, "plain_s": plain_s, "rows": logged,
             "routed": job.rows_routed, "chunk_max_s": max(gaps), "chunks": len(gaps),
-            "chunk_p50_s": sorted(gaps)[len(gaps) // 2]}
+            "chunk_p50_s": sorted(gaps)[len(gaps) // 2],
+            "chunk_rows": sorted(n for _s, n in starts)}
 
 
 # -- report ---------------------------------------------------------------------------------
@@ -1108,7 +1123,7 @@ def targets(rows: list[Row], batches: dict[str, dict]) -> list[str]:
             lines.append(f"[{model}] batch time <= {TARGET_BATCH_RATIO:.0f}x baseline: "
                          f"{ratio:.2f}x -> {verdict(ratio <= TARGET_BATCH_RATIO)}")
             lines.append(f"[{model}] batch progress advances at least every 2 s (slowest "
-                         f"chunk of {found['rows'] // max(1, found.get('chunks', 1)):,} rows): "
+                         f"of {found['chunks']} chunks): "
                          f"{found['chunk_max_s']:.2f} s -> "
                          f"{verdict(found['chunk_max_s'] <= 2.0)}")
     return lines
@@ -1206,11 +1221,17 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one linear scrip
                                    f"{found['attest_s'] / found['plain_s']:.2f}x",
                                    f"{found['routed']:,} routed to review; progress every "
                                    f"{found['chunk_p50_s']:.2f} s (p50), "
-                                   f"{found['chunk_max_s']:.2f} s (max)"])
+                                   f"{found['chunk_max_s']:.2f} s (max); {found['chunks']} "
+                                   f"chunks of {found['chunk_rows'][0]:,}-"
+                                   f"{found['chunk_rows'][-1]:,} rows (p50 "
+                                   f"{found['chunk_rows'][len(found['chunk_rows']) // 2]:,})"])
                 batch_rows.append([m.key, "baseline: predict_proba + COPY into a plain table",
                                    f"{found['rows'] / found['plain_s']:.0f}",
                                    f"{found['plain_s']:.1f}", "1.00x", ""])
-            print(f"## Batch: {args.batch_rows:,} rows, {args.chunk:,} per chunk and transaction\n")
+            sizing = (f"chunks sized to ~{args.chunk_seconds:g} s of work, the first "
+                      f"{args.chunk:,} rows" if args.chunk_seconds else
+                      f"{args.chunk:,} rows per chunk")
+            print(f"## Batch: {args.batch_rows:,} rows; {sizing}; one transaction each\n")
             print(table(["model", "path", "rows/s", "seconds", "time vs baseline", "note"],
                         batch_rows))
             print()

@@ -134,9 +134,30 @@ def _storable(row_index: int, values: dict) -> Record:
     return row_index, values, None
 
 
-def csv_chunks(path: str, version: ModelVersion, chunk_size: int
-               ) -> Iterator[tuple[int, Callable[[], list[Record]]]]:
-    """Chunks of raw CSV rows; each converts to records only when called (skipped chunks don't)."""
+ChunkSize = int | Callable[[], int]  # rows per chunk, or asked before each chunk is cut
+
+
+def _sizes(size: ChunkSize) -> Callable[[], int]:
+    return size if callable(size) else (lambda: size)
+
+
+def _cut(items: Iterator, size: ChunkSize, start: int, first_index: int
+         ) -> Iterator[tuple[int, int, tuple]]:
+    """(chunk index, first row, items) after skipping ``start`` items; sizes asked lazily."""
+    sizes = _sizes(size)
+    for _ in itertools.islice(items, start):
+        pass
+    index = first_index
+    while batch := tuple(itertools.islice(items, max(1, int(sizes())))):
+        yield index, start, batch
+        index, start = index + 1, start + len(batch)
+
+
+def csv_chunks(path: str, version: ModelVersion, chunk_size: ChunkSize, *, start: int = 0,
+               first_index: int = 0) -> Iterator[tuple[int, Callable[[], list[Record]]]]:
+    """Chunks of raw CSV rows from data row ``start`` on, numbered from ``first_index``;
+    each converts to records only when called. ``chunk_size`` is asked before each
+    chunk is cut when it is a callable (time-sized chunks, ``batches.ChunkSizer``)."""
     kinds = {f["name"]: f["type"] for f in version.input_schema}
     with open(path, "rb") as raw:
         text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="strict", newline="")
@@ -159,30 +180,33 @@ def csv_chunks(path: str, version: ModelVersion, chunk_size: int
                     for i, name, coerce in columns}))
             return out
 
-        for k, batch in enumerate(itertools.batched(rows, chunk_size)):
-            yield k, (lambda start=k * chunk_size, b=batch: convert(start, b))
+        for k, low, batch in _cut(rows, chunk_size, start, first_index):
+            yield k, (lambda low=low, b=batch: convert(low, b))
 
 
-def parquet_chunks(path: str, version: ModelVersion, chunk_size: int
-                   ) -> Iterator[tuple[int, Callable[[], list[Record]]]]:
-    """Chunks of exactly ``chunk_size`` rows (record batches may be shorter, so re-batched)."""
+def parquet_chunks(path: str, version: ModelVersion, chunk_size: ChunkSize, *, start: int = 0,
+                   first_index: int = 0) -> Iterator[tuple[int, Callable[[], list[Record]]]]:
+    """As :func:`csv_chunks`; record batches are re-cut to the asked sizes."""
     import pyarrow.parquet as pq
 
     names = {f["name"] for f in version.input_schema}
     with pq.ParquetFile(path) as parquet:
         columns = [n for n in parquet.schema_arrow.names if n in names]
-        values = (row for batch in parquet.iter_batches(batch_size=chunk_size, columns=columns)
+        values = (row for batch in parquet.iter_batches(batch_size=8192, columns=columns)
                   for row in batch.to_pylist())
-        for k, batch in enumerate(itertools.batched(values, chunk_size)):
-            def convert(start=k * chunk_size, b=batch) -> list[Record]:
-                return [_storable(start + i, {
+        for k, low, batch in _cut(values, chunk_size, start, first_index):
+            def convert(low=low, b=batch) -> list[Record]:
+                return [_storable(low + i, {
                     n: (None if isinstance(v, float) and math.isnan(v) else v)
                     for n, v in row.items()}) for i, row in enumerate(b)]
             yield k, convert
 
 
-def chunks(path: str, file_format: str, version: ModelVersion, chunk_size: int
+def chunks(path: str, file_format: str, version: ModelVersion, chunk_size: ChunkSize, *,
+           start: int = 0, first_index: int = 0
            ) -> Iterator[tuple[int, Callable[[], list[Record]]]]:
-    """(chunk index, records of rows ``[k * chunk_size, (k + 1) * chunk_size)``), in order."""
+    """(chunk index, records), in order, from data row ``start`` and chunk ``first_index``
+    on; each chunk's rows follow the previous chunk's, ``chunk_size`` rows (or what the
+    callable answers when the chunk is cut)."""
     reader = csv_chunks if file_format == "csv" else parquet_chunks
-    return reader(path, version, chunk_size)
+    return reader(path, version, chunk_size, start=start, first_index=first_index)

@@ -8,15 +8,23 @@ position among the file's data rows, blank lines not counted) and routed like a
 single prediction (the same ``score_and_build``); rows that fail validation go
 to the error file instead, and are counted by reason like refused requests.
 
+Chunks
+    Chunks are consecutive runs of rows, committed in order: chunk k starts where
+    chunk k-1 ended, so the job's ``rows_done`` is where the next chunk starts.
+    A job with ``chunk_seconds`` (the default, ATTEST_BATCH_CHUNK_SECONDS) sizes each
+    chunk from the rate of the ones before it (``ChunkSizer``): about that many
+    seconds of work, so progress moves as often on a slow model or machine as on a
+    fast one, and transactions are as large as that allows. Its first chunk is
+    ``chunk_size`` rows; a job submitted with an explicit ``chunk_size`` keeps it.
+
 Crash safety
-    A chunk is rows ``[k * chunk_size, (k + 1) * chunk_size)``. Its log rows,
-    review items, error-file part and the job's progress (``chunks_done``,
-    counters) are written in ONE transaction that first locks the job row and
-    skips the chunk if it is already marked done. So a worker killed at any
-    point leaves either the whole chunk or none of it, and a second delivery
-    of the task skips what is done; the unique (batch, row_index) constraint is
-    the backstop, checked before inserting (check-then-insert) so review items
-    stay paired with their rows. Result and error files are derived from the
+    A chunk's log rows, review items, error-file part and the job's progress
+    (``chunks_done``, counters) are written in ONE transaction that first locks the
+    job row, skips the chunk if it is already marked done, and refuses it unless it
+    starts at ``rows_done``. So a worker killed at any point leaves either the whole
+    chunk or none of it, and a later run resumes at ``rows_done`` whatever size its
+    chunks take; the unique (batch, row_index) constraint is the backstop, checked
+    before inserting (check-then-insert) so review items stay paired with their rows. Result and error files are derived from the
     database and the stored parts at the end, byte-for-byte the same on a
     re-run, and stored under their sha256.
 
@@ -92,10 +100,13 @@ from .services import (
 
 log = logging.getLogger(__name__)
 
-# 5,000 rows of the 4-feature logistic test model take ~1 s to validate, score, hash and
-# insert (SQLite or PostgreSQL, on a busy 2-core machine: ~4,800 rows/s end to end), so
-# progress moves at least every 2 s. ATTEST_BATCH_CHUNK_ROWS overrides it.
+# The first chunk's rows (ATTEST_BATCH_CHUNK_ROWS), and the seconds of work each later
+# chunk is sized to (ATTEST_BATCH_CHUNK_SECONDS; 0 keeps every chunk at the first's size).
+# About 1 s a chunk keeps the progress step under 2 s with room for a slow chunk, and
+# chunks large enough that per-chunk costs stay small (docs/performance.md, "Batch").
 DEFAULT_CHUNK_ROWS = 5000
+DEFAULT_CHUNK_SECONDS = 1.0
+MIN_CHUNK_ROWS = 100
 MAX_CHUNK_ROWS = 100_000
 # A running job with no progress for this long, and no live worker, is re-enqueued.
 DEFAULT_STALE_SECONDS = 120
@@ -111,6 +122,35 @@ BUSY = "busy"  # another worker holds the job: the task retries later
 
 def chunk_rows_setting() -> int:
     return int(getattr(settings, "ATTEST_BATCH_CHUNK_ROWS", DEFAULT_CHUNK_ROWS))
+
+
+def chunk_seconds_setting() -> float:
+    return float(getattr(settings, "ATTEST_BATCH_CHUNK_SECONDS", DEFAULT_CHUNK_SECONDS))
+
+
+class ChunkSizer:
+    """Rows for the next chunk: ``first``, then — with a ``target`` in seconds — what the
+    last full chunk's rate does in that time, growing at most 2x a chunk and within
+    [MIN_CHUNK_ROWS, MAX_CHUNK_ROWS]. Called by the reader before it cuts a chunk."""
+
+    def __init__(self, first: int, target: float = 0.0) -> None:
+        self.size = max(1, int(first))
+        self.target = target
+
+    def __call__(self) -> int:
+        return self.size
+
+    def observe(self, rows: int, seconds: float) -> None:
+        """A chunk of ``rows`` took ``seconds`` from the previous progress step to its own."""
+        if self.target <= 0 or seconds <= 0 or rows < self.size:
+            return  # fixed size, or the short last chunk: nothing to learn
+        wanted = rows * self.target / seconds
+        self.size = int(max(MIN_CHUNK_ROWS, min(MAX_CHUNK_ROWS, 2 * self.size, wanted)))
+
+
+class ChunkOutOfStep(Exception):
+    """A chunk did not start at the job's ``rows_done``: another run moved the job on.
+    Nothing was written; the job resumes from what is committed."""
 
 
 def batch_queue_for(version: ModelVersion) -> str:
@@ -272,6 +312,7 @@ def batch_submit(*, user, model: RegisteredModel, upload, version_number: Any = 
         raise ValidationFailed("Attach the file to score as 'file' (CSV or Parquet).",
                                code="required", field="file")
     version = target_version(user=user, model=model, number=version_number)
+    chunk_seconds = 0.0 if chunk_size else chunk_seconds_setting()
     chunk_size = int(chunk_size or chunk_rows_setting())
     if not 1 <= chunk_size <= MAX_CHUNK_ROWS:
         raise ValidationFailed(f"chunk_size must be between 1 and {MAX_CHUNK_ROWS}.",
@@ -293,13 +334,13 @@ def batch_submit(*, user, model: RegisteredModel, upload, version_number: Any = 
         job = BatchJob.objects.create(
             model=model, version=version, requester=user, file_name=name, file_format=fmt,
             input_sha256=sha256, input_key=input_key, input_size=size, total_rows=total,
-            chunk_size=chunk_size, queue=queue)
+            chunk_size=chunk_size, chunk_seconds=chunk_seconds, queue=queue)
         audit_event_record(
             action=Action.BATCH_SUBMITTED, obj=job, model_id=model.pk, model_name=model.name,
             version_id=version.pk, version_label=version.label,
             details={"batch": str(job.public_id), "file_name": name, "file_format": fmt,
                      "input_sha256": sha256, "rows": total, "chunk_size": chunk_size,
-                     "queue": queue})
+                     "chunk_seconds": chunk_seconds, "queue": queue})
         transaction.on_commit(lambda: _enqueue(job.pk, queue, publish))
     if "error" in publish:
         raise ServiceUnavailable(_PUBLISH_FAILED, code="queue_unavailable",
@@ -455,10 +496,16 @@ def batch_run(*, job_id: int) -> str:
         try:
             path = _fetch_input(job)
             loaded = _load(job.version, "batch")
-            chunks = batch_files.chunks(path, job.file_format, job.version, job.chunk_size)
-            if not batch_chunks_run(job=job, chunks=chunks, loaded=loaded,
-                                    done=set(job.chunks_done)):
+            sizer = ChunkSizer(job.chunk_size, job.chunk_seconds)
+            # Committed chunks are a prefix of the file: resume where they end.
+            chunks = batch_files.chunks(path, job.file_format, job.version, sizer,
+                                        start=job.rows_done, first_index=len(job.chunks_done))
+            if not batch_chunks_run(job=job, chunks=chunks, loaded=loaded, sizer=sizer):
                 return _finish(job.pk, BatchStatus.CANCELLED)
+        except ChunkOutOfStep as exc:
+            log.warning("batch job %s: %s; leaving it to the run that moved it", job.public_id,
+                        exc)
+            return BUSY
         except DatabaseError:
             raise
         except Exception as exc:  # noqa: BLE001 - recorded on the job, which fails
@@ -523,6 +570,7 @@ class PreparedChunk:
     """A chunk validated and scored, with everything its transaction will write."""
 
     index: int
+    start: int  # the chunk's first row_index
     size: int
     rows: list[ScoredRow]
     part: tuple[str, str] | None
@@ -565,20 +613,22 @@ def batch_chunk_prepare(*, job: BatchJob, index: int, records: list[Record],
                                       loaded=loaded, requester=job.requester,
                                       started=started, batch=job, row_indices=indices)
     part = _error_part_put(errors) if errors else None
-    return PreparedChunk(index, len(records), rows, part, len({e[0] for e in errors}),
-                         _codes_by_row(errors))
+    return PreparedChunk(index, records[0][0] if records else 0, len(records), rows, part,
+                         len({e[0] for e in errors}), _codes_by_row(errors))
 
 
 def batch_chunk_commit(*, job: BatchJob, prepared: PreparedChunk) -> bool:
     """Write a prepared chunk exactly once: log rows, review items, the error part's key and
     the job's progress in one transaction, after locking the job row and re-checking its
     status and ``chunks_done`` (False: nothing written, the chunk was done already)."""
-    index, rows = prepared.index, prepared.rows
-    low = index * job.chunk_size
+    index, rows, low = prepared.index, prepared.rows, prepared.start
     with transaction.atomic():
         locked = BatchJob.objects.select_for_update().get(pk=job.pk)
         if locked.status != BatchStatus.RUNNING or index in locked.chunks_done:
             return False
+        if low != locked.rows_done or index != len(locked.chunks_done):
+            raise ChunkOutOfStep(f"chunk {index} starts at row {low}, the job is at chunk "
+                                 f"{len(locked.chunks_done)}, row {locked.rows_done}")
         # Backstop: rows of this chunk logged without the chunk being marked cannot
         # happen (one transaction), but never log a row twice if they did.
         present = set(Prediction.objects.filter(
@@ -606,8 +656,12 @@ def batch_chunk_commit(*, job: BatchJob, prepared: PreparedChunk) -> bool:
 
 
 def batch_chunks_run(*, job: BatchJob, chunks: Iterable[tuple[int, Callable[[], list[Record]]]],
-                     loaded, done: set[int] | frozenset[int] = frozenset()) -> bool:
+                     loaded, done: set[int] | frozenset[int] = frozenset(),
+                     sizer: ChunkSizer | None = None) -> bool:
     """Process the chunks not in ``done``, in order; False if cancellation stopped it.
+
+    ``sizer`` (the one ``chunks`` asks for sizes) is told how long each chunk took,
+    from one progress step to the next.
 
     On PostgreSQL (outside any transaction) chunk k is committed by a second thread with
     its own connection while this one prepares chunk k+1: the database ingests one chunk
@@ -616,13 +670,23 @@ def batch_chunks_run(*, job: BatchJob, chunks: Iterable[tuple[int, Callable[[], 
     next chunk is handed over, so what is written is what the sequential loop writes.
     """
     overlap = connection.vendor == "postgresql" and not connection.in_atomic_block
+    step = [time.perf_counter()]
+
+    def stepped(rows: int) -> None:
+        now = time.perf_counter()
+        if sizer is not None:
+            sizer.observe(rows, now - step[0])
+        step[0] = now
+
     if not overlap:
         for index, records in chunks:
             if index in done:
                 continue
             if _cancel_requested(job.pk):
                 return False
-            batch_chunk_process(job=job, index=index, records=records(), loaded=loaded)
+            chunk = records()
+            batch_chunk_process(job=job, index=index, records=chunk, loaded=loaded)
+            stepped(len(chunk))
         return True
     context = contextvars.copy_context()  # the actor of the job's audit context
 
@@ -645,6 +709,9 @@ def batch_chunks_run(*, job: BatchJob, chunks: Iterable[tuple[int, Callable[[], 
                 if pending is not None:
                     pending.result()
                 pending = committer.submit(commit, prepared)
+                # The previous chunk's commit (a progress step) and this one's preparation
+                # are behind us: the time since the last step is what this chunk costs.
+                stepped(prepared.size)
             if pending is not None:
                 pending.result()
                 pending = None

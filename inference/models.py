@@ -192,7 +192,10 @@ class BatchJob(models.Model):
     total_rows = models.PositiveBigIntegerField(default=0)
     rows_done = models.PositiveBigIntegerField(default=0)
     rows_failed = models.PositiveBigIntegerField(default=0)
+    # Rows of the first chunk; later chunks are sized to ~chunk_seconds of work each
+    # (inference/batches.py, ChunkSizer), or stay at chunk_size when it is 0.
     chunk_size = models.PositiveIntegerField(default=20000)
+    chunk_seconds = models.FloatField(default=0.0)
     chunks_done = models.JSONField(default=list, blank=True)
     result_key = models.CharField(max_length=200, blank=True)
     error_key = models.CharField(max_length=200, blank=True)

@@ -310,9 +310,11 @@ CELERY_BEAT_SCHEDULE = {
                      "schedule": env_int("ATTEST_PURGE_SECONDS", 86400, minimum=3600)},
     "resume-stale-batches": {"task": "inference.resume_stale_batches", "schedule": 60},
 }
-# Batch jobs: rows per chunk (one transaction each; progress advances per chunk),
+# Batch jobs: rows of a job's first chunk and the seconds of work each later chunk is
+# sized to (one transaction each; progress advances per chunk; 0 s keeps the first size),
 # the GPU queue for ONNX versions, and when a job without progress is resumed.
 ATTEST_BATCH_CHUNK_ROWS = env_int("ATTEST_BATCH_CHUNK_ROWS", 5000, minimum=100)
+ATTEST_BATCH_CHUNK_SECONDS = env_float("ATTEST_BATCH_CHUNK_SECONDS", 1.0, minimum=0.0)
 ATTEST_GPU_QUEUE_ENABLED = env_bool("ATTEST_GPU_QUEUE_ENABLED", False)
 ATTEST_BATCH_STALE_SECONDS = env_int("ATTEST_BATCH_STALE_SECONDS", 120, minimum=30)
 

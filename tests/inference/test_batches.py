@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 from datetime import timedelta
 
 import pandas as pd
@@ -308,6 +309,8 @@ def test_rows_logged_without_their_chunk_mark_are_not_logged_again(personas, ver
     job.refresh_from_db()
     loaded = services._load(version, "batch")
     chunk = _chunks(job)[1]
+    BatchJob.objects.filter(pk=job.pk).update(chunks_done=[0], rows_done=300)  # in step
+    job.refresh_from_db()
     batches.batch_chunk_process(job=job, index=1, records=chunk(), loaded=loaded)
     routed = ReviewItem.objects.filter(prediction__batch=job).count()
     # Forget the mark, as if the rows had been committed without it.
@@ -762,3 +765,125 @@ def test_the_embedded_shape_restarts_a_job_a_restart_left_behind(transactional_d
     job.refresh_from_db()
     assert job.status == BatchStatus.COMPLETED and _one_row_each(job) == set(range(40))
     assert batches.batch_resume_embedded() == []
+
+
+# -- chunks sized by time ---------------------------------------------------------------
+
+def test_the_sizer_aims_at_its_seconds_grows_at_most_twice_and_ignores_the_last_chunk():
+    fixed = batches.ChunkSizer(300, 0.0)
+    fixed.observe(300, 10.0)
+    assert fixed() == 300  # no target: every chunk the first's size
+    sizer = batches.ChunkSizer(1000, 1.0)
+    sizer.observe(1000, 0.1)  # 10,000 rows/s: 10,000 wanted, at most twice the last
+    assert sizer() == 2000
+    sizer.observe(2000, 0.2)
+    assert sizer() == 4000
+    sizer.observe(4000, 4.0)  # slowed down to 1,000 rows/s: down at once
+    assert sizer() == 1000
+    sizer.observe(200, 10.0)  # a short (last) chunk says nothing about the rate
+    assert sizer() == 1000
+    sizer.observe(1000, 1000.0)
+    assert sizer() == batches.MIN_CHUNK_ROWS
+    huge = batches.ChunkSizer(batches.MAX_CHUNK_ROWS, 1.0)
+    huge.observe(batches.MAX_CHUNK_ROWS, 0.001)
+    assert huge() == batches.MAX_CHUNK_ROWS
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_chunks_follow_the_asked_sizes_from_any_row(tmp_path, version, fmt):
+    frame = _frame(50)
+    path = tmp_path / f"rows.{fmt}"
+    if fmt == "csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_parquet(path, index=False, row_group_size=7)
+    cut = [(k, records()) for k, records in batch_files.chunks(
+        str(path), fmt, version, _Sizes([5, 1, 20, 100]), start=12, first_index=3)]
+    assert [k for k, _ in cut] == [3, 4, 5, 6]
+    assert [[r[0] for r in records] for _k, records in cut] == [
+        list(range(12, 17)), [17], list(range(18, 38)), list(range(38, 50))]
+    assert cut[0][1][0][1]["mean radius"] == pytest.approx(frame.loc[12, "mean radius"])
+
+
+def test_submitted_jobs_size_chunks_by_time_unless_given_a_size(personas, version, settings):
+    settings.ATTEST_BATCH_CHUNK_SECONDS = 0.5
+    settings.ATTEST_BATCH_CHUNK_ROWS = 400
+    timed = batches.batch_submit(user=personas.clinician, model=personas.model,
+                                 upload=_csv_upload(_frame(10)))
+    assert (timed.chunk_size, timed.chunk_seconds) == (400, 0.5)
+    fixed = _queued_job(personas, rows=10, chunk_size=300)
+    assert (fixed.chunk_size, fixed.chunk_seconds) == (300, 0.0)
+    assert AuditEvent.objects.filter(action=Action.BATCH_SUBMITTED,
+                                     details__chunk_seconds=0.5).count() == 1
+
+
+def test_a_resumed_job_with_other_chunk_sizes_logs_each_row_once(personas, version,
+                                                                  monkeypatch):
+    """The first run commits chunks of 300 and 50 rows and dies; the second cuts its own
+    sizes from where the committed chunks end. Errors keep file order across both."""
+    frame = _frame(1000).astype(object)
+    frame.loc[[10, 320, 990], "mean radius"] = "large"
+    job = batches.batch_submit(user=personas.clinician, model=personas.model,
+                               upload=_csv_upload(frame))
+    assert job.chunk_seconds > 0
+    BatchJob.objects.filter(pk=job.pk).update(status=BatchStatus.RUNNING)
+    job.refresh_from_db()
+    loaded = services._load(version, "batch")
+    path = batches._fetch_input(job)
+    sizes = iter([300, 50])
+    for index, records in itertools.islice(
+            batch_files.csv_chunks(path, job.version, lambda: next(sizes)), 2):
+        assert batches.batch_chunk_process(job=job, index=index, records=records(),
+                                           loaded=loaded)
+    job.refresh_from_db()
+    assert job.chunks_done == [0, 1] and job.rows_done == 350
+    monkeypatch.setattr(batches, "ChunkSizer", lambda first, target: _Sizes([111, 222]))
+    assert run_batch.apply(args=[job.pk]).get() == BatchStatus.COMPLETED
+    job.refresh_from_db()
+    assert job.rows_done == 1000 and job.rows_failed == 3
+    assert job.chunks_done == [0, 1, 2, 3, 4, 5]  # 300, 50 | 111, 222, 222, 95
+    assert _one_row_each(job) == set(range(1000)) - {10, 320, 990}
+    with batches.artifact_storage().open(job.error_key, "rb") as handle:
+        rows = list(csv.reader(io.StringIO(handle.read().decode())))
+    assert [r[0] for r in rows[1:]] == ["10", "320", "990"]
+
+
+class _Sizes:
+    """A ChunkSizer stand-in: the given sizes, then the last one."""
+
+    def __init__(self, sizes: list[int]) -> None:
+        self.sizes = sizes
+
+    def __call__(self) -> int:
+        return self.sizes.pop(0) if len(self.sizes) > 1 else self.sizes[0]
+
+    def observe(self, rows: int, seconds: float) -> None:
+        pass
+
+
+def test_a_chunk_out_of_step_with_the_job_writes_nothing(personas, version):
+    job = _queued_job(personas, rows=600, chunk_size=300)
+    BatchJob.objects.filter(pk=job.pk).update(status=BatchStatus.RUNNING)
+    job.refresh_from_db()
+    loaded = services._load(version, "batch")
+    second = _chunks(job)[1]
+    with pytest.raises(batches.ChunkOutOfStep):
+        batches.batch_chunk_process(job=job, index=1, records=second(), loaded=loaded)
+    job.refresh_from_db()
+    assert job.chunks_done == [] and job.rows_done == 0
+    assert not Prediction.objects.filter(batch=job).exists()
+
+
+def test_a_run_that_finds_its_job_moved_on_leaves_it_to_the_other(personas, version,
+                                                                   monkeypatch):
+    job = _queued_job(personas, rows=600, chunk_size=300)
+    real = batches.batch_chunk_commit
+
+    def another_run_committed_first(*, job, prepared):
+        BatchJob.objects.filter(pk=job.pk).update(rows_done=17)
+        return real(job=job, prepared=prepared)
+
+    monkeypatch.setattr(batches, "batch_chunk_commit", another_run_committed_first)
+    assert batches.batch_run(job_id=job.pk) == batches.BUSY
+    job.refresh_from_db()
+    assert job.status == BatchStatus.RUNNING and not Prediction.objects.filter(batch=job).exists()

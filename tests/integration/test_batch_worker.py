@@ -75,15 +75,22 @@ def _stop(worker: subprocess.Popen) -> None:
             worker.wait()
 
 
+@pytest.mark.parametrize("sizing", ["time", "fixed"])
 def test_a_worker_killed_mid_job_loses_and_duplicates_nothing(transactional_db, personas,
-                                                              tmp_path):
+                                                              tmp_path, settings, sizing):
+    """``time``: chunks sized to ~1 s of work (the default), first one CHUNK rows; the
+    second worker cuts its own sizes from where the committed chunks end. ``fixed``:
+    every chunk CHUNK rows."""
     assert connection.vendor == "postgresql" and not settings.CELERY_TASK_ALWAYS_EAGER
+    settings.ATTEST_BATCH_CHUNK_ROWS = CHUNK
     released_version(personas)
     data = _frame(ROWS).to_csv(index=False).encode()
     log_path = tmp_path / "workers.log"
     job = batches.batch_submit(user=personas.clinician, model=personas.model,
-                               upload=SimpleUploadedFile("big.csv", data), chunk_size=CHUNK)
+                               upload=SimpleUploadedFile("big.csv", data),
+                               chunk_size=CHUNK if sizing == "fixed" else None)
     assert job.status == BatchStatus.QUEUED and job.total_rows == ROWS
+    assert (job.chunk_seconds > 0) == (sizing == "time")
 
     def rows_done() -> int:
         return BatchJob.objects.values_list("rows_done", flat=True).get(pk=job.pk)
@@ -97,6 +104,7 @@ def test_a_worker_killed_mid_job_loses_and_duplicates_nothing(transactional_db, 
         first.wait(timeout=10)
         at_kill = rows_done()
         job.refresh_from_db()
+        chunks_at_kill = len(job.chunks_done)
         assert job.status == BatchStatus.RUNNING and at_kill < ROWS
         # Every chunk is all or nothing, whatever the moment of the kill.
         assert Prediction.objects.filter(batch=job).count() == at_kill
@@ -116,7 +124,10 @@ def test_a_worker_killed_mid_job_loses_and_duplicates_nothing(transactional_db, 
     job.refresh_from_db()
     assert job.status == BatchStatus.COMPLETED, job.error
     assert job.rows_done == ROWS and job.rows_failed == 0 and job.attempts == 2
-    assert job.chunks_done == list(range(ROWS // CHUNK))
+    assert job.chunks_done == list(range(len(job.chunks_done)))
+    assert len(job.chunks_done) > chunks_at_kill
+    if sizing == "fixed":
+        assert job.chunks_done == list(range(ROWS // CHUNK))
     logged = Prediction.objects.filter(batch=job)
     assert logged.count() == ROWS
     assert logged.values("row_index").distinct().count() == ROWS
