@@ -271,6 +271,13 @@ def _queued_job(personas, rows: int = 1000, chunk_size: int = 300) -> BatchJob:
                                 upload=_csv_upload(_frame(rows)), chunk_size=chunk_size)
 
 
+def _running(job: BatchJob) -> BatchJob:
+    """The job as a worker that claimed it sees it (status running, nothing done)."""
+    BatchJob.objects.filter(pk=job.pk).update(status=BatchStatus.RUNNING)
+    job.refresh_from_db()
+    return job
+
+
 def _chunks(job: BatchJob):
     path = batches._fetch_input(job)
     return dict(batch_files.csv_chunks(path, job.version, job.chunk_size))
@@ -279,8 +286,7 @@ def _chunks(job: BatchJob):
 def test_running_a_chunk_twice_logs_each_row_once(personas, version):
     job = _queued_job(personas)
     assert job.status == BatchStatus.QUEUED
-    BatchJob.objects.filter(pk=job.pk).update(status=BatchStatus.RUNNING)
-    job.refresh_from_db()
+    job = _running(job)
     loaded = services._load(version, "batch")
     chunk = _chunks(job)[0]
     assert batches.batch_chunk_process(job=job, index=0, records=chunk(), loaded=loaded)
@@ -304,9 +310,7 @@ def test_running_a_chunk_twice_logs_each_row_once(personas, version):
 
 def test_rows_logged_without_their_chunk_mark_are_not_logged_again(personas, version):
     """The backstop: check-then-insert skips present rows and keeps review items paired."""
-    job = _queued_job(personas, rows=600, chunk_size=300)
-    BatchJob.objects.filter(pk=job.pk).update(status=BatchStatus.RUNNING)
-    job.refresh_from_db()
+    job = _running(_queued_job(personas, rows=600, chunk_size=300))
     loaded = services._load(version, "batch")
     chunk = _chunks(job)[1]
     BatchJob.objects.filter(pk=job.pk).update(chunks_done=[0], rows_done=300)  # in step
@@ -826,8 +830,7 @@ def test_a_resumed_job_with_other_chunk_sizes_logs_each_row_once(personas, versi
     job = batches.batch_submit(user=personas.clinician, model=personas.model,
                                upload=_csv_upload(frame))
     assert job.chunk_seconds > 0
-    BatchJob.objects.filter(pk=job.pk).update(status=BatchStatus.RUNNING)
-    job.refresh_from_db()
+    job = _running(job)
     loaded = services._load(version, "batch")
     path = batches._fetch_input(job)
     sizes = iter([300, 50])
@@ -862,9 +865,7 @@ class _Sizes:
 
 
 def test_a_chunk_out_of_step_with_the_job_writes_nothing(personas, version):
-    job = _queued_job(personas, rows=600, chunk_size=300)
-    BatchJob.objects.filter(pk=job.pk).update(status=BatchStatus.RUNNING)
-    job.refresh_from_db()
+    job = _running(_queued_job(personas, rows=600, chunk_size=300))
     loaded = services._load(version, "batch")
     second = _chunks(job)[1]
     with pytest.raises(batches.ChunkOutOfStep):
