@@ -1133,6 +1133,12 @@ def full_path_targets(model: str, full: Row, b: Row | None, c: Row | None,
                      f"{full.many.rps:.0f} vs {b.many.rps:.0f} req/s = "
                      f"{full.many.rps / b.many.rps:.2f}x -> "
                      f"{verdict(full.many.rps >= b.many.rps)}")
+        ours = [full.many.cpu_us(k) for k in ("server", "db")]
+        theirs = [b.many.cpu_us(k) for k in ("server", "db")]
+        if None not in ours and None not in theirs and sum(theirs) > 0:
+            lines.append(f"{name} (what decides it) CPU per request, server + database, "
+                         f"8 clients: {sum(ours):.0f} vs {sum(theirs):.0f} µs = "
+                         f"{sum(ours) / sum(theirs):.2f}x")
     lines.append(f"{name} full-path p95 <= {TARGET_P95_MS:.0f} ms (1 client): {p95:.2f} ms "
                  f"-> {verdict(p95 <= TARGET_P95_MS)}")
     if c is not None:
