@@ -24,9 +24,9 @@ Crash safety
     starts at ``rows_done``. So a worker killed at any point leaves either the whole
     chunk or none of it, and a later run resumes at ``rows_done`` whatever size its
     chunks take; the unique (batch, row_index) constraint is the backstop, checked
-    before inserting (check-then-insert) so review items stay paired with their rows. Result and error files are derived from the
-    database and the stored parts at the end, byte-for-byte the same on a
-    re-run, and stored under their sha256.
+    before inserting (check-then-insert) so review items stay paired with their rows.
+    Result and error files are derived from the database and the stored parts at the
+    end, byte-for-byte the same on a re-run, and stored under their sha256.
 
     Redelivery: tasks are acknowledged late, so a message whose worker died
     stays with the broker. On PostgreSQL a worker holds a session advisory lock
