@@ -103,7 +103,7 @@ log = logging.getLogger(__name__)
 # The first chunk's rows (ATTEST_BATCH_CHUNK_ROWS), and the seconds of work each later
 # chunk is sized to (ATTEST_BATCH_CHUNK_SECONDS; 0 keeps every chunk at the first's size).
 # About 1 s a chunk keeps the progress step under 2 s with room for a slow chunk, and
-# chunks large enough that per-chunk costs stay small (docs/performance.md, "Batch").
+# chunks large enough that per-chunk costs stay small (docs/performance.md, "Predict").
 DEFAULT_CHUNK_ROWS = 5000
 DEFAULT_CHUNK_SECONDS = 1.0
 MIN_CHUNK_ROWS = 100
