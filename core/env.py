@@ -49,7 +49,8 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
     return number
 
 
-def env_float(name: str, default: float, *, minimum: float | None = None) -> float:
+def env_float(name: str, default: float, *, minimum: float | None = None,
+              maximum: float | None = None) -> float:
     value = os.environ.get(name)
     if value is None or value == "":
         return default
@@ -59,6 +60,8 @@ def env_float(name: str, default: float, *, minimum: float | None = None) -> flo
         raise ImproperlyConfigured(f"{name} must be a number, got {value!r}") from None
     if number != number or (minimum is not None and number < minimum):
         raise ImproperlyConfigured(f"{name} must be a number >= {minimum}, got {value!r}")
+    if maximum is not None and number > maximum:
+        raise ImproperlyConfigured(f"{name} must be a number <= {maximum}, got {value!r}")
     return number
 
 

@@ -314,7 +314,8 @@ CELERY_BEAT_SCHEDULE = {
 # sized to (one transaction each; progress advances per chunk; 0 s keeps the first size),
 # the GPU queue for ONNX versions, and when a job without progress is resumed.
 ATTEST_BATCH_CHUNK_ROWS = env_int("ATTEST_BATCH_CHUNK_ROWS", 5000, minimum=100)
-ATTEST_BATCH_CHUNK_SECONDS = env_float("ATTEST_BATCH_CHUNK_SECONDS", 1.0, minimum=0.0)
+ATTEST_BATCH_CHUNK_SECONDS = env_float("ATTEST_BATCH_CHUNK_SECONDS", 1.0, minimum=0.0,
+                                        maximum=60.0)
 ATTEST_GPU_QUEUE_ENABLED = env_bool("ATTEST_GPU_QUEUE_ENABLED", False)
 ATTEST_BATCH_STALE_SECONDS = env_int("ATTEST_BATCH_STALE_SECONDS", 120, minimum=30)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from core.env import database_from_url, env_bool, env_int, env_list
+from core.env import database_from_url, env_bool, env_float, env_int, env_list
 
 
 def test_production_hashes_passwords_with_argon2():
@@ -34,6 +34,10 @@ def test_env_helpers_refuse_bad_values_loudly(monkeypatch):
     monkeypatch.setenv("X_INT", "0")
     with pytest.raises(ImproperlyConfigured, match=">= 1"):
         env_int("X_INT", 1, minimum=1)
+    for bad, reason in (("nan", ">= 0"), ("-1", ">= 0"), ("inf", "<= 60"), ("61", "<= 60")):
+        monkeypatch.setenv("X_FLOAT", bad)
+        with pytest.raises(ImproperlyConfigured, match=reason):
+            env_float("X_FLOAT", 1.0, minimum=0.0, maximum=60.0)
     monkeypatch.setenv("X_LIST", "a, b,,c")
     assert env_list("X_LIST", []) == ["a", "b", "c"]
 
