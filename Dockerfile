@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 #
 # Attest application image. One image runs every app role of docker-compose.yml:
-# web (the default CMD: gunicorn), the Celery workers, beat and the one-shot
+# web (the default CMD: uWSGI), the Celery workers, beat and the one-shot
 # `migrate` job. See docs/operations.md.
 #
 #   docker build -t attest .                       # CPU image (onnxruntime, CPU provider)
@@ -22,7 +22,7 @@ ARG ONNXRUNTIME_GPU_SPEC="onnxruntime-gpu[cuda,cudnn]"
 
 # PYTHONPATH=/app: the code runs from /app, not from the copy `pip install .`
 # puts in site-packages (templates and static files are not packaged), and this
-# keeps gunicorn, celery and manage.py importing the same tree.
+# keeps the web server, celery and manage.py importing the same tree.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -82,6 +82,7 @@ USER attest
 
 EXPOSE 8000
 
-# deploy/web.py execs the web server ATTEST_WEB_SERVER names: gunicorn (default,
-# deploy/gunicorn.conf.py) or granian; a bad setting exits 2 with the reason.
+# deploy/web.py execs the web server ATTEST_WEB_SERVER names: uwsgi (default, its
+# HTTP/1.1 socket), gunicorn (deploy/gunicorn.conf.py) or granian; a bad setting
+# exits 2 with the reason.
 CMD ["python", "/app/deploy/web.py"]

@@ -8,11 +8,12 @@ raw        in-process ``predict_proba`` on one row: the scikit-learn estimator o
            Attest's serving runtime may choose); p50/p95 in microseconds;
 (b)        a minimal FastAPI endpoint: pydantic validation of the same features
            and ranges, then ``predict_proba``; served by uvicorn with 2 worker
-           processes (gunicorn's default count), access log on;
+           processes (the web servers' default count), access log on;
 (full)     Attest: ``POST /api/v1/models/{name}/predict/`` with a clinician's API
            token, served as the image serves it (``deploy/web.py``), one row per web
-           server of ``--web-servers``: gunicorn (2 workers x 4 gthread threads) and
-           granian (2 workers x 2 threads); PostgreSQL with persistent connections,
+           server of ``--web-servers``: uWSGI (the default: its HTTP/1.1 socket, 2 workers
+           x 4 threads), gunicorn (2 workers x 4 gthread threads) and granian (2 workers
+           x 2 threads); PostgreSQL with persistent connections,
            access log on: validation, OOD check, scoring, routing, the prediction log row
            with its row hash (and a review item when routed) in one transaction;
 (c)        ``mlflow models serve`` on the same estimator (2 uvicorn workers), from a
@@ -133,11 +134,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="python of a separate virtualenv with mlflow and the same "
                              f"scikit-learn (default {DEFAULT_MLFLOW_PYTHON})")
     parser.add_argument("--skip-mlflow", action="store_true", help="skip the mlflow row")
-    parser.add_argument("--web-servers", default="gunicorn,granian",
+    parser.add_argument("--web-servers", default="uwsgi,gunicorn,granian",
                         help="comma-separated servers for the (full) rows, started as the image "
-                             "starts them (deploy/web.py): gunicorn (2x4 gthread) and/or "
-                             "granian (2x2); WORKERSxTHREADS after a colon overrides the "
-                             "shape, e.g. gunicorn:2x2; default gunicorn,granian")
+                             "starts them (deploy/web.py): uwsgi (2x4), gunicorn (2x4 "
+                             "gthread) and/or granian (2x2); WORKERSxTHREADS after a colon "
+                             "overrides the shape, e.g. uwsgi:2x8; default "
+                             "uwsgi,gunicorn,granian")
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="also record py-spy flame graphs of a web server worker under the "
                              "8-client load, and cProfile the first batch chunk, into DIR")
@@ -628,7 +630,7 @@ def start_fastapi(m: BenchModel, env: dict[str, str], work: Path) -> Server:
 
 # The (full) rows: Attest's web service as the image's command starts it, with the
 # image's default shape (workers x threads) unless the option names another.
-WEB_DEFAULT_SHAPES = {"gunicorn": (2, 4), "granian": (2, 2)}
+WEB_DEFAULT_SHAPES = {"uwsgi": (2, 4), "gunicorn": (2, 4), "granian": (2, 2)}
 
 
 @dataclass(frozen=True)
@@ -643,15 +645,16 @@ class WebShape:
 
     @property
     def label(self) -> str:
-        kind = " gthread" if self.server == "gunicorn" else ""
+        kind = {"gunicorn": " gthread", "uwsgi": " http11"}.get(self.server, "")
         return f"{self.server} {self.workers}x{self.threads}{kind}"
 
 
 def web_shape(text: str) -> WebShape:
-    """``gunicorn``, ``granian`` or either with ``:WORKERSxTHREADS`` (e.g. ``gunicorn:2x2``)."""
+    """``uwsgi``, ``gunicorn``, ``granian`` or one with ``:WORKERSxTHREADS`` (e.g.
+    ``gunicorn:2x2``)."""
     server, _, shape = text.strip().partition(":")
     if server not in WEB_DEFAULT_SHAPES:
-        raise ValueError(f"{server!r} is not gunicorn or granian")
+        raise ValueError(f"{server!r} is not uwsgi, gunicorn or granian")
     if not shape:
         return WebShape(server, *WEB_DEFAULT_SHAPES[server])
     found = re.fullmatch(r"([1-9][0-9]?)x([1-9][0-9]?)", shape)
@@ -665,7 +668,7 @@ def start_web(shape: WebShape, env: dict[str, str], work: Path) -> Server:
     return start_server(
         shape.key, [sys.executable, str(ROOT / "deploy/web.py"), "--bind", f"127.0.0.1:{port}"],
         {**env, "ATTEST_WEB_SERVER": shape.server, "WEB_CONCURRENCY": str(shape.workers),
-         "GUNICORN_THREADS": str(shape.threads), "GRANIAN_BLOCKING_THREADS": str(shape.threads)},
+         "GUNICORN_THREADS": str(shape.threads), "GRANIAN_BLOCKING_THREADS": str(shape.threads), "UWSGI_THREADS": str(shape.threads)},
         work, port=port, ready=http_ready("/api/v1/"))
 
 
@@ -909,6 +912,9 @@ def measure_rounds(targets: list[Target], args: argparse.Namespace, model: str) 
         elif args.rounds > 1:
             row.note = (f"rounds: p50 {row.one.spread('p50')} ms, "
                         f"{row.many.spread('rps')} req/s")
+        reconnects = sum(r.reconnects for r in row.one.results + row.many.results)
+        if reconnects:
+            row.note += f"{'; ' if row.note else ''}{reconnects} reconnects"
         rows.append(row)
     return rows
 
@@ -1083,8 +1089,9 @@ def mlflow_version(args: argparse.Namespace) -> str:
 
 def machine(args: argparse.Namespace) -> list[str]:
     return [
-        *header_lines(("Django", "djangorestframework", "gunicorn", "granian", "psycopg", "scikit-learn",
-                       "onnxruntime", "skl2onnx", "numpy", "fastapi", "uvicorn", "pydantic")),
+        *header_lines(("Django", "djangorestframework", "pyuwsgi", "gunicorn", "granian",
+                       "psycopg", "scikit-learn", "onnxruntime", "skl2onnx", "numpy", "fastapi",
+                       "uvicorn", "pydantic")),
         f"database: {postgres_version()} on loopback; {mlflow_version(args)}",
     ]
 

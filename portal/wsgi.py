@@ -12,6 +12,15 @@ if settings.ATTEST_PREDICT_FAST_LANE:
 
     application = PredictLane(application)
 
+try:  # only inside a uWSGI worker (ATTEST_WEB_SERVER=uwsgi)
+    import uwsgi  # type: ignore[import-not-found]
+except ImportError:
+    uwsgi = None
+if uwsgi is not None:
+    from portal.uwsgi_http import UwsgiHttpGuard  # noqa: E402
+
+    application = UwsgiHttpGuard(application, uwsgi)
+
 if settings.ATTEST_APP_ACCESS_LOG:
     from portal.access_log import AppAccessLog  # noqa: E402
 

@@ -1,7 +1,8 @@
 """The predict endpoint under concurrent load, served the way production serves it.
 
-The web server starts as the image starts it (``deploy/web.py``), once as gunicorn
-(2 workers x 4 gthread threads) and once as granian (2 workers x 2 threads), against
+The web server starts as the image starts it (``deploy/web.py``), once as each server
+it offers: uWSGI (the default, 2 workers x 4 threads), gunicorn (2 workers x 4 gthread
+threads) and granian (2 workers x 2 threads), against
 this test's PostgreSQL database; 8 clients with keep-alive connections send 1,000
 predictions each. Afterwards the log must hold exactly one row per 200 answer,
 none lost and none twice, and both the audit chain and the prediction log (once
@@ -57,7 +58,7 @@ def _server_env(tmp_path: Path) -> dict[str, str]:
                            f"{db['NAME']}",
            "ATTEST_DATA_DIR": str(tmp_path / "data"), "ATTEST_ALLOWED_HOSTS": "127.0.0.1",
            "ATTEST_LOG_LEVEL": "WARNING", "WEB_CONCURRENCY": "2", "GUNICORN_THREADS": "4",
-           "GRANIAN_BLOCKING_THREADS": "2"}
+           "GRANIAN_BLOCKING_THREADS": "2", "UWSGI_THREADS": "4"}
     artifacts = settings.STORAGES["artifacts"]
     if artifacts["BACKEND"].endswith("S3Storage"):
         env["ATTEST_S3_PREFIX"] = artifacts["OPTIONS"]["location"]  # set per test (conftest)
@@ -113,7 +114,7 @@ def _bodies(version) -> list[bytes]:
     return bodies
 
 
-@pytest.mark.parametrize("web_server", ["gunicorn", "granian"])
+@pytest.mark.parametrize("web_server", ["uwsgi", "gunicorn", "granian"])
 def test_eight_clients_lose_and_duplicate_no_prediction(transactional_db, tmp_path, web_server):
     personas = make_personas()
     version = released_version(personas, ood_policy="review")
@@ -183,7 +184,7 @@ def test_eight_clients_lose_and_duplicate_no_prediction(transactional_db, tmp_pa
     assert statuses == {200: CLIENTS * REQUESTS_PER_CLIENT}, statuses
     flat.append(probe)  # the keep-alive check's prediction, logged like the others
     # one access line per request, each with the request id the app answered with
-    # (gunicorn writes it; under granian the app does: portal.access_log.AppAccessLog)
+    # (gunicorn writes it; under uwsgi and granian the app does: portal.access_log.AppAccessLog)
     access = [line for line in log_path.read_text(errors="replace").splitlines()
               if f'"POST {path}' in line]
     assert len(access) == len(flat) + 2, access[:3]
