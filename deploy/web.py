@@ -12,8 +12,9 @@
                       processes x UWSGI_THREADS threads (default 2 x 4). A thread
                       serves one kept-alive connection at a time and lets it go after
                       5 idle seconds, so it belongs behind the TLS-terminating proxy
-                      (docs/operations.md, "Web server"): keep the proxy's pool of
-                      upstream keep-alive connections at or below workers x threads.
+                      (docs/operations.md, "Choosing the web server"): a connection
+                      per request, or an idle upstream pool of at most half of
+                      workers x threads.
                       UWSGI_HARAKIRI (default 120): seconds a request may run before
                       its worker is killed and replaced; UWSGI_MAX_REQUESTS (default
                       0 = never): recycle a worker after that many requests;
