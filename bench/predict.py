@@ -670,7 +670,8 @@ def start_web(shape: WebShape, env: dict[str, str], work: Path) -> Server:
     return start_server(
         shape.key, [sys.executable, str(ROOT / "deploy/web.py"), "--bind", f"127.0.0.1:{port}"],
         {**env, "ATTEST_WEB_SERVER": shape.server, "WEB_CONCURRENCY": str(shape.workers),
-         "GUNICORN_THREADS": str(shape.threads), "GRANIAN_BLOCKING_THREADS": str(shape.threads), "UWSGI_THREADS": str(shape.threads)},
+         "GUNICORN_THREADS": str(shape.threads), "GRANIAN_BLOCKING_THREADS": str(shape.threads),
+         "UWSGI_THREADS": str(shape.threads)},
         work, port=port, ready=http_ready("/api/v1/"))
 
 

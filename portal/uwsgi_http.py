@@ -3,7 +3,7 @@
 ``deploy/web.py`` serves the app with ``--http11-socket``: uWSGI parses HTTP in C and
 each worker thread keeps its client's connection alive between requests, which is
 what makes it the cheapest of the three servers per request (docs/performance.md).
-That socket is a thin HTTP implementation, and two gaps matter here:
+That socket is a thin HTTP implementation, and three gaps matter here:
 
 - **Request bodies in chunked transfer encoding are not decoded.** uWSGI reads a
   body by ``Content-Length`` only; a ``Transfer-Encoding: chunked`` body that arrives
@@ -37,14 +37,15 @@ import json
 import os
 import socket
 
+from core.api import error_body
+
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 UWSGI_WRITE_TIMEOUT = 5  # seconds, as deploy/web.py's --socket-timeout
 DRAIN_LIMIT = 256 * 1024  # bytes of an unread request body read and dropped
-LENGTH_REQUIRED = json.dumps({"errors": [{
-    "code": "length_required",
-    "message": "Send the request body with a Content-Length header; chunked transfer "
-               "encoding is not accepted.",
-}]}).encode()
+LENGTH_REQUIRED = json.dumps(error_body(
+    "length_required",
+    "Send the request body with a Content-Length header; chunked transfer encoding is "
+    "not accepted.")).encode()
 
 
 class UwsgiHttpGuard:
