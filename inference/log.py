@@ -3,7 +3,9 @@
 Every row carries ``row_hash`` over what it recorded (the input's sha256, not
 the input, so purging raw inputs keeps the log verifiable). Contiguous id ranges
 are anchored: their digest — sha256 over the row hashes in id order — goes into
-the audit hash chain as an event, and so under its signed checkpoints too.
+the audit hash chain as an event, and so under its signed checkpoints too. A raw
+input still stored is its canonical JSON text, the bytes its ``input_sha256``
+was taken over, so verification checks it too.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ import hashlib
 from dataclasses import asdict, dataclass
 from datetime import UTC, timedelta
 
+import orjson
 from django.db import transaction
+from django.db.models import TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from audits.models import Action
@@ -89,14 +94,22 @@ class LogVerdict:
     anchored: int
     unanchored: int
     first_problem: dict | None
+    # Raw inputs still stored and found to be the bytes their input_sha256 was taken over
+    # (or, for rows stored before inputs were kept as canonical text, whose value re-hashes
+    # to it); legacy_inputs_unmatched: such older rows whose value does not, which is what
+    # PostgreSQL's jsonb did to -0.0 and to whole floats of 1e16 and up, or a change.
+    inputs_checked: int = 0
+    legacy_inputs_unmatched: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
 def verify_prediction_log(*, chunk_size: int = 20000) -> LogVerdict:
-    """Recompute every row hash and every anchor digest; name the first problem."""
-    fields = ("id", "row_hash", *ROW_FIELDS)
+    """Recompute every row hash, every anchor digest and the sha256 of every raw input
+    still stored; name the first problem."""
+    fields = ("id", "row_hash", *ROW_FIELDS, "input_text")
+    sha256_of = ROW_FIELDS.index("input_sha256") + 2
     anchors = list(PredictionAnchor.objects.order_by("from_id").values_list(
         "from_id", "to_id", "count", "digest"))
     from audits.models import AuditEvent
@@ -106,25 +119,37 @@ def verify_prediction_log(*, chunk_size: int = 20000) -> LogVerdict:
     anchor_index = 0
     digest = hashlib.sha256()
     in_anchor = 0
-    checked = anchored = 0
+    checked = anchored = inputs = legacy_unmatched = 0
     last_id = 0
+    # The column's own text (psycopg would parse a json column into a dict).
+    query = Prediction.objects.annotate(input_text=Cast("input", TextField()))
     while True:
-        rows = list(Prediction.objects.filter(id__gt=last_id).order_by("id")
+        rows = list(query.filter(id__gt=last_id).order_by("id")
                     .values_list(*fields)[:chunk_size])
         if not rows:
             break
         for row in rows:
             pk, stored = row[0], row[1]
-            values = dict(zip(ROW_FIELDS, row[2:], strict=True))
+            values = dict(zip(ROW_FIELDS, row[2:-1], strict=True))
             if row_hash(values) != stored:
                 return LogVerdict(False, checked, anchored, 0,
-                                  {"id": pk, "problem": "row does not match its hash"})
+                                  {"id": pk, "problem": "row does not match its hash"},
+                                  inputs, legacy_unmatched)
+            if row[-1] is not None:
+                state = _input_state(row[-1], row[sha256_of])
+                if state == "changed":
+                    return LogVerdict(False, checked, anchored, 0,
+                                      {"id": pk, "problem": "the stored input does not match "
+                                       "its input_sha256"}, inputs, legacy_unmatched)
+                inputs += 1
+                legacy_unmatched += state == "legacy-unmatched"
             checked += 1
             last_id = pk
             if anchor_index < len(anchors) and pk > anchors[anchor_index][1]:
                 return LogVerdict(False, checked, anchored, 0,
                                   {"id": anchors[anchor_index][1],
-                                   "problem": "rows missing from an anchored range"})
+                                   "problem": "rows missing from an anchored range"},
+                                  inputs, legacy_unmatched)
             if anchor_index < len(anchors) and anchors[anchor_index][0] <= pk:
                 digest.update(stored.encode("ascii"))
                 in_anchor += 1
@@ -134,18 +159,38 @@ def verify_prediction_log(*, chunk_size: int = 20000) -> LogVerdict:
                             or (from_id, to_id, expected) not in recorded):
                         return LogVerdict(False, checked, anchored, 0,
                                           {"id": to_id, "problem": f"anchor {from_id}–{to_id} "
-                                           "does not match the rows or the audit chain"})
+                                           "does not match the rows or the audit chain"},
+                                          inputs, legacy_unmatched)
                     anchored += in_anchor
                     anchor_index += 1
                     digest, in_anchor = hashlib.sha256(), 0
     if anchor_index < len(anchors):
         return LogVerdict(False, checked, anchored, 0,
                           {"id": anchors[anchor_index][1],
-                           "problem": "rows missing from an anchored range"})
+                           "problem": "rows missing from an anchored range"},
+                          inputs, legacy_unmatched)
     orphan = _first_dangling_reference()
     if orphan is not None:
-        return LogVerdict(False, checked, anchored, 0, orphan)
-    return LogVerdict(True, checked, anchored, checked - anchored, None)
+        return LogVerdict(False, checked, anchored, 0, orphan, inputs, legacy_unmatched)
+    return LogVerdict(True, checked, anchored, checked - anchored, None, inputs,
+                      legacy_unmatched)
+
+
+def _input_state(text: str, expected: str) -> str:
+    """"exact": the stored text is the bytes ``expected`` was taken over; "changed": it is
+    canonical JSON (written so since 0007) with another hash; for text stored before
+    (jsonb's or SQLite's own spacing): "legacy" when its value re-hashes to ``expected``,
+    else "legacy-unmatched"."""
+    raw = text.encode("utf-8")
+    if hashlib.sha256(raw).hexdigest() == expected:
+        return "exact"
+    try:
+        canonical = canonical_bytes(orjson.loads(raw))
+    except orjson.JSONDecodeError:
+        return "changed"
+    if canonical == raw:
+        return "changed"
+    return "legacy" if hashlib.sha256(canonical).hexdigest() == expected else "legacy-unmatched"
 
 
 def _first_dangling_reference() -> dict | None:

@@ -703,7 +703,8 @@ def test_batch_rows_are_logged_as_single_predictions_are(personas, version,
     job.refresh_from_db()
     assert job.status == BatchStatus.COMPLETED and job.rows_done == 120
     verdict = verify_prediction_log()
-    assert verdict.ok and verdict.checked == 120
+    assert verdict.ok and verdict.checked == verdict.inputs_checked == 120
+    assert verdict.legacy_inputs_unmatched == 0
     rows = {p.row_index: p for p in Prediction.objects.filter(batch=job)}
     routed = {i for i, p in rows.items() if p.routing == "review"}
     assert 5 in routed and rows[5].ood[0]["code"] == "out_of_range"

@@ -1,13 +1,17 @@
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
 
 import pytest
+from django.core.exceptions import FieldError
+from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
 from django.test import Client
 from django.utils import timezone
 
 from audits.models import Action, AuditEvent
+from core.hashing import canonical_bytes
 from inference.log import anchor_predictions, verify_prediction_log
 from inference.models import Prediction, ReviewItem
 from inference.services import prediction_inputs_purge
@@ -151,3 +155,85 @@ def test_a_deleted_row_breaks_its_anchor(personas):
         run_triggers(connection, install=True)
     verdict = verify_prediction_log()
     assert not verdict.ok and "anchor" in verdict.first_problem["problem"]
+
+
+def _stored_inputs() -> list[tuple[int, str, str]]:
+    """(id, the input column's own text, input_sha256) of every row, by id."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id, CAST(input AS text), input_sha256 FROM inference_prediction "
+                       "WHERE input IS NOT NULL ORDER BY id")
+        return cursor.fetchall()
+
+
+def _set_input_text(pk: int, text: str) -> None:
+    run_triggers(connection, install=False)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("UPDATE inference_prediction SET input = CAST(%s AS json) "
+                           "WHERE id = %s" if connection.vendor == "postgresql" else
+                           "UPDATE inference_prediction SET input = %s WHERE id = %s", [text, pk])
+    finally:
+        run_triggers(connection, install=True)
+
+
+def test_a_stored_input_is_the_bytes_its_sha256_was_taken_over(personas):
+    """The raw input is kept as its canonical JSON text (a json column on PostgreSQL, which
+    keeps text as written; jsonb would reorder and reformat it), so anyone can re-hash it."""
+    version, _ids = _routed(personas, 2)
+    stored = _stored_inputs()
+    assert len(stored) == 2
+    for _pk, text, sha256 in stored:
+        assert hashlib.sha256(text.encode()).hexdigest() == sha256
+        assert text.encode() == canonical_bytes(typical_input(version))
+    prediction = Prediction.objects.order_by("id").first()
+    assert prediction.input == typical_input(version)  # read back as the value
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT data_type FROM information_schema.columns WHERE "
+                           "table_name = 'inference_prediction' AND column_name = 'input'")
+            assert cursor.fetchone()[0] == "json"
+    verdict = verify_prediction_log()
+    assert verdict.ok and verdict.inputs_checked == 2 and verdict.legacy_inputs_unmatched == 0
+
+
+def test_a_changed_input_is_named_by_verification(personas):
+    _routed(personas, 3)
+    pk, text, _sha = _stored_inputs()[1]
+    value = Prediction.objects.get(pk=pk).input
+    first = sorted(value)[0]
+    value[first] = value[first] + 1
+    _set_input_text(pk, canonical_bytes(value).decode())
+    verdict = verify_prediction_log()
+    assert not verdict.ok and verdict.first_problem == {
+        "id": pk, "problem": "the stored input does not match its input_sha256"}
+    with pytest.raises(CommandError, match=f"prediction {pk}: the stored input") as raised:
+        call_command("verify_predictions")
+    assert raised.value.returncode == 1
+
+
+def test_inputs_stored_before_canonical_text_are_checked_by_value(personas, capsys):
+    """Rows written while the column was jsonb (the migration keeps jsonb's spaced text)
+    verify by their value; a value jsonb changed on the way in (-0.0 becomes 0.0) is
+    counted, not called a forgery."""
+    _routed(personas, 2)
+    (pk, text, _sha), (other, other_text, _sha2) = _stored_inputs()
+    spaced = text.replace(":", ": ").replace(",", ", ")
+    _set_input_text(pk, spaced)
+    verdict = verify_prediction_log()
+    assert verdict.ok and verdict.inputs_checked == 2 and verdict.legacy_inputs_unmatched == 0
+    value = Prediction.objects.get(pk=other).input
+    first = sorted(value)[0]
+    value[first] = -0.0 if value[first] == 0 else value[first] * -1
+    _set_input_text(other, canonical_bytes(value).decode().replace(",", ", "))
+    verdict = verify_prediction_log()
+    assert verdict.ok and verdict.legacy_inputs_unmatched == 1
+    call_command("verify_predictions")
+    out = capsys.readouterr().out
+    assert out.startswith("ok: 2 predictions checked") and "1 inputs stored before" in out
+
+
+def test_the_input_answers_only_isnull(personas):
+    _routed(personas)
+    assert Prediction.objects.filter(input__isnull=False).count() == 1
+    with pytest.raises(FieldError):
+        list(Prediction.objects.filter(input={"a": 1}))
