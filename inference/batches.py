@@ -753,6 +753,24 @@ def _copy_value(value: Any) -> str:
     return str(value)
 
 
+def _log_prefix(rows: list[ScoredRow]) -> str:
+    """The COPY columns equal for every row of one ``score_rows`` call, as one prefix."""
+    return "\t".join(_copy_value(rows[0].values[name]) for name in _LOG_CONSTANT) + "\t"
+
+
+def _copy_line(prefix: str, pk: int, r: ScoredRow, dumps=orjson.dumps) -> str:
+    """One log row in COPY's text format, columns as ``_LOG_COLUMNS``."""
+    v = r.values
+    shadow = v["shadow_output"]
+    return prefix + "\t".join((
+        str(pk), v["public_id"], v["input_sha256"], _copy_text(r.input_json.decode()),
+        _copy_text(v["label"]), repr(v["score"]), repr(v["confidence"]),
+        _copy_text(dumps(v["probabilities"]).decode()), v["routing"],
+        _copy_text(v["reason"]), _copy_text(dumps(v["ood"]).decode()),
+        "\\N" if shadow is None else _copy_text(dumps(shadow).decode()),
+        _copy_value(v["row_index"]), v["row_hash"]))
+
+
 _REVIEW_COLUMNS = ("prediction_id", "model_id", "version_id", "status", "created_at",
                    "decision", "final_label", "reason_code", "comment")
 
@@ -779,7 +797,7 @@ def _log_write(rows: list[ScoredRow], *, model: RegisteredModel, version: ModelV
     table = Prediction._meta.db_table
     dumps = orjson.dumps
     # One score_rows call computes these once for all its rows (tests check it).
-    prefix = "\t".join(_copy_value(rows[0].values[name]) for name in _LOG_CONSTANT) + "\t"
+    prefix = _log_prefix(rows)
     with connection.cursor() as cursor:
         cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id')) "
                        "FROM generate_series(1, %s)", [table, len(rows)])
@@ -789,20 +807,12 @@ def _log_write(rows: list[ScoredRow], *, model: RegisteredModel, version: ModelV
         lines = []
         with raw.copy(f"COPY {table} ({', '.join(_LOG_COLUMNS)}) FROM STDIN") as copy:
             for pk, r in zip(ids, rows, strict=True):
-                v = r.values
-                shadow = v["shadow_output"]
-                lines.append(prefix + "\t".join((
-                    str(pk), v["public_id"], v["input_sha256"], _copy_text(r.input_json.decode()),
-                    _copy_text(v["label"]), repr(v["score"]), repr(v["confidence"]),
-                    _copy_text(dumps(v["probabilities"]).decode()), v["routing"],
-                    _copy_text(v["reason"]), _copy_text(dumps(v["ood"]).decode()),
-                    "\\N" if shadow is None else _copy_text(dumps(shadow).decode()),
-                    _copy_value(v["row_index"]), v["row_hash"])))
+                lines.append(_copy_line(prefix, pk, r, dumps))
                 if len(lines) == 1000:
                     copy.write("\n".join(lines) + "\n")
                     lines = []
                 if r.review:
-                    routed.append((pk, v["created_at"]))
+                    routed.append((pk, r.values["created_at"]))
             if lines:
                 copy.write("\n".join(lines) + "\n")
         if routed:
