@@ -76,12 +76,12 @@ from machine_info import (  # noqa: E402,I001
     BadArguments,
     BenchError,
     Parser,
+    django_setup,
     header_lines,
     load_average,
     table,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
 PROG = "bench/audit.py"
 TABLE = "audits_auditevent"
 PLAIN_TABLE = "bench_audit_plain"
@@ -205,11 +205,7 @@ def setup_django(data_dir: Path, database_url: str | None) -> None:
     if database_url:
         os.environ["DATABASE_URL"] = database_url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
+    django_setup()
 
 
 # -- the synthetic trail -------------------------------------------------------------------------

@@ -56,6 +56,23 @@ def header_lines(libraries: tuple[str, ...]) -> list[str]:
     ]
 
 
+def django_setup() -> None:
+    """``django.setup()`` for a bench script, from whatever directory it was run.
+
+    The project root goes first on ``sys.path``, and the ``registry`` app is imported
+    before Django starts: Celery's Django fix-up puts the working directory first,
+    and run from ``bench/`` that would make ``bench/registry.py`` the app."""
+    import importlib
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parent.parent)
+    sys.path[:] = [root, *(p for p in sys.path if p != root)]
+    importlib.import_module("registry")
+    import django
+
+    django.setup()
+
+
 def table(header: list[str], rows: list[list[str]]) -> str:
     """A Markdown table, columns padded to their widest cell."""
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]

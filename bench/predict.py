@@ -83,6 +83,7 @@ from machine_info import (  # noqa: E402,I001
     BadArguments,
     BenchError,
     Parser,
+    django_setup,
     header_lines,
     load_average,
     table,
@@ -256,11 +257,7 @@ def base_env(work: Path, db_url: str) -> dict[str, str]:
 def setup_django(env: dict[str, str]) -> None:
     os.environ.clear()
     os.environ.update(env)
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
+    django_setup()
 
 
 # -- models ------------------------------------------------------------------------------

@@ -55,12 +55,12 @@ from machine_info import (  # noqa: E402,I001
     BadArguments,
     BenchError,
     Parser,
+    django_setup,
     header_lines,
     load_average,
     table,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
 PROG = "bench/registry.py"
 MB = 1024 * 1024  # MB here means MiB, as in ATTEST_MAX_UPLOAD_MB
 TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
@@ -140,11 +140,7 @@ def setup_django(data_dir: Path) -> None:
                  "ATTEST_STATIC_ROOT", "ATTEST_UPLOAD_TEMP_DIR"):
         os.environ.pop(name, None)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
+    django_setup()
     import django.test.signals  # noqa: F401 - resets storages when override_settings changes them
 
 
