@@ -7,7 +7,7 @@ from datetime import timedelta
 from django.db.models import Count, QuerySet, Sum
 from django.utils import timezone
 
-from registry.models import ModelVersion
+from registry.models import ModelVersion, VersionState
 from registry.roles import Capability
 from registry.selectors import model_list_for_user, user_capabilities
 
@@ -31,6 +31,16 @@ def review_item_get_for_user(*, user, item_id) -> ReviewItem | None:
     return (ReviewItem.objects.filter(pk=pk, model__in=model_list_for_user(
         user=user, capability=Capability.REVIEW)).select_related(
         "prediction", "model", "version", "reviewer").first())
+
+
+def testable_versions(*, user, model) -> list[ModelVersion]:
+    """The versions an owner may score on the predict form (newest first): every one
+    but discarded and rejected ones; empty for those who may not target a version."""
+    if Capability.REGISTER_VERSION not in user_capabilities(user=user, model=model):
+        return []
+    return list(model.versions.exclude(state__in=(VersionState.DISCARDED,
+                                                  VersionState.REJECTED))
+                .order_by("-number").only("id", "number", "state"))
 
 
 def can_see_raw_inputs(*, user, prediction: Prediction) -> bool:

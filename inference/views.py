@@ -7,7 +7,7 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from core.errors import ApplicationError, Conflict
+from core.errors import ApplicationError
 from core.pages import page_view
 from registry.roles import Capability
 from registry.selectors import model_get_for_user, user_capabilities
@@ -21,26 +21,42 @@ _guard = page_view("home")
 @_guard
 @require_http_methods(["GET", "POST"])
 def predict(request, model):
+    """The form for the production version; owners may pick another version to test
+    (``?version=N``, as the API's ``version``)."""
     obj = model_get_for_user(user=request.user, name=model, capability=Capability.PREDICT)
+    testable = selectors.testable_versions(user=request.user, model=obj)
+    number = request.GET.get("version") or None
+    if number is not None and not testable:
+        messages.error(request, "Only the model's owners may target a specific version.")
+        return redirect("inference:predict", model=obj.name)
     try:
-        version = services.target_version(user=request.user, model=obj)
-    except Conflict as exc:
-        messages.error(request, exc.message)
-        return redirect("registry:model-detail", model=obj.name)
+        version = services.target_version(user=request.user, model=obj, number=number)
+    except ApplicationError as exc:
+        if number is not None:
+            messages.error(request, exc.message)
+            return redirect("inference:predict", model=obj.name)
+        if not testable:
+            messages.error(request, exc.message)
+            return redirect("registry:model-detail", model=obj.name)
+        # An owner with no production version yet: the page offers the versions to test.
+        return render(request, "inference/predict.html", {
+            "model": obj, "version": None, "form": None, "testable": testable,
+            "no_production": exc.message})
     form = PredictionForm(request.POST or None, schema=version.input_schema)
-    result = None
     if request.method == "POST" and form.is_valid():
         try:
             result = services.prediction_create(user=request.user, model=obj,
-                                                instances=[form.inputs()])[0]
+                                                instances=[form.inputs()],
+                                                version_number=number)[0]
         except ApplicationError as exc:
             for item in exc.items:
                 name = (item.field or "").removeprefix("inputs.")
                 form.add_error(name if name in form.fields else None, item.message)
         else:
             return redirect("inference:prediction", prediction_id=result.prediction.public_id)
-    return render(request, "inference/predict.html", {"model": obj, "version": version,
-                                                      "form": form})
+    return render(request, "inference/predict.html", {
+        "model": obj, "version": version, "form": form, "testable": testable,
+        "chosen": number is not None})
 
 
 @_guard

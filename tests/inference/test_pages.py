@@ -4,7 +4,10 @@ import pytest
 from django.test import Client
 
 from inference.models import Prediction
+from registry import release
+from registry.services import model_version_submit
 
+from ..registry.helpers import register_dataset, register_version
 from .helpers import released_version, typical_input
 
 pytestmark = pytest.mark.django_db
@@ -69,3 +72,72 @@ def test_the_operations_page(personas):
     page = _as(personas.owner).get(f"/models/{personas.model.name}/operations/")
     assert page.status_code == 200 and b"Predictions logged" in page.content
     assert _as(personas.outsider).get(f"/models/{personas.model.name}/operations/").status_code == 404
+
+
+def test_owners_test_a_version_on_the_form_before_it_is_released(personas):
+    released = released_version(personas)
+    candidate = register_version(personas.owner, personas.model, released.dataset)
+    model_version_submit(user=personas.owner, version=candidate)
+    discarded = register_version(personas.owner, personas.model, released.dataset)
+    release.version_discard(user=personas.owner, version=discarded)
+    owner = _as(personas.owner)
+    url = f"/models/{personas.model.name}/predict/"
+    detail = owner.get(f"/models/{personas.model.name}/versions/{candidate.number}/").content
+    assert f'href="{url}?version={candidate.number}"'.encode() in detail
+    page = owner.get(url).content.decode()
+    assert 'name="version"' in page and f'value="{candidate.number}"' in page
+    assert f'value="{discarded.number}"' not in page  # discarded: not offered
+    testing = owner.get(f"{url}?version={candidate.number}").content.decode()
+    assert "Testing" in testing and f"v{candidate.number}" in testing
+    assert "not the production version" in testing
+    response = owner.post(f"{url}?version={candidate.number}",
+                          {k: str(v) for k, v in typical_input(candidate).items()})
+    assert response.status_code == 302
+    assert Prediction.objects.get().version_id == candidate.pk
+    # the production version without a choice, as for everyone
+    owner.post(url, {k: str(v) for k, v in typical_input(released).items()})
+    assert Prediction.objects.latest("id").version_id == released.pk
+
+
+@pytest.mark.parametrize("choice", ["999", "abc", "-1", "1e309"])
+def test_an_unknown_version_sends_the_owner_back_with_a_message(personas, choice):
+    released_version(personas)
+    response = _as(personas.owner).get(f"/models/{personas.model.name}/predict/?version={choice}",
+                                       follow=True)
+    assert response.status_code == 200
+    assert f"has no version {choice}".encode() in response.content
+    assert response.redirect_chain[-1][0] == f"/models/{personas.model.name}/predict/"
+
+
+def test_a_discarded_version_is_refused_on_the_form(personas):
+    released = released_version(personas)
+    discarded = register_version(personas.owner, personas.model, released.dataset)
+    release.version_discard(user=personas.owner, version=discarded)
+    url = f"/models/{personas.model.name}/predict/?version={discarded.number}"
+    response = _as(personas.owner).get(url, follow=True)
+    assert b"is discarded" in response.content
+    assert _as(personas.owner).post(url, {"x": "1"}).status_code == 302
+    assert not Prediction.objects.exists()
+
+
+def test_clinicians_cannot_choose_a_version(personas):
+    released = released_version(personas)
+    candidate = register_version(personas.owner, personas.model, released.dataset)
+    url = f"/models/{personas.model.name}/predict/"
+    page = _as(personas.clinician).get(url).content.decode()
+    assert 'name="version"' not in page
+    response = _as(personas.clinician).post(f"{url}?version={candidate.number}",
+                                            {k: str(v) for k, v in typical_input(candidate).items()},
+                                            follow=True)
+    assert b"Only the model&#x27;s owners may target a specific version." in response.content
+    assert not Prediction.objects.exists()
+
+
+def test_without_production_owners_are_offered_the_versions_to_test(personas):
+    dataset = register_dataset(personas.owner)
+    candidate = register_version(personas.owner, personas.model, dataset)
+    response = _as(personas.owner).get(f"/models/{personas.model.name}/predict/")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "has no version in production" in page and f'value="{candidate.number}"' in page
+    assert 'type="submit" class="primary"' not in page  # no form until a version is chosen
