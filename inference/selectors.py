@@ -12,15 +12,24 @@ from registry.roles import Capability
 from registry.selectors import model_list_for_user, user_capabilities
 
 from .models import Prediction, RejectionCount, ReviewItem, ReviewStatus
+from .validation import ood_flag_redacted
+
+# Versions that have never served in production: predictions from them come from
+# owners testing (the review pages say so).
+UNRELEASED_STATES = (VersionState.DRAFT, VersionState.IN_REVIEW, VersionState.APPROVED,
+                     VersionState.REJECTED, VersionState.DISCARDED)
 
 
 def review_queue_for_user(*, user, status: str = ReviewStatus.OPEN) -> QuerySet[ReviewItem]:
-    """Items on models the user reviews, oldest first."""
+    """Items on models the user reviews: open ones oldest first (the longest waiting
+    at the top), decided ones most recently decided first."""
+    order = ("created_at", "id") if status == ReviewStatus.OPEN else ("-decided_at", "-id")
     return (ReviewItem.objects.filter(model__in=model_list_for_user(user=user,
                                                                     capability=Capability.REVIEW),
                                       status=status)
-            .select_related("prediction", "model", "version", "reviewer")
-            .order_by("created_at", "id"))
+            .select_related("prediction", "prediction__requester", "model", "version",
+                            "reviewer")
+            .order_by(*order))
 
 
 def review_item_get_for_user(*, user, item_id) -> ReviewItem | None:
@@ -45,6 +54,14 @@ def testable_versions(*, user, model) -> list[ModelVersion]:
 
 def can_see_raw_inputs(*, user, prediction: Prediction) -> bool:
     return Capability.VIEW_PREDICTIONS in user_capabilities(user=user, model=prediction.model)
+
+
+def ood_flags(*, prediction: Prediction, reveal: bool) -> list[dict]:
+    """The prediction's out-of-distribution flags for a reader: as logged for those who
+    may see its raw input while it is kept, else rebuilt without any input value."""
+    if reveal and prediction.input is not None:
+        return prediction.ood
+    return [ood_flag_redacted(flag) for flag in prediction.ood or []]
 
 
 def review_stats(*, version: ModelVersion) -> dict:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -464,9 +465,18 @@ def score_rows(*, model: RegisteredModel, version: ModelVersion, checked: list[C
 
 # -- review queue ---------------------------------------------------------------------
 
+def is_own_prediction(*, user, prediction: Prediction) -> bool:
+    """The user requested the prediction, and so may not review it (unless allowed)."""
+    return (not settings.ATTEST_REVIEW_OWN_PREDICTIONS and user.is_authenticated
+            and prediction.requester_id == user.pk)
+
+
 def review_decide(*, user, item: ReviewItem, decision: str, final_label: str = "",
                   reason_code: str = "", comment: str = "") -> ReviewItem:
     require_capability(user=user, model=item.model, capability=Capability.REVIEW)
+    if is_own_prediction(user=user, prediction=item.prediction):
+        raise PermissionDenied("You requested this prediction: another reviewer decides it.",
+                               code="own_prediction", field="decision")
     problems = []
     if decision not in ReviewDecision.values:
         problems.append(ErrorItem("invalid", "decision must be accept or override.", "decision"))
@@ -483,7 +493,12 @@ def review_decide(*, user, item: ReviewItem, decision: str, final_label: str = "
                                       f"{', '.join(OverrideReason.values)}.", "reason_code"))
         if reason_code == OverrideReason.OTHER and not comment.strip():
             problems.append(ErrorItem("required", "Explain 'other' in the comment.", "comment"))
-    elif reason_code and reason_code not in OverrideReason.values:
+    elif final_label and final_label != item.prediction.label:
+        problems.append(ErrorItem("invalid_label", f"Accept keeps the model's label "
+                                  f"({item.prediction.label}); to record {final_label}, "
+                                  "override.", "final_label"))
+    if decision != ReviewDecision.OVERRIDE and reason_code and \
+            reason_code not in OverrideReason.values:
         problems.append(ErrorItem("invalid", "Unknown reason code.", "reason_code"))
     if problems:
         raise ValidationFailed(items=problems)

@@ -58,6 +58,28 @@ def _impute(feature: dict, column: dict) -> Any:
     return top == "true" if kind == "boolean" else top
 
 
+def range_text(lo, hi, unit: str = "") -> str:
+    """A validated range as people read it: "6.98–28.1 mm", "≥ 0", "≤ 120"."""
+    if lo is not None and hi is not None:
+        return f"{lo:g}–{hi:g}{unit}"
+    return f"≥ {lo:g}{unit}" if lo is not None else f"≤ {hi:g}{unit}"
+
+
+def ood_flag_redacted(flag: dict) -> dict:
+    """The flag as anyone may see it: its text rebuilt from its code and feature, so no
+    input value reaches someone without the right to raw inputs, nor outlives their
+    purge (flags logged before the messages stopped quoting the value carry it)."""
+    feature = flag.get("feature")
+    texts = {"out_of_range": f"{feature} is outside the validated range.",
+             "unseen_category": f"{feature} has a category that never occurred in the "
+                                "training data."}
+    message = texts.get(flag.get("code"))
+    if message is None or not feature:
+        message = flag.get("message", "") if flag.get("code") == "tail" else \
+            "An input is unlike the training data."
+    return {"code": flag.get("code"), "feature": feature, "message": message}
+
+
 def check_input(raw: Any, *, schema: list[dict], profile: dict, path: str = "inputs") -> Checked:
     """Validate one input object and run the OOD check on what validated."""
     checked = Checked(values={})
@@ -106,9 +128,12 @@ def check_input(raw: Any, *, schema: list[dict], profile: dict, path: str = "inp
             lo, hi = feature.get("min"), feature.get("max")
             unit = f" {feature['unit']}" if feature.get("unit") else ""
             if (lo is not None and value < lo) or (hi is not None and value > hi):
+                # No value in the message: the flag is logged with the prediction and
+                # shown to people who may not see raw inputs, and outlives their purge.
+                side = "below" if lo is not None and value < lo else "above"
                 checked.ood.append({"code": "out_of_range", "feature": name,
-                                    "message": f"{name} = {value:g}{unit} is outside the validated "
-                                               f"range {lo:g}–{hi:g}{unit}."})
+                                    "message": f"{name} is {side} the validated range "
+                                               f"({range_text(lo, hi, unit)})."})
             numeric += 1
             p01, p99 = column.get("p01"), column.get("p99")
             if p01 is not None and p99 is not None and not (p01 <= value <= p99):
@@ -133,8 +158,8 @@ def check_input(raw: Any, *, schema: list[dict], profile: dict, path: str = "inp
             seen = column.get("categories")
             if seen is not None and value not in seen and column.get("other_rate", 0) == 0:
                 checked.ood.append({"code": "unseen_category", "feature": name,
-                                    "message": f"{name} = '{value}' never occurred in the "
-                                               "training data."})
+                                    "message": f"{name} has a category that never occurred in "
+                                               "the training data."})
         checked.values[name] = value
     if numeric and tails >= TAIL_MIN_FEATURES and tails / numeric >= TAIL_MIN_SHARE:
         checked.ood.append({"code": "tail", "feature": None,

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 from django.contrib import messages
+from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from core.errors import ApplicationError
+from core.errors import ApplicationError, Conflict, PermissionDenied
 from core.pages import page_view
 from registry.roles import Capability
 from registry.selectors import model_get_for_user, user_capabilities
 
 from . import selectors, services
 from .forms import PredictionForm, ReviewDecisionForm
+from .models import ReviewStatus
 
 _guard = page_view("home")
+REVIEW_PAGE_SIZE = 100
 
 
 @_guard
@@ -52,6 +55,9 @@ def predict(request, model):
             for item in exc.items:
                 name = (item.field or "").removeprefix("inputs.")
                 form.add_error(name if name in form.fields else None, item.message)
+                hint = form.number_hint(name) if item.code == "invalid_type" else None
+                if hint:
+                    form.add_error(name, hint)
         else:
             return redirect("inference:prediction", prediction_id=result.prediction.public_id)
     return render(request, "inference/predict.html", {
@@ -69,14 +75,23 @@ def prediction_detail(request, prediction_id):
         if reveal and prediction.input is not None else []
     return render(request, "inference/prediction.html", {
         "prediction": prediction, "reveal": reveal, "rows": rows, "review": review,
+        "ood": selectors.ood_flags(prediction=prediction, reveal=reveal),
         "labels": prediction.version.output_schema.get("label_names", {}),
         "caps": user_capabilities(user=request.user, model=prediction.model)})
 
 
 @_guard
 def review_queue(request):
-    items = list(selectors.review_queue_for_user(user=request.user)[:200])
-    return render(request, "inference/review_queue.html", {"items": items})
+    """Open items oldest first, or decided ones newest first, a page at a time."""
+    status = request.GET.get("status") or ReviewStatus.OPEN
+    if status not in ReviewStatus.values:
+        status = ReviewStatus.OPEN
+    paginator = Paginator(selectors.review_queue_for_user(user=request.user, status=status),
+                          REVIEW_PAGE_SIZE)
+    page = paginator.get_page(request.GET.get("page"))
+    return render(request, "inference/review_queue.html", {
+        "page": page, "items": page.object_list, "status": status,
+        "unreleased": selectors.UNRELEASED_STATES})
 
 
 @_guard
@@ -90,6 +105,9 @@ def review_item(request, item_id):
     if request.method == "POST" and form.is_valid():
         try:
             services.review_decide(user=request.user, item=item, **form.cleaned_data)
+        except (Conflict, PermissionDenied) as exc:  # decided meanwhile, or one's own
+            messages.error(request, f"{exc.message} Your decision was not recorded.")
+            return redirect("inference:review-item", item_id=item.pk)
         except ApplicationError as exc:
             for error in exc.items:
                 form.add_error(error.field if error.field in form.fields else None, error.message)
@@ -99,8 +117,11 @@ def review_item(request, item_id):
     reveal = selectors.can_see_raw_inputs(user=request.user, prediction=item.prediction)
     rows = [{"feature": f, "value": (item.prediction.input or {}).get(f["name"])}
             for f in item.version.input_schema] if reveal and item.prediction.input else []
-    return render(request, "inference/review_item.html", {"item": item, "form": form,
-                                                          "rows": rows, "reveal": reveal})
+    return render(request, "inference/review_item.html", {
+        "item": item, "form": form, "rows": rows, "reveal": reveal,
+        "own": services.is_own_prediction(user=request.user, prediction=item.prediction),
+        "unreleased": selectors.UNRELEASED_STATES,
+        "ood": selectors.ood_flags(prediction=item.prediction, reveal=reveal)})
 
 
 @_guard

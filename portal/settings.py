@@ -82,6 +82,8 @@ MIDDLEWARE = [
     "core.middleware.RequestContextMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # refuses an over-limit body before the CSRF check or a view reads it
+    "core.middleware.RequestSizeMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -291,6 +293,9 @@ CELERY_TASK_EAGER_PROPAGATES = True
 # Without a broker (eager), batch jobs run in a thread of the web process rather than
 # inside the upload request; tests turn this off to run them synchronously.
 ATTEST_BATCH_EAGER_THREAD = env_bool("ATTEST_BATCH_EAGER_THREAD", True)
+# Four eyes on the review queue: whoever requested a prediction may not decide its
+# review item (a one-person deployment may allow it).
+ATTEST_REVIEW_OWN_PREDICTIONS = env_bool("ATTEST_REVIEW_OWN_PREDICTIONS", False)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -23,14 +23,19 @@ from .. import selectors, services
 from ..models import ReviewStatus
 
 
-def prediction_as_dict(prediction, *, review=None, reveal_input: bool = False) -> dict:
+def prediction_as_dict(prediction, *, review=None, reveal_input: bool = False,
+                       requester: bool = False) -> dict:
+    """``reveal_input``: the reader may see raw inputs; ``requester``: the answer to the
+    request that sent the input (its flags as computed, values and all)."""
+    ood = prediction.ood if requester else selectors.ood_flags(prediction=prediction,
+                                                               reveal=reveal_input)
     body = {
         "id": str(prediction.public_id), "model": prediction.model.name if hasattr(
             prediction, "model") else None,
         "model_version": prediction.version.number, "label": prediction.label,
         "score": prediction.score, "confidence": prediction.confidence,
         "probabilities": prediction.probabilities, "routing": prediction.routing,
-        "reason": prediction.reason or None, "ood": prediction.ood,
+        "reason": prediction.reason or None, "ood": ood,
         "input_sha256": prediction.input_sha256, "created_at": prediction.created_at.isoformat(),
         "latency_ms": prediction.latency_ms,
     }
@@ -93,7 +98,8 @@ def predict_answer(*, user, model: str, read_body: Callable[[], Any], ctx=None,
     instances = body["instances"] if many else [body["inputs"]]
     results = services.prediction_create(user=user, model=ctx, instances=instances, many=many,
                                          version_number=body.get("version"), guard=guard)
-    items = [prediction_as_dict(r.prediction, review=r.review) for r in results]
+    items = [prediction_as_dict(r.prediction, review=r.review, requester=True)
+             for r in results]
     if many:
         return {"predictions": items}
     return items[0]
@@ -122,18 +128,50 @@ def review_as_dict(item, *, reveal_input: bool) -> dict:
     }
 
 
+def _int_param(request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query_params.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or not lo <= value <= hi:
+        raise ValidationFailed(f"{name} must be a whole number from {lo} to {hi}.", field=name)
+    return value
+
+
 class ReviewListView(AttestAPIView):
-    @extend_schema(parameters=[OpenApiParameter("status", str, enum=["open", "decided"])],
-                   responses={200: OpenApiResponse(description="review items, oldest first"),
-                              **error_responses(400, 401)})
+    @extend_schema(parameters=[
+        OpenApiParameter("status", str, enum=["open", "decided"],
+                         description="open (default): the longest waiting first; decided: "
+                                     "the most recently decided first"),
+        OpenApiParameter("offset", int, description="items to skip (default 0)"),
+        OpenApiParameter("limit", int, description="items per page, 1-500 (default 200)")],
+        responses={200: OpenApiResponse(description="{count, next, results}: one page of "
+                                                    "review items"),
+                   **error_responses(400, 401)})
     def get(self, request):
         status_ = request.query_params.get("status", ReviewStatus.OPEN)
         if status_ not in ReviewStatus.values:
             raise ValidationFailed("status must be open or decided.", field="status")
-        items = list(selectors.review_queue_for_user(user=request.user, status=status_)[:200])
-        return Response({"results": [
-            review_as_dict(i, reveal_input=selectors.can_see_raw_inputs(
-                user=request.user, prediction=i.prediction)) for i in items]})
+        offset = _int_param(request, "offset", 0, 0, 10**9)
+        limit = _int_param(request, "limit", 200, 1, 500)
+        queue = selectors.review_queue_for_user(user=request.user, status=status_)
+        count = queue.count()
+        items = list(queue[offset:offset + limit])
+        reveal: dict[int, bool] = {}  # per model: one capability lookup, not one per item
+        for item in items:
+            if item.model_id not in reveal:
+                reveal[item.model_id] = selectors.can_see_raw_inputs(user=request.user,
+                                                                     prediction=item.prediction)
+        following = None
+        if offset + limit < count:
+            params = request.query_params.copy()
+            params["offset"], params["limit"] = str(offset + limit), str(limit)
+            following = request.build_absolute_uri(f"{request.path}?{params.urlencode()}")
+        return Response({"count": count, "next": following, "results": [
+            review_as_dict(i, reveal_input=reveal[i.model_id]) for i in items]})
 
 
 DecisionRequest = inline_serializer(name="ReviewDecision", fields={

@@ -26,10 +26,17 @@ def short_hash(value: str, length: int = 12) -> str:
 
 @register.filter
 def percent(value) -> str:
+    """A share as a percentage with one decimal; never a rounded 100.0% or 0.0% for a
+    share that is not exactly 1 or 0 (a probability of 0.99982 is ">99.9%")."""
     try:
-        return f"{float(value) * 100:.1f}%"
+        share = float(value)
     except (TypeError, ValueError):
         return "—"
+    if 0.999 < share < 1:
+        return ">99.9%"
+    if 0 < share < 0.001:
+        return "<0.1%"
+    return f"{share * 100:.1f}%"
 
 
 @register.filter

@@ -93,7 +93,7 @@ def test_the_review_pages(personas):
     client.force_login(personas.reviewer)
     assert b"Review queue" in client.get("/reviews/").content
     page = client.get(f"/reviews/{ids[0]}/")
-    assert page.status_code == 200 and b"low_confidence" in page.content
+    assert page.status_code == 200 and b"below the threshold" in page.content
     bad = client.post(f"/reviews/{ids[0]}/", {"decision": "override"})
     assert bad.status_code == 200 and b"reason code" in bad.content
     ok = client.post(f"/reviews/{ids[0]}/", {"decision": "accept"})

@@ -178,8 +178,9 @@ def matrix(ctx) -> list[Case]:
         Case("inference:review-item", "get", f"/reviews/{ctx['review_id']}/", table(
             s200=("admin", "clinician", "reviewer"),
             s404=("auditor", "owner", "pi", "irb", *HIDDEN), login=("anonymous",))),
+        # the clinician requested the prediction: four eyes, another reviewer decides
         Case("inference:review-item", "post", f"/reviews/{ctx['review_id']}/", table(
-            ok302=("admin", "clinician", "reviewer"),
+            ok302=("admin", "reviewer"), deny=("clinician",),
             s404=("auditor", "owner", "pi", "irb", *HIDDEN), login=("anonymous",)),
              data={"decision": "accept"}),
         Case("registry:dataset-list", "get", "/datasets/", table(
@@ -287,7 +288,7 @@ def matrix(ctx) -> list[Case]:
         Case("api-reviews", "get", "/api/v1/reviews/", table(s200=everyone, s401=("anonymous",)),
              api=True),
         Case("api-review-decision", "post", f"/api/v1/reviews/{ctx['review_id']}/decision/",
-             table(s200=("admin", "clinician", "reviewer"),
+             table(s200=("admin", "reviewer"), s403=("clinician",),
                    s404=("auditor", "owner", "pi", "irb", *HIDDEN), s401=("anonymous",)),
              api=True, data={"decision": "accept"}, format="json"),
         Case("api-review-stats", "get", f"/api/v1/models/{m}/review-stats/", table(
