@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, JsonResponse
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import exceptions as drf_exceptions
@@ -17,7 +18,7 @@ from rest_framework.views import APIView
 
 from core.context import context_for_user, set_actor
 from core.errors import ApplicationError, PayloadTooLarge
-from core.uploads import UploadTooLarge, upload_limit_message
+from core.uploads import UploadTooLarge, body_limit_message, upload_limit_message
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,11 @@ def exception_handler(exc, context):
     if isinstance(exc, UploadTooLarge) or (request is not None and getattr(
             getattr(request, "_request", request), "upload_too_large", False)):
         return Response(error_body("too_large", upload_limit_message(), "artifact"),
+                        status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+    if isinstance(exc, RequestDataTooBig):
+        # Reading request.data: the form fields of a multipart body past the limit
+        # (core.middleware.RequestSizeMiddleware refuses any other body before the view).
+        return Response(error_body("too_large", body_limit_message()),
                         status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
     if isinstance(exc, Http404):
         return Response(error_body("not_found", "Not found."), status=404)
@@ -122,6 +128,10 @@ def error_responses(*codes: int) -> dict:
 
 def json_404(request, exception=None):
     return JsonResponse(error_body("not_found", "Not found."), status=404)
+
+
+def json_413(request):
+    return JsonResponse(error_body("too_large", body_limit_message()), status=413)
 
 
 def json_500(request):

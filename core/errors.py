@@ -24,9 +24,12 @@ class ApplicationError(Exception):
     """Base class. ``items`` lists every problem found, so users fix them all at once."""
 
     status: int = 400
+    default_code = "invalid"  # the code of an item raised without one
 
-    def __init__(self, message: str | None = None, *, code: str = "invalid", field: str | None = None,
-                 items: list[ErrorItem] | None = None, extra: dict | None = None) -> None:
+    def __init__(self, message: str | None = None, *, code: str | None = None,
+                 field: str | None = None, items: list[ErrorItem] | None = None,
+                 extra: dict | None = None) -> None:
+        code = code or self.default_code
         self.items = list(items or [])
         if message is not None:
             self.items.insert(0, ErrorItem(code=code, message=message, field=field))
@@ -52,7 +55,11 @@ class ValidationFailed(ApplicationError):
 
 
 class NotFound(ApplicationError):
+    """404. Its code is ``not_found`` unless a more precise one is given, as for Http404
+    and DRF's NotFound (core.api.exception_handler): clients test one code."""
+
     status = 404
+    default_code = "not_found"
     default_message = "Not found."
 
 

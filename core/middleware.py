@@ -7,8 +7,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.shortcuts import render
 
+from core.api import json_413
 from core.context import ActorContext, context_for_user, new_request_id, reset_actor, set_actor
+from core.uploads import body_limit_message
 
 
 def client_address(request) -> str | None:
@@ -62,6 +66,58 @@ class RequestContextMiddleware:
         set_actor(context_for_user(user, via=via, request_id=request.request_id,
                                    remote_addr=request.client_addr))
         return None
+
+
+class RequestSizeMiddleware:
+    """Answers 413 to a request body past DATA_UPLOAD_MAX_MEMORY_SIZE before anything
+    reads it.
+
+    Left to Django, the first read of such a body (DRF's ``request.data``, the CSRF
+    check's ``request.POST``) raises RequestDataTooBig: an HTML "Bad Request (400)" page,
+    and an ERROR with its traceback in the log. Here the answer is the API's error body
+    under ``/api/`` and a page elsewhere, logged as any other 4xx. It runs as the views'
+    first hook (placed before CsrfViewMiddleware), when the user is known, so the page
+    shows the usual navigation:
+
+    1. A body that is not multipart is refused by its Content-Length, unread, as
+       Django itself would refuse to read it (so an over-limit prediction answers
+       413 with or without a valid token).
+    2. A multipart body's files stream to disk under their own limit (core.uploads),
+       but its other fields count against this one, which only parsing shows. For a
+       page, parse it here, as the CSRF check is about to; an API view meets the
+       error when it reads ``request.data`` (core.api.exception_handler).
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        if limit is None:
+            return None
+        if request.content_type != "multipart/form-data":
+            try:
+                length = int(request.META.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                length = 0  # Django reads such a body as empty
+            return self.too_large(request) if length > limit else None
+        if (request.method == "POST" and not request.path.startswith("/api/")
+                and not getattr(view_func, "csrf_exempt", False)):
+            try:
+                request.POST  # noqa: B018 - parsed now, as the CSRF check would
+            except RequestDataTooBig:
+                request._mark_post_parse_error()  # as Django's handler does: not read twice
+                return self.too_large(request)
+        return None
+
+    @staticmethod
+    def too_large(request):
+        if request.path.startswith("/api/"):
+            return json_413(request)
+        return render(request, "413.html", {"message": body_limit_message()}, status=413)
 
 
 CSP = (

@@ -40,6 +40,15 @@ class SizeLimitUploadHandler(FileUploadHandler):
         return None
 
 
+def body_limit_message() -> str:
+    """Why a request body past DATA_UPLOAD_MAX_MEMORY_SIZE is refused (a multipart
+    upload's files count against ATTEST_MAX_UPLOAD_BYTES instead, its fields against it)."""
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    mb, rest = divmod(limit, 1024 * 1024)
+    size = f"{mb} MB" if mb and not rest else f"{limit} bytes"
+    return f"The request body is larger than this server's limit of {size}."
+
+
 def upload_limit_message() -> str:
     mb = settings.ATTEST_MAX_UPLOAD_BYTES // (1024 * 1024)
     return f"The upload is larger than this server's limit of {mb} MB (ATTEST_MAX_UPLOAD_MB)."
