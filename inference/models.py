@@ -81,7 +81,11 @@ class Prediction(models.Model):
         indexes = [models.Index(fields=["version", "-id"], name="prediction_version_id"),
                    models.Index(fields=["model", "created_at"], name="prediction_model_time"),
                    # a plain btree: db_index on a CharField would add a LIKE index too
-                   models.Index(fields=["input_sha256"], name="prediction_input_sha256")]
+                   models.Index(fields=["input_sha256"], name="prediction_input_sha256"),
+                   # "My predictions": a requester's single predictions, newest first
+                   # (batch rows, listed in their job's result file, stay out of it).
+                   models.Index(fields=["requester", "-id"], name="prediction_requester_id",
+                                condition=Q(batch__isnull=True))]
         constraints = [
             # Idempotent batch writes: a retried chunk cannot log a row twice.
             models.UniqueConstraint(fields=["batch", "row_index"], condition=Q(batch__isnull=False),

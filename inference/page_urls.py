@@ -7,6 +7,7 @@ app_name = "inference"
 urlpatterns = [
     path("models/<str:model>/predict/", views.predict, name="predict"),
     path("models/<str:model>/operations/", views.model_operations, name="operations"),
+    path("predictions/", views.my_predictions, name="my-predictions"),
     path("predictions/<str:prediction_id>/", views.prediction_detail, name="prediction"),
     path("reviews/", views.review_queue, name="review-queue"),
     path("reviews/<str:item_id>/", views.review_item, name="review-item"),

@@ -52,6 +52,15 @@ def testable_versions(*, user, model) -> list[ModelVersion]:
                 .order_by("-number").only("id", "number", "state"))
 
 
+def predictions_requested_by(*, user) -> QuerySet[Prediction]:
+    """The user's own single predictions (not batch rows), newest first, on the models
+    they may still see."""
+    return (Prediction.objects.filter(requester=user, batch__isnull=True,
+                                      model__in=model_list_for_user(user=user))
+            .select_related("model", "version", "review", "review__reviewer")
+            .order_by("-id"))
+
+
 def can_see_raw_inputs(*, user, prediction: Prediction) -> bool:
     return Capability.VIEW_PREDICTIONS in user_capabilities(user=user, model=prediction.model)
 

@@ -19,6 +19,7 @@ from .models import ReviewStatus
 
 _guard = page_view("home")
 REVIEW_PAGE_SIZE = 100
+PREDICTION_PAGE_SIZE = 50
 
 
 @_guard
@@ -63,6 +64,16 @@ def predict(request, model):
     return render(request, "inference/predict.html", {
         "model": obj, "version": version, "form": form, "testable": testable,
         "chosen": number is not None})
+
+
+@_guard
+def my_predictions(request):
+    """The predictions the user asked for, newest first, with where each one stands."""
+    paginator = Paginator(selectors.predictions_requested_by(user=request.user),
+                          PREDICTION_PAGE_SIZE)
+    page = paginator.get_page(request.GET.get("page"))
+    return render(request, "inference/my_predictions.html", {"page": page,
+                                                             "items": page.object_list})
 
 
 @_guard

@@ -11,6 +11,8 @@ def navigation(request):
     if user is None or not user.is_authenticated:
         return {"nav": []}
     nav = [("Models", "registry:model-list"), ("Datasets", "registry:dataset-list")]
+    if model_list_for_user(user=user, capability=Capability.PREDICT).exists():
+        nav.append(("My predictions", "inference:my-predictions"))
     if model_list_for_user(user=user, capability=Capability.REVIEW).exists():
         nav.append(("Review queue", "inference:review-queue"))
     if is_global_admin(user) or is_global_auditor(user) or model_list_for_user(

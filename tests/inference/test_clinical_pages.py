@@ -271,3 +271,49 @@ def test_reasons_and_shares_read_as_words():
     assert reason_text("") == "" and reason_text("something new") == "Something new"
     assert percent(0.999817) == ">99.9%" and percent(0.000183) == "<0.1%"
     assert percent(1) == "100.0%" and percent(0) == "0.0%" and percent(0.5) == "50.0%"
+
+
+# -- my predictions --------------------------------------------------------------------------
+
+def test_my_predictions_lists_ones_own_with_where_each_stands(personas, monkeypatch):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from inference.batches import batch_submit
+    from inference.tasks import run_batch
+    from registry.models import ModelRole
+    from registry.services import access_revoke
+
+    version = released_version(personas, confidence_threshold=1.0)
+    first = _predict(personas, version)
+    second = _predict(personas, version)
+    other = next(lb for lb in version.output_schema["labels"] if lb != second["label"])
+    review_decide(user=personas.reviewer, item=ReviewItem.objects.get(pk=second["review_id"]),
+                  decision="override", final_label=other, reason_code="clinical_judgement")
+    someone_else = _predict(personas, version, who="owner")
+    row = typical_input(version)
+    job = batch_submit(user=personas.clinician, model=personas.model, upload=SimpleUploadedFile(
+        "b.csv", (",".join(row) + "\n" + ",".join(str(v) for v in row.values()) + "\n").encode()))
+    run_batch.apply(args=[job.pk])
+    assert Prediction.objects.filter(batch=job).count() == 1
+
+    clinician = _as(personas.clinician)
+    home = clinician.get("/").content.decode()
+    assert 'href="/predictions/"' in home  # in the navigation
+    page = clinician.get("/predictions/").content.decode()
+    assert "2 predictions" in page  # the batch row and the owner's are not listed
+    assert page.index(second["id"]) < page.index(first["id"])  # newest first
+    assert someone_else["id"] not in page
+    assert "awaiting review" in page
+    assert f"overridden by reviewer (model said {second['label']})" in page
+
+    monkeypatch.setattr("inference.views.PREDICTION_PAGE_SIZE", 1)
+    assert first["id"] in clinician.get("/predictions/?page=2").content.decode()
+    assert "Page 2 of 2" in clinician.get("/predictions/?page=abc&page=2").content.decode()
+
+    access_revoke(user=personas.owner, model=personas.model, grantee=personas.clinician,
+                  role=ModelRole.CLINICIAN)
+    gone = clinician.get("/predictions/").content.decode()
+    assert "You have not asked for a prediction yet." in gone
+    assert 'href="/predictions/"' not in clinician.get("/").content.decode()
+    assert "not asked for a prediction" in _as(personas.outsider).get(
+        "/predictions/").content.decode()

@@ -168,6 +168,8 @@ def matrix(ctx) -> list[Case]:
         Case("inference:predict", "post", f"/models/{m}/predict/", table(
             ok302=("admin", "owner", "clinician"), deny=("auditor", "pi", "irb", "reviewer"),
             s404=HIDDEN, login=("anonymous",)), data="predict-form"),
+        Case("inference:my-predictions", "get", "/predictions/", table(
+            s200=everyone, login=("anonymous",))),
         Case("inference:prediction", "get", f"/predictions/{ctx['prediction_id']}/", table(
             s200=("admin", "auditor", "owner", "pi", "irb", "clinician", "reviewer"),
             s404=HIDDEN, login=("anonymous",))),
