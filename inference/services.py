@@ -483,14 +483,14 @@ def review_decide(*, user, item: ReviewItem, decision: str, final_label: str = "
     labels = item.version.output_schema.get("labels") or []
     if decision == ReviewDecision.OVERRIDE:
         if final_label not in labels:
-            problems.append(ErrorItem("invalid_label", f"final_label must be one of: "
-                                      f"{', '.join(labels)}.", "final_label"))
+            problems.append(ErrorItem("invalid_label", f"Choose the final label: "
+                                      f"{' or '.join(labels)}.", "final_label"))
         elif final_label == item.prediction.label:
             problems.append(ErrorItem("invalid_label", "An override needs a label other than the "
                                       "model's; accept instead.", "final_label"))
         if reason_code not in OverrideReason.values:
-            problems.append(ErrorItem("required", "An override needs a reason code: "
-                                      f"{', '.join(OverrideReason.values)}.", "reason_code"))
+            problems.append(ErrorItem("required", "An override needs a reason (reason_code: "
+                                      f"{', '.join(OverrideReason.values)}).", "reason_code"))
         if reason_code == OverrideReason.OTHER and not comment.strip():
             problems.append(ErrorItem("required", "Explain 'other' in the comment.", "comment"))
     elif final_label and final_label != item.prediction.label:

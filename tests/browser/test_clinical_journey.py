@@ -25,7 +25,7 @@ def test_the_clinical_journey(browser, live_server, transactional_db, personas, 
 
     clinician = _person(browser, live_server, "clinician")
     clinician.goto(f"{live_server.url}/models/{MODEL}/")
-    clinician.get_by_role("link", name="Predict").click()
+    clinician.get_by_role("link", name="Predict", exact=True).click()
     expect(clinician.get_by_role("heading", level=1)).to_have_text(f"Predict with {MODEL}")
     for name, value in row.items():
         clinician.get_by_label(name, exact=True).fill(str(value))
@@ -55,10 +55,11 @@ def test_the_clinical_journey(browser, live_server, transactional_db, personas, 
     expect(reviewer.get_by_role("heading", level=1)).to_contain_text(
         f"said “{prediction.label}”")
     other = next(lb for lb in labels if lb != prediction.label)
+    expect(reviewer.get_by_role("group", name="Decision")).to_be_visible()  # a labelled group
     reviewer.get_by_label("Override").check()
     reviewer.get_by_role("button", name="Record decision").click()
     expect(reviewer.get_by_label("Final label")).to_have_accessible_description(
-        re.compile("must be one of"))  # the error beside the field
+        re.compile("Choose the final label"))  # the error beside the field
     reviewer.get_by_label("Final label").select_option(other)
     reviewer.get_by_label("Reason").select_option("clinical_judgement")
     reviewer.get_by_label("Comment").fill("Histology disagrees.")
@@ -73,3 +74,8 @@ def test_the_clinical_journey(browser, live_server, transactional_db, personas, 
         f"the model said “{prediction.label}”, the reviewer decided “{other}”")
     expect(clinician.get_by_text("Do not act on this prediction")).to_have_count(0)
     clinician.screenshot(path=tmp_path / "prediction-overridden.png", full_page=True)
+    # ... and finds it again under My predictions, where it stands.
+    clinician.get_by_role("link", name="My predictions").click()
+    expect(clinician.locator("table.data tbody tr")).to_have_count(1)
+    expect(clinician.locator("table.data tbody tr")).to_contain_text(
+        f"overridden by reviewer (model said {prediction.label})")
