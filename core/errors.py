@@ -65,6 +65,7 @@ class NotFound(ApplicationError):
 
 class PermissionDenied(ApplicationError):
     status = 403
+    default_code = "permission_denied"
     default_message = "You do not have permission to do this."
 
 

@@ -61,7 +61,7 @@ class PredictView(AttestAPIView):
 
     @extend_schema(request=PredictRequest,
                    responses={200: OpenApiResponse(description="prediction(s)"),
-                              **error_responses(400, 401, 403, 404, 409)},
+                              **error_responses(400, 401, 403, 404, 409, 413)},
                    summary="Validate, check, score, route and log")
     def post(self, request, model):
         return Response(predict_answer(user=request.user, model=model,

@@ -70,3 +70,13 @@ def test_not_found_defaults_to_its_code_and_keeps_a_precise_one():
     assert NotFound("Not yet.", code="not_ready").items[0].code == "not_ready"
     # other errors keep their own default
     assert ValidationFailed("Bad.").items[0].code == "invalid"
+
+
+def test_permission_denied_defaults_to_its_code(personas):
+    from core.errors import PermissionDenied
+
+    assert PermissionDenied("No.").items[0].code == "permission_denied"
+    # raised without a code: the checkpoints list is for admins and auditors only
+    response = _token_client(personas.clinician).get("/api/v1/audit/checkpoints/")
+    assert response.status_code == 403
+    assert response.json()["errors"][0]["code"] == "permission_denied"
