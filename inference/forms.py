@@ -8,8 +8,9 @@ from django import forms
 from django.forms.boundfield import BoundField
 from django.utils.functional import cached_property
 
+from core.numbers import range_text
+
 from .models import OverrideReason, ReviewDecision
-from .validation import range_text
 
 # What the form reads as a number: ASCII digits, at most one dot for decimals, an
 # optional exponent. float() would also take "1_000", full-width digits, "nan" and

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.errors import ErrorItem
+from core.numbers import range_text
 
 # An input is "in the tails" when at least this many numeric features, and at least
 # this share of them, lie beyond the training profile's 1st-99th percentiles.
@@ -56,13 +57,6 @@ def _impute(feature: dict, column: dict) -> Any:
         return None
     top = max(categories, key=categories.get)
     return top == "true" if kind == "boolean" else top
-
-
-def range_text(lo, hi, unit: str = "") -> str:
-    """A validated range as people read it: "6.98–28.1 mm", "≥ 0", "≤ 120"."""
-    if lo is not None and hi is not None:
-        return f"{lo:g}–{hi:g}{unit}"
-    return f"≥ {lo:g}{unit}" if lo is not None else f"≤ {hi:g}{unit}"
 
 
 def ood_flag_redacted(flag: dict) -> dict:

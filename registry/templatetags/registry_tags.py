@@ -5,6 +5,8 @@ import nh3
 from django import template
 from django.utils.safestring import mark_safe
 
+from core.numbers import range_text
+
 register = template.Library()
 
 _TAGS = {"p", "br", "strong", "em", "code", "pre", "ul", "ol", "li", "h1", "h2", "h3", "h4",
@@ -37,6 +39,15 @@ def percent(value) -> str:
     if 0 < share < 0.001:
         return "<0.1%"
     return f"{share * 100:.1f}%"
+
+
+@register.filter
+def validated_range(feature) -> str:
+    """A schema feature's validated range as the predict form shows it, or "—"."""
+    lo, hi = feature.get("min"), feature.get("max")
+    if lo is None and hi is None:
+        return "—"
+    return range_text(lo, hi)
 
 
 @register.filter

@@ -144,6 +144,7 @@ def test_readers_without_raw_inputs_see_no_values_in_the_flags(personas):
     for who in ("auditor", "pi", "irb"):
         page = _as(personas.get(who)).get(f"/predictions/{body['id']}/").content.decode()
         assert "mean radius is outside the validated range." in page, who
+        assert "confidence was never validated" in page, who
         api = api_as(personas.get(who)).get(f"/api/v1/predictions/{body['id']}/").json()
         assert "input" not in api and api["ood"][0]["message"] == \
             "mean radius is outside the validated range.", who
@@ -317,3 +318,15 @@ def test_my_predictions_lists_ones_own_with_where_each_stands(personas, monkeypa
     assert 'href="/predictions/"' not in clinician.get("/").content.decode()
     assert "not asked for a prediction" in _as(personas.outsider).get(
         "/predictions/").content.decode()
+
+
+def test_the_version_page_shows_ranges_as_the_form_does(personas):
+    version = released_version(personas)
+    owner = _as(personas.owner)
+    form = owner.get(f"/models/{personas.model.name}/predict/").content.decode()
+    page = owner.get(f"/models/{personas.model.name}/versions/{version.number}/").content.decode()
+    for feature in version.input_schema:
+        placeholder = re.search(rf'name="{feature["name"]}"[^>]*placeholder="([^"]+)"|'
+                                rf'placeholder="([^"]+)"[^>]*name="{feature["name"]}"', form)
+        shown = next(g for g in placeholder.groups() if g)
+        assert f"<td>{shown}</td>" in page, feature["name"]
