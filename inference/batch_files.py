@@ -91,11 +91,21 @@ def check_columns(version: ModelVersion, names: list[str]) -> None:
     the schema imputes or passes through may be left out.
     """
     features = {f["name"]: f for f in version.input_schema}
+    if len(names) == 1 and names[0] not in features:
+        for sep, label in ((";", "semicolons"), ("\t", "tabs"), ("|", "vertical bars")):
+            parts = [p.strip().strip('"') for p in names[0].split(sep)]
+            if len(parts) > 1 and any(p in features for p in parts):
+                raise ValidationFailed(
+                    f"The header is one column of {len(parts)} names separated by {label}: "
+                    "Attest reads CSV with commas between fields. Export the file as "
+                    "comma-separated CSV (UTF-8), or as Parquet.", code="wrong_delimiter",
+                    field="file", extra={"model_version": version.number})
     problems = []
     for name in [n for n in names if n not in features]:
-        problems.append(ErrorItem("unknown_field", f"Column '{name}' is not an input of this "
+        shown = name if len(name) <= 80 else name[:80] + "…"
+        problems.append(ErrorItem("unknown_field", f"Column '{shown}' is not an input of this "
                                   "model; remove it (row_index in the result file ties results "
-                                  "to input rows).", f"file.{name}"))
+                                  "to input rows).", f"file.{shown}"))
     for name, feature in features.items():
         if name not in names and feature.get("missing", "reject") == "reject" \
                 and feature.get("required", True):

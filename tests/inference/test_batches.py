@@ -889,3 +889,29 @@ def test_a_run_that_finds_its_job_moved_on_leaves_it_to_the_other(personas, vers
     assert batches.batch_run(job_id=job.pk) == batches.BUSY
     job.refresh_from_db()
     assert job.status == BatchStatus.RUNNING and not Prediction.objects.filter(batch=job).exists()
+
+
+@pytest.mark.parametrize("sep,label", [(";", "semicolons"), ("\t", "tabs")])
+def test_a_file_with_another_delimiter_gets_one_clear_error(personas, version, sep, label):
+    frame = _frame(3)
+    body = frame.to_csv(index=False, sep=sep).encode()
+    response = api_as(personas.clinician).post(
+        f"/api/v1/models/{personas.model.name}/batches/",
+        {"file": SimpleUploadedFile("semi.csv", body)}, format="multipart")
+    assert response.status_code == 400
+    [error] = response.json()["errors"]
+    assert error["code"] == "wrong_delimiter" and label in error["message"]
+    assert not BatchJob.objects.exists()
+
+
+def test_a_long_unknown_column_name_is_shortened_in_the_error(personas, version):
+    frame = _frame(2)
+    frame["x" * 300] = 1
+    response = api_as(personas.clinician).post(
+        f"/api/v1/models/{personas.model.name}/batches/",
+        {"file": SimpleUploadedFile("long.csv", frame.to_csv(index=False).encode())},
+        format="multipart")
+    assert response.status_code == 400
+    [error] = response.json()["errors"]
+    assert error["code"] == "unknown_field" and "x" * 80 + "…" in error["message"]
+    assert len(error["message"]) < 250
