@@ -59,19 +59,25 @@ def _impute(feature: dict, column: dict) -> Any:
     return top == "true" if kind == "boolean" else top
 
 
+# What a per-feature flag says without the input's value (the redacted flags below, the
+# routing reasons on the clinician pages: inference_tags.reason_text).
+OOD_FEATURE_TEXTS = {"out_of_range": "{} is outside the validated range",
+                     "unseen_category": "{} has a category that never occurred in the "
+                                        "training data"}
+
+
 def ood_flag_redacted(flag: dict) -> dict:
     """The flag as anyone may see it: its text rebuilt from its code and feature, so no
     input value reaches someone without the right to raw inputs, nor outlives their
     purge (flags logged before the messages stopped quoting the value carry it)."""
-    feature = flag.get("feature")
-    texts = {"out_of_range": f"{feature} is outside the validated range.",
-             "unseen_category": f"{feature} has a category that never occurred in the "
-                                "training data."}
-    message = texts.get(flag.get("code"))
-    if message is None or not feature:
-        message = flag.get("message", "") if flag.get("code") == "tail" else \
-            "An input is unlike the training data."
-    return {"code": flag.get("code"), "feature": feature, "message": message}
+    feature, code = flag.get("feature"), flag.get("code")
+    if feature and code in OOD_FEATURE_TEXTS:
+        message = OOD_FEATURE_TEXTS[code].format(feature) + "."
+    elif code == "tail":  # counts only, no value
+        message = flag.get("message", "")
+    else:
+        message = "An input is unlike the training data."
+    return {"code": code, "feature": feature, "message": message}
 
 
 def check_input(raw: Any, *, schema: list[dict], profile: dict, path: str = "inputs") -> Checked:

@@ -6,11 +6,11 @@ import re
 
 from django import template
 
+from ..validation import OOD_FEATURE_TEXTS
+
 register = template.Library()
 
 _LOW = re.compile(r"low_confidence: ([0-9.]+) < threshold ([0-9.]+)")
-_OOD = {"out_of_range": "{} is outside the validated range",
-        "unseen_category": "{} has a category never seen in training"}
 
 
 def _phrase(part: str) -> str:
@@ -21,8 +21,8 @@ def _phrase(part: str) -> str:
         return "many features lie beyond the training data's 1st–99th percentiles"
     if part.startswith("ood:"):
         code, _, feature = part[4:].partition(":")
-        if code in _OOD and feature:
-            return _OOD[code].format(feature)
+        if code in OOD_FEATURE_TEXTS and feature:
+            return OOD_FEATURE_TEXTS[code].format(feature)
     return part
 
 
