@@ -82,7 +82,6 @@ USER attest
 
 EXPOSE 8000
 
-# deploy/web.py execs the web server ATTEST_WEB_SERVER names: uwsgi (default, its
-# HTTP/1.1 socket), gunicorn (deploy/gunicorn.conf.py) or granian; a bad setting
-# exits 2 with the reason.
-CMD ["python", "/app/deploy/web.py"]
+# gunicorn, the one web server; its settings (workers, threads, timeouts, the access
+# line with the request id) are read from the environment by deploy/gunicorn.conf.py.
+CMD ["gunicorn", "-c", "/app/deploy/gunicorn.conf.py"]

@@ -70,11 +70,12 @@ def phases(m: bp.BenchModel, args: argparse.Namespace, requester) -> tuple[dict,
 
     from core.gc import gc_paused
     from inference import batches, services
+    from registry.loading import version_model_load
     from inference.columnar import check_many
     from inference.models import BatchJob, BatchStatus
 
     version = m.version
-    loaded = services._load(version, "batch")
+    loaded = version_model_load(version=version, purpose="batch")
     base = np.asarray(m.rows, dtype=float)
     n = args.chunk
     job = BatchJob.objects.create(

@@ -953,7 +953,7 @@ def batch_compare(m: BenchModel, args: argparse.Namespace, requester) -> dict:
     from inference.models import BatchJob, BatchStatus, Prediction, ReviewItem
 
     version = m.version
-    loaded = services._load(version, "batch")
+    loaded = version_model_load(version=version, purpose="batch")
     labels = [str(c) for c in m.estimator.classes_]
     base = np.asarray(m.rows, dtype=float)
     job = BatchJob.objects.create(

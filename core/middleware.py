@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
-from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
@@ -17,11 +15,7 @@ from core.uploads import body_limit_message
 
 def client_address(request) -> str | None:
     """The client's address, believing X-Forwarded-For only from configured proxies."""
-    return client_address_from(request.META)
-
-
-def client_address_from(meta: Mapping[str, Any]) -> str | None:
-    """client_address from a WSGI environ (or request.META)."""
+    meta = request.META
     peer = meta.get("REMOTE_ADDR")
     trusted = settings.ATTEST_TRUSTED_PROXIES
     forwarded = meta.get("HTTP_X_FORWARDED_FOR")
@@ -140,43 +134,3 @@ class SecurityHeadersMiddleware:
         response.setdefault("Permissions-Policy", PERMISSIONS_POLICY)
         response.setdefault("Cross-Origin-Opener-Policy", "same-origin")
         return response
-
-
-def request_is_secure(meta: Mapping[str, Any]) -> bool:
-    """HttpRequest.is_secure() from a WSGI environ (SECURE_PROXY_SSL_HEADER, else the
-    WSGI url scheme), for code that answers without building a request."""
-    if settings.SECURE_PROXY_SSL_HEADER:
-        header, secure_value = settings.SECURE_PROXY_SSL_HEADER
-        value = meta.get(header)
-        if value is not None:
-            return value.split(",", 1)[0].strip() == secure_value
-    return meta.get("wsgi.url_scheme") == "https"
-
-
-def stack_headers(*, secure: bool) -> list[tuple[str, str]]:
-    """The headers the middleware stack puts on an API response (Django's
-    SecurityMiddleware and XFrameOptionsMiddleware, SecurityHeadersMiddleware, and the
-    Vary: Cookie of the session lookup), for ``portal.serving``'s fast lane, which
-    answers without that stack. A test compares both paths' headers."""
-    headers = []
-    if settings.SECURE_HSTS_SECONDS and secure:
-        sts = f"max-age={settings.SECURE_HSTS_SECONDS}"
-        if settings.SECURE_HSTS_INCLUDE_SUBDOMAINS:
-            sts += "; includeSubDomains"
-        if settings.SECURE_HSTS_PRELOAD:
-            sts += "; preload"
-        headers.append(("Strict-Transport-Security", sts))
-    if settings.SECURE_CONTENT_TYPE_NOSNIFF:
-        headers.append(("X-Content-Type-Options", "nosniff"))
-    policy = settings.SECURE_REFERRER_POLICY
-    if policy:
-        values = policy.split(",") if isinstance(policy, str) else policy
-        headers.append(("Referrer-Policy", ",".join(v.strip() for v in values)))
-    headers += [
-        ("Cross-Origin-Opener-Policy", settings.SECURE_CROSS_ORIGIN_OPENER_POLICY or "same-origin"),
-        ("X-Frame-Options", getattr(settings, "X_FRAME_OPTIONS", "DENY").upper()),
-        ("Content-Security-Policy", CSP),
-        ("Permissions-Policy", PERMISSIONS_POLICY),
-        ("Vary", "Cookie"),
-    ]
-    return headers

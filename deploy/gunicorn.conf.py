@@ -1,4 +1,5 @@
-"""Gunicorn settings for the Attest web service (the Docker image's default command).
+"""Gunicorn settings: Attest's one web server (the Docker image's default command,
+``gunicorn -c deploy/gunicorn.conf.py``).
 
 Tuning comes from these environment variables, read here and not by Django:
 
@@ -56,15 +57,11 @@ max_requests_jitter = max_requests // 10
 worker_tmp_dir = "/dev/shm"  # noqa: S108
 
 # Logs to stdout/stderr for `docker compose logs`. The access line carries the
-# client address the proxy reports, the request id the app echoes (matches the
-# audit events of that request) and the duration in milliseconds.
+# client address the proxy reports, the request id the app echoes in X-Request-ID
+# (it matches the audit events of that request) and the duration in milliseconds.
 accesslog = "-"
-# gunicorn's own logger, building only the atoms this format uses (portal/access_log.py).
-logger_class = "portal.access_log.AccessLogger"
 errorlog = "-"
 loglevel = os.environ.get("ATTEST_LOG_LEVEL", "info").strip().lower() or "info"
-# The same string as portal.access_log.ACCESS_LOG_FORMAT, which the app writes itself
-# under granian (tests/portal/test_access_log.py keeps them equal).
 access_log_format = (
     '%(h)s xff="%({x-forwarded-for}i)s" %(t)s "%(r)s" %(s)s %(b)s '
     '"%(f)s" "%(a)s" rid=%({x-request-id}o)s %(M)sms'

@@ -80,6 +80,7 @@ from core.errors import (
 )
 from core.gc import gc_paused
 from core.hashing import CHUNK
+from registry.loading import version_model_load
 from registry.models import ArtifactFormat, ModelVersion, RegisteredModel
 from registry.roles import Capability
 from registry.selectors import require_capability, user_capabilities
@@ -92,7 +93,6 @@ from .models import BatchJob, BatchStatus, Prediction, ReviewItem, ReviewStatus
 from .services import (
     ScoredRow,
     ScoringFailed,
-    _load,
     rejection_count,
     score_rows,
     target_version,
@@ -158,7 +158,7 @@ def batch_queue_for(version: ModelVersion) -> str:
     if not getattr(settings, "ATTEST_GPU_QUEUE_ENABLED", False):
         return "default"
     onnx = version.artifact_format == ArtifactFormat.ONNX
-    serving = getattr(version, "serving_runtime", None)  # registry.serving, when present
+    serving = getattr(version, "serving_runtime", None)
     if serving is not None and getattr(serving, "batch_runtime", "") == "onnxruntime":
         onnx = True
     return "gpu" if onnx else "default"
@@ -495,7 +495,7 @@ def batch_run(*, job_id: int) -> str:
         path = None
         try:
             path = _fetch_input(job)
-            loaded = _load(job.version, "batch")
+            loaded = version_model_load(version=job.version, purpose="batch")
             sizer = ChunkSizer(job.chunk_size, job.chunk_seconds)
             # Committed chunks are a prefix of the file: resume where they end.
             chunks = batch_files.chunks(path, job.file_format, job.version, sizer,

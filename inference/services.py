@@ -17,24 +17,18 @@ from typing import Any
 import numpy as np
 import orjson
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from audits.models import Action
 from audits.services import audit_event_record
 from core.errors import Conflict, ErrorItem, NotFound, PermissionDenied, ValidationFailed
 from core.hashing import canonical_bytes
-from core.rawsql import insert_one
+from registry.loading import version_model_load
 from registry.models import ModelVersion, RegisteredModel, VersionState
 from registry.roles import Capability
-from registry.selectors import (
-    ServingContext,
-    frozen_version_get,
-    require_capability,
-    serving_context,
-    user_capabilities,
-)
+from registry.selectors import model_get_for_user, require_capability, user_capabilities
 
 from .log import row_time_text
 from .models import (
@@ -50,49 +44,6 @@ from .validation import Checked, check_input
 
 log = logging.getLogger(__name__)
 MAX_INSTANCES = 1000
-
-
-# (version pk, content hash, purpose) -> the model_cache key the loaded model sits under.
-# Only for submitted versions: from submit on, the serving evidence is never rebuilt and
-# the content hash covers it, so the runtime choice for a key cannot change.
-_serving_keys: dict[tuple[int, str, str], str] = {}
-_SERVING_KEYS_MAX = 256
-
-
-def _load(version: ModelVersion, purpose: str = "single"):
-    """The version's model for ``purpose``, from the process cache when it is there.
-
-    A hit needs the model to still be in ``registry.runtime.model_cache`` (so a cleared
-    or evicted model is loaded, and its bytes verified, again); it only saves the
-    serving-evidence lookup, one query per prediction.
-    """
-    from registry.runtime import model_cache
-
-    key = (version.pk, version.content_hash, purpose)
-    frozen = version.state != VersionState.DRAFT and bool(version.content_hash)
-    cache_key = _serving_keys.get(key) if frozen else None
-    if cache_key is not None:
-        cached = model_cache.get(cache_key)
-        if cached is not None and cached.feature_names == [f["name"] for f in
-                                                            version.input_schema]:
-            return cached
-    try:
-        from registry.serving import serving_model_load
-    except ImportError:  # serving evidence not available: the registry's own loader
-        from registry.services import model_version_load
-
-        loaded = model_version_load(version=version)
-    else:
-        loaded = serving_model_load(version=version, purpose=purpose)
-    if frozen:
-        serving = loaded.details.get("serving") or {}
-        found = (f"{serving['onnx_sha256']}:{purpose}" if serving.get("onnx_sha256")
-                 else version.artifact_sha256)
-        if model_cache.get(found) is loaded:
-            if len(_serving_keys) >= _SERVING_KEYS_MAX:
-                _serving_keys.clear()
-            _serving_keys[key] = found
-    return loaded
 
 
 def rejection_count(*, model: RegisteredModel, version: ModelVersion | None, code: str,
@@ -135,12 +86,6 @@ def target_version(*, user, model: RegisteredModel, number: Any = None) -> Model
     return version
 
 
-class GuardFailed(Exception):
-    """A guarded prediction (``prediction_create(guard=...)``) was not written: its guard
-    no longer held, or the request was refused. Nothing was written or counted; the
-    caller answers the request the ordinary way."""
-
-
 class ScoringFailed(ValueError):
     """The model could not score validated inputs (numerical overflow, non-finite output).
 
@@ -168,27 +113,21 @@ def _route(version: ModelVersion, confidence: float, checked: Checked) -> tuple[
     return (Routing.REVIEW if reasons else Routing.AUTO), "; ".join(reasons)[:300]
 
 
-def _shadow_pk(model: RegisteredModel, production: ModelVersion) -> int | None:
-    # Asked on every prediction and almost always "none": one indexed lookup in plain SQL
-    # costs a tenth of building the ORM query (see docs/performance.md, "Predict").
-    table = connection.ops.quote_name(ModelVersion._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT id FROM {table} WHERE model_id = %s AND shadow = %s "  # noqa: S608
-                       "AND id <> %s LIMIT 1", [model.pk, True, production.pk])
-        found = cursor.fetchone()
-    return found[0] if found else None
+def shadow_version_for(*, model: RegisteredModel, version: ModelVersion) -> ModelVersion | None:
+    """The version scoring in shadow beside ``version``, if any."""
+    return (ModelVersion.objects.select_related("model", "dataset")
+            .filter(model=model, shadow=True).exclude(pk=version.pk).first())
 
 
 def _shadow(model: RegisteredModel, production: ModelVersion, rows: list[dict],
             shadow: Any) -> tuple:
     """Score the shadow version, if any; its failures never reach the caller."""
     if shadow is _LOOK_UP:
-        pk = _shadow_pk(model, production)
-        shadow = None if pk is None else ModelVersion.objects.filter(pk=pk, shadow=True).first()
+        shadow = shadow_version_for(model=model, version=production)
     if shadow is None:
         return None, [None] * len(rows)
     try:
-        loaded = _load(shadow)
+        loaded = version_model_load(version=shadow)
         names = [f["name"] for f in shadow.input_schema]
         proba = loaded.predict_proba([{n: r.get(n) for n in names} for r in rows])
         labels = shadow.output_schema.get("labels") or []
@@ -205,23 +144,26 @@ def _shadow(model: RegisteredModel, production: ModelVersion, rows: list[dict],
         return shadow, [{"version": shadow.number, "error": f"{exc.__class__.__name__}"}] * len(rows)
 
 
-def serving_context_get(*, user, name: str) -> ServingContext:
-    """The model as this user may use it for predictions; NotFound when not visible."""
-    ctx = serving_context(user=user, name=name)
-    if ctx is None:
-        raise NotFound(f"No model named '{name}'.", code="not_found")
-    return ctx
+def _serving_versions(model: RegisteredModel) -> tuple[ModelVersion | None, ModelVersion | None]:
+    """The production and shadow versions, in one query."""
+    production = shadow = None
+    for version in (ModelVersion.objects.select_related("dataset")
+                    .filter(model=model).filter(Q(state=VersionState.PRODUCTION) | Q(shadow=True))):
+        version.model = model
+        if version.state == VersionState.PRODUCTION:
+            production = version
+        else:
+            shadow = version
+    return production, shadow
 
 
-def prediction_create(*, user, model: RegisteredModel | ServingContext, instances: list[Any],
-                      version_number: Any = None, many: bool = False,
-                      guard: tuple[str, list] | None = None) -> list[Result]:
+def prediction_create(*, user, model: RegisteredModel | str, instances: list[Any],
+                      version_number: Any = None, many: bool = False) -> list[Result]:
     """Validate, check, score, route and log one or more inputs.
 
-    1. Permission and target version (production unless an owner names one),
-       read with the production and shadow versions in one query
-       (``serving_context``); submitted versions come from a per-process cache
-       keyed by content hash.
+    1. Permission (``predict``; a model the user may not view is NotFound) and the
+       target version: production, unless an owner names one to test. The
+       production and shadow versions come in one query.
     2. Every instance is validated; any error refuses the whole request with all
        errors listed per field, and the refusal is counted by reason code.
        Out-of-distribution flags refuse too when the version's policy is reject.
@@ -230,39 +172,29 @@ def prediction_create(*, user, model: RegisteredModel | ServingContext, instance
     4. The shadow version (if running) scores the same inputs; never returned.
     5. Predictions (and review items) are written in one transaction with their
        row hashes; the answer is returned only after that commit.
-
-    ``guard`` (a SQL condition and its parameters, PostgreSQL): for callers that
-    authorized the request from cached reads (``portal/serving.py``). The first log
-    row is written only if the condition holds in its INSERT itself, and the other
-    rows and review items only with it, in the same transaction; when it does not
-    hold, or the request is refused, GuardFailed is raised with nothing written or
-    counted, for the caller to redo uncached.
     """
     started = time.perf_counter()
-    ctx = model if isinstance(model, ServingContext) else \
-        serving_context_get(user=user, name=model.name)
-    model = ctx.model
-    if Capability.PREDICT not in ctx.capabilities:
-        raise PermissionDenied(f"You lack the 'predict' permission on {model.name}.",
-                               code="permission_denied")
+    if isinstance(model, str):
+        model = model_get_for_user(user=user, name=model, capability=Capability.PREDICT)
+    else:
+        require_capability(user=user, model=model, capability=Capability.PREDICT)
     if not isinstance(instances, list) or not instances:
         raise ValidationFailed("Send {\"inputs\": {...}} or a non-empty \"instances\" list.",
                                code="invalid", field="inputs")
     if len(instances) > MAX_INSTANCES:
         raise ValidationFailed(f"At most {MAX_INSTANCES} instances per request; use a batch job "
                                "for more.", code="too_many_instances", field="instances")
-    version = None
-    if version_number in (None, "") and ctx.production is not None:
-        version = frozen_version_get(ctx.production)  # None: promoted meanwhile; read it below
-    if version is None:
+    production, shadow = _serving_versions(model)
+    if version_number in (None, "") and production is not None:
+        version = production
+    else:
         try:
             version = target_version(user=user, model=model, number=version_number)
         except OverflowError:  # int() of an infinite "version"
             raise ValidationFailed(f"{model.name} has no version {version_number}.",
                                    code="unknown_version", field="version") from None
-    shadow = None
-    if ctx.shadow is not None and ctx.shadow.pk != version.pk:
-        shadow = frozen_version_get(ctx.shadow)
+    if shadow is not None and shadow.pk == version.pk:
+        shadow = None
     schema, profile = version.input_schema, version.dataset.profile
     many = many or len(instances) > 1
     checked = [check_input(raw, schema=schema, profile=profile,
@@ -276,20 +208,17 @@ def prediction_create(*, user, model: RegisteredModel | ServingContext, instance
                                  f"{prefix}.{flag['feature']}" if flag["feature"] else prefix)
                        for flag in c.ood]
     if errors:
-        if guard is not None:
-            raise GuardFailed("refused")
         for code in sorted({e.code for e in errors}):
             rejection_count(model=model, version=version, code=code)
         raise ValidationFailed(items=errors, extra={"model_version": version.number})
-    loaded = _load(version, "single" if len(checked) < 100 else "batch")
+    loaded = version_model_load(version=version,
+                                purpose="single" if len(checked) < 100 else "batch")
     requester = user if user.is_authenticated else None
     try:
         rows, reviews = score_and_build(model=model, version=version, checked=checked,
                                         loaded=loaded, requester=requester, started=started,
                                         shadow=shadow)
     except ScoringFailed as exc:
-        if guard is not None:
-            raise GuardFailed("unscorable") from None
         rejection_count(model=model, version=version, code="unscorable")
         message = ("The model could not score this input: a value is too extreme for it "
                    f"({exc}).")
@@ -297,21 +226,11 @@ def prediction_create(*, user, model: RegisteredModel | ServingContext, instance
                   else ["instances" if many else "inputs"])
         raise ValidationFailed(items=[ErrorItem("unscorable", message, f) for f in fields],
                                extra={"model_version": version.number}) from None
-    if len(rows) == 1 and not reviews:
-        # One INSERT commits by itself (autocommit): no BEGIN/COMMIT round trips.
-        if not insert_one(connection, rows[0], guard=guard):
-            raise GuardFailed("not written")
-    else:
-        with transaction.atomic():
-            if guard is None:
-                Prediction.objects.bulk_create(rows)
-            elif insert_one(connection, rows[0], guard=guard):
-                Prediction.objects.bulk_create(rows[1:])
-            else:
-                raise GuardFailed("not written")  # leaves the transaction: nothing written
-            for review in reviews:
-                review.prediction_id = review.prediction.pk
-            ReviewItem.objects.bulk_create(reviews)
+    with transaction.atomic():
+        Prediction.objects.bulk_create(rows)
+        for review in reviews:
+            review.prediction_id = review.prediction.pk
+        ReviewItem.objects.bulk_create(reviews)
     for prediction in rows:  # the objects we hold, so answering does not fetch them again
         prediction.model, prediction.version = model, version
     by_prediction = {r.prediction_id: r for r in reviews}

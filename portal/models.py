@@ -30,17 +30,3 @@ class ApiToken(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None and self.expires_at > timezone.now()
-
-
-class ServingEpoch(models.Model):
-    """One row whose value changes whenever anything a prediction's authorization reads
-    changes (tokens, users, groups, grants, models, versions): database triggers bump it
-    (``portal/epoch.py``). The fast lane's per-process caches are valid only while it
-    holds the value read before they were filled, and the prediction's log row is
-    inserted only if it still does, so a cached answer never outlives a revocation."""
-
-    id = models.PositiveSmallIntegerField(primary_key=True)
-    value = models.BigIntegerField()
-
-    def __str__(self) -> str:
-        return f"serving epoch {self.value}"

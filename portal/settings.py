@@ -133,11 +133,6 @@ else:
     _db["CONN_MAX_AGE"] = env_int("ATTEST_DB_CONN_MAX_AGE", 300, minimum=0)
     _db["CONN_HEALTH_CHECKS"] = True
     _db["ATOMIC_REQUESTS"] = False
-    # Prepared statements for the fixed per-request queries of the prediction path
-    # (core.rawsql.fetchone; Django's own cursors bind client-side and never prepare).
-    # Turn off behind a pooler that cannot keep them (PgBouncer < 1.21 in transaction mode).
-    if env_bool("ATTEST_DB_PREPARED_STATEMENTS", True) and _db["ENGINE"].endswith("postgresql"):
-        _db.setdefault("OPTIONS", {}).setdefault("prepare_threshold", 5)
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -240,19 +235,12 @@ _CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os
 ATTEST_AUDIT_VERIFY_PROCESSES = env_int("ATTEST_AUDIT_VERIFY_PROCESSES", min(_CPUS or 1, 4),
                                         minimum=1)
 
-# --- serving runtime evidence (registry/serving.py) -------------------------------------------
+# --- ONNX runtime evidence (registry/onnx_evidence.py) -------------------------------------------
 # Largest |sklearn - onnxruntime| probability difference on the reference sample for
 # the ONNX conversion to be served.
 ATTEST_ONNX_TOLERANCE = env_float("ATTEST_ONNX_TOLERANCE", 1e-5, minimum=0.0)
 
 # --- REST API -----------------------------------------------------------------------
-# portal/serving.py answers POST /api/v1/models/<name>/predict/ in front of Django (the
-# same services, headers and answers, ~0.6 ms less per prediction); false sends every
-# request through Django.
-ATTEST_PREDICT_FAST_LANE = env_bool("ATTEST_PREDICT_FAST_LANE", True)
-# The app writes the access line itself (portal.access_log.AppAccessLog): deploy/web.py
-# turns it on for granian, whose own line cannot see the response's request id.
-ATTEST_APP_ACCESS_LOG = env_bool("ATTEST_APP_ACCESS_LOG", False)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "portal.authentication.ApiTokenAuthentication",

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import secrets
 from datetime import timedelta
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from audits.models import Action
 from audits.services import audit_event_record
 from core.context import actor_with_user
 from core.errors import NotFound, ValidationFailed
-from core.rawsql import RowLoader, fetchone
 
 from .models import ApiToken
 
@@ -47,25 +44,8 @@ def api_token_create(*, user, name: str, days: int | None = None) -> tuple[ApiTo
     return row, token
 
 
-@functools.cache
-def _token_loaders() -> tuple[RowLoader, RowLoader]:
-    return RowLoader(ApiToken, "t"), RowLoader(get_user_model(), "u")
-
-
 def _token_with_user(prefix: str) -> ApiToken | None:
-    """The token with this prefix and its user, in one fixed query (it runs on every API
-    request; the ORM would spend more time building it than the database answering)."""
-    token, user = _token_loaders()
-    qn = connection.ops.quote_name
-    sql = (f"SELECT {token.columns(connection)}, {user.columns(connection)} "  # noqa: S608
-           f"FROM {qn(ApiToken._meta.db_table)} t JOIN {qn(user.model._meta.db_table)} u "
-           f"ON u.{qn('id')} = t.{qn('user_id')} WHERE t.{qn('prefix')} = %s")
-    found = fetchone(connection, sql, [prefix], binary=True)
-    if found is None:
-        return None
-    row = token.load(found[:len(token)], connection)
-    row.user = user.load(found[len(token):], connection)
-    return row
+    return ApiToken.objects.select_related("user").filter(prefix=prefix).first()
 
 
 def api_token_authenticate(raw: str) -> ApiToken | None:

@@ -1,16 +1,16 @@
-"""Loading artifacts safely and scoring rows with them.
+"""Artifact bytes into a model that scores rows.
 
 ``load_model`` turns verified bytes into a ``LoadedModel`` with one interface,
 ``predict_proba(rows)``, whatever the format. ``dry_run`` proves at
-registration that an artifact accepts the declared input schema.
+registration that an artifact accepts the declared input schema. Loading a
+*version* (reading and verifying its bytes, choosing its runtime, the process
+cache) is ``registry.loading``'s job.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,8 +19,7 @@ import numpy as np
 from core.errors import ValidationFailed
 
 from .models import ArtifactFormat
-
-NUMERIC = {"number", "integer"}
+from .reference import reference_row
 
 
 @dataclass
@@ -246,32 +245,6 @@ def _load_onnx(data: bytes) -> LoadedModel:
                                 "providers": session.get_providers(), "input_width": width})
 
 
-def reference_row(input_schema: list[dict], profile: dict) -> dict:
-    """A plausible input built from the training profile: medians and most frequent values."""
-    columns = (profile or {}).get("columns", {})
-    row: dict[str, Any] = {}
-    for feature in input_schema:
-        name, kind = feature["name"], feature["type"]
-        col = columns.get(name, {})
-        if kind in NUMERIC:
-            quantiles = col.get("quantiles") or []
-            if quantiles:
-                value = quantiles[len(quantiles) // 2]
-            elif feature.get("min") is not None and feature.get("max") is not None:
-                value = (feature["min"] + feature["max"]) / 2
-            else:
-                value = col.get("mean", 0.0) or 0.0
-            row[name] = int(round(value)) if kind == "integer" else float(value)
-        elif kind == "boolean":
-            cats = col.get("categories") or {}
-            row[name] = bool(cats) and max(cats, key=cats.get) == "true"
-        else:
-            cats = col.get("categories") or {}
-            allowed = feature.get("categories") or list(cats)
-            row[name] = max(cats, key=cats.get) if cats else (allowed[0] if allowed else "")
-    return row
-
-
 def dry_run(model: LoadedModel, input_schema: list[dict], profile: dict,
             n_labels: int | None) -> dict:
     """Score one reference row; raise ValidationFailed unless the output is sane."""
@@ -298,33 +271,3 @@ def dry_run(model: LoadedModel, input_schema: list[dict], profile: dict,
                                "sum to 1.", code="dry_run_failed", field="artifact")
     return {"ok": True, "input": row, "probabilities": [round(float(p), 6) for p in proba[0]],
             "runtime": model.runtime, "took_ms": round(took_ms, 3)}
-
-
-class ModelCache:
-    """Loaded models per process, keyed by artifact sha256 (bounded, thread-safe)."""
-
-    def __init__(self, capacity: int = 8) -> None:
-        self.capacity = capacity
-        self._items: OrderedDict[str, LoadedModel] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> LoadedModel | None:
-        with self._lock:
-            model = self._items.get(key)
-            if model is not None:
-                self._items.move_to_end(key)
-            return model
-
-    def put(self, key: str, model: LoadedModel) -> None:
-        with self._lock:
-            self._items[key] = model
-            self._items.move_to_end(key)
-            while len(self._items) > self.capacity:
-                self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-
-model_cache = ModelCache()

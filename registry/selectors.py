@@ -6,22 +6,13 @@ so the existence of other groups' models does not leak.
 
 from __future__ import annotations
 
-import functools
-import re
-import threading
-from collections import OrderedDict
-from dataclasses import dataclass
-
-from django.contrib.auth import get_user_model
-from django.db.models import JSONField, Prefetch, Q, QuerySet, TextField
+from django.db.models import Prefetch, Q, QuerySet
 
 from core.errors import NotFound, PermissionDenied
-from core.rawsql import RowLoader, fetchone
 
 from .models import DatasetVersion, ModelAccessGrant, ModelVersion, RegisteredModel
 from .roles import (
     ALL_CAPABILITIES,
-    AUDITORS_GROUP,
     GLOBAL_AUDITOR_CAPABILITIES,
     ROLE_CAPABILITIES,
     Capability,
@@ -228,142 +219,3 @@ def production_at(*, model: RegisteredModel, when) -> dict:
             "via": "rollback" if entered.action == Action.VERSION_ROLLED_BACK else "promote",
             "by": entered.actor_username, "reason": entered.reason,
             "approvals": approvals, "event_seq": entered.seq}
-
-
-# -- serving: what one prediction request needs, in one query -----------------------------------
-
-@dataclass(frozen=True)
-class VersionRef:
-    pk: int
-    content_hash: str
-
-
-@dataclass(frozen=True)
-class ServingContext:
-    """A model as one user may use it for predictions, read in one query.
-
-    ``capabilities`` are only those a prediction request asks about (view, predict,
-    register_version); they equal ``user_capabilities`` restricted to these (tests
-    compare the two for every persona). ``production`` and ``shadow`` are the
-    versions in those roles at the time of the read.
-    """
-
-    model: RegisteredModel
-    capabilities: frozenset[str]
-    production: VersionRef | None
-    shadow: VersionRef | None
-
-
-_SERVING_CAPABILITIES = (Capability.VIEW_MODEL, Capability.PREDICT, Capability.REGISTER_VERSION)
-
-
-@functools.cache
-def _serving_sql(vendor: str) -> tuple[str, RowLoader]:
-    from django.contrib.auth.models import Group
-    from django.db import connections
-
-    from .models import VersionState
-
-    connection = next(c for c in connections.all() if c.vendor == vendor)
-    qn = connection.ops.quote_name
-    # The model's JSON and long text stay deferred: serving never reads them, and the row
-    # can then come back in binary (Django loads JSON from text results only).
-    loader = RowLoader(RegisteredModel, "m", exclude=(JSONField, TextField))
-    grants, versions = qn(ModelAccessGrant._meta.db_table), qn(ModelVersion._meta.db_table)
-    through = get_user_model().groups.through._meta
-    user_groups, groups = qn(through.db_table), qn(Group._meta.db_table)
-    user_col = qn(get_user_model().groups.field.m2m_column_name())
-    group_col = qn(get_user_model().groups.field.m2m_reverse_name())
-
-    def literal(value: str) -> str:  # role and state names: fixed words from the code
-        if not re.fullmatch(r"[a-z_]+", value):
-            raise ValueError(f"not a plain name: {value!r}")
-        return f"'{value}'"
-
-    def has_role(capability: str) -> str:
-        roles = ", ".join(literal(role) for role in roles_with(capability))
-        return (f"EXISTS (SELECT 1 FROM {grants} g WHERE g.{qn('model_id')} = m.{qn('id')} "  # noqa: S608
-                f"AND g.{qn('user_id')} = %(user)s AND g.{qn('role')} IN ({roles}))")
-
-    # Every name below comes from the models' metadata (quoted) or literal() above.
-    auditor = (f"EXISTS (SELECT 1 FROM {user_groups} ug JOIN {groups} gr "  # noqa: S608
-               f"ON gr.{qn('id')} = ug.{group_col} WHERE ug.{user_col} = %(user)s "
-               f"AND gr.{qn('name')} = %(auditors)s)")
-    sql = (
-        f"SELECT {loader.columns(connection)}, "  # noqa: S608
-        + ", ".join(has_role(c) for c in _SERVING_CAPABILITIES) + f", {auditor}, "
-        f"p.{qn('id')}, p.{qn('content_hash')}, s.{qn('id')}, s.{qn('content_hash')} "
-        f"FROM {qn(RegisteredModel._meta.db_table)} m "
-        f"LEFT JOIN {versions} p ON p.{qn('model_id')} = m.{qn('id')} "
-        f"AND p.{qn('state')} = {literal(VersionState.PRODUCTION)} "
-        f"LEFT JOIN {versions} s ON s.{qn('model_id')} = m.{qn('id')} AND s.{qn('shadow')} = "
-        f"%(true)s AND (p.{qn('id')} IS NULL OR s.{qn('id')} <> p.{qn('id')}) "
-        f"WHERE m.{qn('name')} = %(name)s"
-    )
-    return sql, loader
-
-
-def serving_context(*, user, name: str) -> ServingContext | None:
-    """The named model with the user's prediction capabilities, production and shadow
-    versions; None when there is no such model or the user may not view it (→ 404)."""
-    from django.db import connection
-
-    if not _authenticated(user) or not isinstance(name, str):
-        return None
-    sql, loader = _serving_sql(connection.vendor)
-    row = fetchone(connection, sql, {"user": user.pk, "name": name, "true": True,
-                                     "auditors": AUDITORS_GROUP}, binary=True)
-    if row is None:
-        return None
-    n = len(loader)
-    model = loader.load(row[:n], connection)
-    view, predict, register, auditor = (bool(v) for v in row[n:n + 4])
-    if is_global_admin(user):
-        caps = frozenset(_SERVING_CAPABILITIES)
-    else:
-        granted = {c for c, has in zip(_SERVING_CAPABILITIES, (view, predict, register),
-                                       strict=True) if has}
-        if auditor:
-            granted |= GLOBAL_AUDITOR_CAPABILITIES & set(_SERVING_CAPABILITIES)
-        caps = frozenset(granted)
-    if Capability.VIEW_MODEL not in caps:
-        return None
-    p_id, p_hash, s_id, s_hash = row[n + 4:n + 8]
-    return ServingContext(model=model, capabilities=caps,
-                          production=VersionRef(int(p_id), p_hash) if p_id is not None else None,
-                          shadow=VersionRef(int(s_id), s_hash) if s_id is not None else None)
-
-
-# Submitted versions never change what serving reads (schemas, threshold, OOD policy,
-# serving evidence: all under the content hash, and datasets are never edited), so each
-# process keeps them by (pk, content hash) instead of reading a 16 KB profile per request.
-_frozen_versions: OrderedDict[tuple[int, str], ModelVersion] = OrderedDict()
-_FROZEN_MAX = 64
-_frozen_lock = threading.Lock()
-
-
-def frozen_version_get(ref: VersionRef) -> ModelVersion | None:
-    """The submitted version ``ref`` names, with its model and dataset; None if it no longer
-    carries that content hash (a draft, or a stale reference)."""
-    from .models import VersionState
-
-    key = (ref.pk, ref.content_hash)
-    with _frozen_lock:
-        found = _frozen_versions.get(key)
-        if found is not None:
-            _frozen_versions.move_to_end(key)
-            return found
-    version = (ModelVersion.objects.select_related("model", "dataset")
-               .filter(pk=ref.pk, content_hash=ref.content_hash).first())
-    if version is None or version.state == VersionState.DRAFT or not version.content_hash:
-        return version
-    with _frozen_lock:
-        _frozen_versions[key] = version
-        while len(_frozen_versions) > _FROZEN_MAX:
-            _frozen_versions.popitem(last=False)
-    return version
-
-
-def frozen_versions_clear() -> None:
-    with _frozen_lock:
-        _frozen_versions.clear()

@@ -23,6 +23,12 @@ from core.hashing import normalize_json, sha256_json
 
 from . import lifecycle
 from .artifacts import CONVERT_HELP, detect_pickle, inspect_artifact
+from .loading import (
+    artifact_model_load,
+    artifact_model_remember,
+    artifact_read_verified,
+    models_clear,
+)
 from .models import (
     MODEL_NAME_VALIDATOR,
     ArtifactFormat,
@@ -32,15 +38,9 @@ from .models import (
     RegisteredModel,
     VersionState,
 )
+from .onnx_evidence import serving_runtime_build
 from .roles import Capability, ModelRole, can_create_models, is_global_admin
-from .runtime import (
-    LoadedModel,
-    bind_features,
-    declared_features,
-    dry_run,
-    load_model,
-    model_cache,
-)
+from .runtime import LoadedModel, bind_features, declared_features, dry_run, load_model
 from .schema import (
     build_input_schema,
     build_output_schema,
@@ -49,7 +49,7 @@ from .schema import (
     validate_threshold,
 )
 from .selectors import model_list_for_user, require_capability
-from .storage import blob_delete, blob_put, blob_read_verified, spool_upload
+from .storage import blob_delete, blob_put, spool_upload
 
 log = logging.getLogger(__name__)
 
@@ -461,7 +461,7 @@ def model_version_register(*, user, model: RegisteredModel, artifact, metadata: 
         raise
     finally:
         os.unlink(path)
-    model_cache.put(sha, loaded)
+    artifact_model_remember(version=version, loaded=loaded)
     return version
 
 
@@ -514,12 +514,12 @@ def model_version_update(*, user, version: ModelVersion, changes: Any) -> ModelV
         if {"dataset", "input_schema", "output_schema"} & set(changes):
             dataset = (_resolve_dataset(user, changes["dataset"]) if "dataset" in changes
                        else locked.dataset)
-            loaded = model_version_load(version=locked)
+            loaded = artifact_model_load(version=locked)
             schema, output, dry = _prepare_interface(loaded=loaded, metadata=changes,
                                                      dataset=dataset, previous=locked)
             locked.dataset, locked.input_schema, locked.output_schema = dataset, schema, output
             locked.dry_run = normalize_json(dry)
-            model_cache.clear()  # the cached instance was bound to the old schema
+            models_clear()  # the cached instance was bound to the old schema
         for key, value in fields.items():
             setattr(locked, key, value)
         after_all = {k: getattr(locked, k) for k in before_all if k != "dataset"}
@@ -548,13 +548,11 @@ def model_version_submit(*, user, version: ModelVersion) -> ModelVersion:
     3. Under a row lock: draft → in_review, content hash fixed, event recorded;
        signers are notified after commit.
     """
-    from .serving import serving_runtime_build
-
     _require(user=user, model=version.model, capability=Capability.SUBMIT_VERSION,
              what=f"submit {version}")
     lifecycle.check_transition(version.state, VersionState.IN_REVIEW)
-    data = _read_artifact(version)
-    loaded = model_version_load(version=version)
+    data = artifact_read_verified(version=version)
+    loaded = artifact_model_load(version=version)
     runtime = serving_runtime_build(version=version, data=data, loaded=loaded)
     with transaction.atomic():
         locked = (ModelVersion.objects.select_for_update().select_related("model", "dataset")
@@ -587,38 +585,10 @@ def serving_evidence(runtime) -> dict | None:
             "batch_runtime": runtime.batch_runtime}
 
 
-def _read_artifact(version: ModelVersion) -> bytes:
-    """Verified bytes; a mismatch is recorded (committed) and refused."""
-    from core.errors import IntegrityFailure
-
-    try:
-        return blob_read_verified(version.artifact_key, version.artifact_sha256)
-    except IntegrityFailure as exc:
-        log.error("artifact integrity failure for %s: %s", version, exc.message)
-        audit_event_record(action=Action.ARTIFACT_INTEGRITY_FAILED, obj=version,
-                           **_version_event_fields(version),
-                           details={"key": version.artifact_key, **exc.extra,
-                                    "problem": exc.items[0].code})
-        raise
-
-
-def model_version_load(*, version: ModelVersion) -> LoadedModel:
-    """The version's model, loaded once per process; the hash is checked on every load."""
-    cached = model_cache.get(version.artifact_sha256)
-    if cached is not None and cached.feature_names == [f["name"] for f in version.input_schema]:
-        return cached
-    data = _read_artifact(version)
-    loaded = load_model(data, artifact_format=version.artifact_format,
-                        trusted_types=version.trusted_types,
-                        feature_names=[f["name"] for f in version.input_schema])
-    model_cache.put(version.artifact_sha256, loaded)
-    return loaded
-
-
 def model_version_artifact_download(*, user, version: ModelVersion) -> bytes:
     _require(user=user, model=version.model, capability=Capability.DOWNLOAD_ARTIFACT,
              what=f"download the artifact of {version}")
-    data = _read_artifact(version)
+    data = artifact_read_verified(version=version)
     audit_event_record(action=Action.ARTIFACT_DOWNLOADED, obj=version,
                        **_version_event_fields(version),
                        details={"sha256": version.artifact_sha256, "size": len(data)})

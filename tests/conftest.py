@@ -8,7 +8,7 @@ import pytest
 from django.conf import settings as django_settings
 from rest_framework.test import APIClient
 
-from registry.runtime import model_cache
+from registry.loading import models_clear
 
 from .personas import make_personas
 
@@ -59,12 +59,12 @@ def _isolated_artifact_store(settings, tmp_path):
     settings.ATTEST_SERVING_TIMING_SCALE = 0.02
     # Eager batch jobs run inside the request in tests (the embedded shape uses a thread).
     settings.ATTEST_BATCH_EAGER_THREAD = False
-    model_cache.clear()
+    models_clear()
     from django.core.cache import cache
 
     cache.clear()  # DRF's throttles count in the cache; each test starts afresh
     yield
-    model_cache.clear()
+    models_clear()
 
 
 @pytest.fixture

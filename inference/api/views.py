@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from core.api import AttestAPIView, error_responses
 from core.errors import NotFound, ValidationFailed
 from core.parsers import StrictJSONParser
+from registry.roles import Capability
 from registry.selectors import model_get_for_user
 
 from .. import selectors, services
@@ -68,19 +69,12 @@ class PredictView(AttestAPIView):
                                        read_body=lambda: request.data))
 
 
-def predict_answer(*, user, model: str, read_body: Callable[[], Any], ctx=None,
-                   guard: tuple[str, list] | None = None) -> dict:
+def predict_answer(*, user, model: str, read_body: Callable[[], Any]) -> dict:
     """The prediction endpoint's answer for ``user`` (authenticated), from the JSON body
-    ``read_body()`` returns; ApplicationError for every refusal.
-
-    Shared by PredictView and the WSGI fast lane (``portal.serving``), so both answer
-    alike. The model is looked up before the body is read: a caller who may not see
-    the model gets 404 whatever the body holds. ``ctx`` and ``guard``: a serving
-    context the caller read (or cached) and the guard for the log row's INSERT (see
-    ``services.prediction_create``).
-    """
-    if ctx is None:
-        ctx = services.serving_context_get(user=user, name=model)
+    ``read_body()`` returns; ApplicationError for every refusal. The model is looked up
+    before the body is read: a caller who may not see the model gets 404 whatever the
+    body holds."""
+    obj = model_get_for_user(user=user, name=model, capability=Capability.PREDICT)
     try:
         body = read_body()
     except RecursionError:  # nested deeper than the JSON decoder goes
@@ -96,8 +90,8 @@ def predict_answer(*, user, model: str, read_body: Callable[[], Any], ctx=None,
                                "(a list of objects).", code="invalid", field="inputs")
     many = "instances" in body
     instances = body["instances"] if many else [body["inputs"]]
-    results = services.prediction_create(user=user, model=ctx, instances=instances, many=many,
-                                         version_number=body.get("version"), guard=guard)
+    results = services.prediction_create(user=user, model=obj, instances=instances, many=many,
+                                         version_number=body.get("version"))
     items = [prediction_as_dict(r.prediction, review=r.review, requester=True)
              for r in results]
     if many:

@@ -1,16 +1,8 @@
 from django.db import migrations, models
 
-from portal import epoch
-
-
-def install(apps, schema_editor):
-    for sql in epoch.trigger_statements(apps, schema_editor.connection.vendor, install=True):
-        schema_editor.execute(sql)
-
-
-def uninstall(apps, schema_editor):
-    for sql in epoch.trigger_statements(apps, schema_editor.connection.vendor, install=False):
-        schema_editor.execute(sql)
+# The serving epoch (a trigger-maintained authorization cache for a WSGI fast lane) was
+# removed by 0003: its triggers are no longer installed here, and 0003 drops them (and
+# the table) where an older release installed them.
 
 
 class Migration(migrations.Migration):
@@ -29,5 +21,4 @@ class Migration(migrations.Migration):
                 ("value", models.BigIntegerField()),
             ],
         ),
-        migrations.RunPython(install, uninstall),
     ]

@@ -9,20 +9,17 @@ from urllib.parse import urlencode
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.core.wsgi import get_wsgi_application
 from django.utils.html import escape
 from rest_framework.test import APIClient
 
 from core.api import error_body
 from core.uploads import body_limit_message
 from inference.models import Prediction
-from portal.serving import PredictLane
 from portal.tokens import api_token_create
 from registry.models import ModelVersion, RegisteredModel
 
 from ..artifacts import logistic_model, skops_bytes
 from ..personas import PASSWORD
-from ..portal.test_serving import _call, _environ
 from ..registry.helpers import multipart_version, register_dataset
 
 pytestmark = pytest.mark.django_db
@@ -103,17 +100,6 @@ def test_a_body_at_the_limit_is_read_as_usual(personas, small_limit):
                                                      content_type="application/json")
     assert response.status_code == 201, response.content[:300]
     assert RegisteredModel.objects.get(name="padded").description == "x" * (LIMIT - len(head))
-
-
-def test_the_fast_lane_hands_it_to_django_which_answers_413(personas, small_limit, caplog):
-    _, secret = api_token_create(user=personas.clinician, name="t")
-    environ = _environ(f"/api/v1/models/{personas.model.name}/predict/",
-                       _json_body(LIMIT + 1), token=secret)
-    with caplog.at_level(logging.INFO):
-        answer = _call(PredictLane(get_wsgi_application()), environ)
-    assert answer.code == 413 and answer.headers["Content-Type"] == "application/json"
-    assert answer.json() == error_body("too_large", body_limit_message())
-    _no_traceback(caplog)
 
 
 def test_multipart_fields_past_the_limit_are_a_413_error_body(personas, small_limit, caplog):

@@ -20,6 +20,7 @@ from inference import batch_files, batches, services
 from inference.models import BatchJob, BatchStatus, Prediction, RejectionCount, ReviewItem
 from inference.tasks import anchor_predictions, purge_inputs, run_batch
 from registry.models import ModelVersion
+from registry.loading import version_model_load
 from registry.roles import ModelRole
 from registry.services import access_grant
 from registry.storage import artifact_storage
@@ -243,8 +244,9 @@ class _Fragile:
 
 def test_rows_the_model_cannot_score_go_to_the_error_file(personas, version, monkeypatch,
                                                           django_capture_on_commit_callbacks):
-    real = services._load(version, "batch")
-    monkeypatch.setattr(batches, "_load", lambda version, purpose="single": _Fragile(real))
+    real = version_model_load(version=version, purpose="batch")
+    monkeypatch.setattr(batches, "version_model_load",
+                        lambda *, version, purpose="single": _Fragile(real))
     frame = _frame(100).astype(object)
     frame.loc[[7, 60], "mean texture"] = 999
     frame.loc[33, "mean texture"] = 998
@@ -287,7 +289,7 @@ def test_running_a_chunk_twice_logs_each_row_once(personas, version):
     job = _queued_job(personas)
     assert job.status == BatchStatus.QUEUED
     job = _running(job)
-    loaded = services._load(version, "batch")
+    loaded = version_model_load(version=version, purpose="batch")
     chunk = _chunks(job)[0]
     assert batches.batch_chunk_process(job=job, index=0, records=chunk(), loaded=loaded)
     first_ids = set(Prediction.objects.filter(batch=job).values_list("public_id", flat=True))
@@ -311,7 +313,7 @@ def test_running_a_chunk_twice_logs_each_row_once(personas, version):
 def test_rows_logged_without_their_chunk_mark_are_not_logged_again(personas, version):
     """The backstop: check-then-insert skips present rows and keeps review items paired."""
     job = _running(_queued_job(personas, rows=600, chunk_size=300))
-    loaded = services._load(version, "batch")
+    loaded = version_model_load(version=version, purpose="batch")
     chunk = _chunks(job)[1]
     BatchJob.objects.filter(pk=job.pk).update(chunks_done=[0], rows_done=300)  # in step
     job.refresh_from_db()
@@ -832,7 +834,7 @@ def test_a_resumed_job_with_other_chunk_sizes_logs_each_row_once(personas, versi
                                upload=_csv_upload(frame))
     assert job.chunk_seconds > 0
     job = _running(job)
-    loaded = services._load(version, "batch")
+    loaded = version_model_load(version=version, purpose="batch")
     path = batches._fetch_input(job)
     sizes = iter([300, 50])
     for index, records in itertools.islice(
@@ -867,7 +869,7 @@ class _Sizes:
 
 def test_a_chunk_out_of_step_with_the_job_writes_nothing(personas, version):
     job = _running(_queued_job(personas, rows=600, chunk_size=300))
-    loaded = services._load(version, "batch")
+    loaded = version_model_load(version=version, purpose="batch")
     second = _chunks(job)[1]
     with pytest.raises(batches.ChunkOutOfStep):
         batches.batch_chunk_process(job=job, index=1, records=second(), loaded=loaded)

@@ -248,7 +248,8 @@ class _Exploding:
 def test_a_model_that_cannot_score_an_input_is_a_counted_400(target, monkeypatch, model, many,
                                                              fields):
     version, clients, url = target
-    monkeypatch.setattr(services, "_load", lambda version, purpose="single": model)
+    monkeypatch.setattr(services, "version_model_load",
+                        lambda *, version, purpose="single": model)
     row = typical_input(version)
     body = {"instances": [row, row]} if many else {"inputs": row}
     response = _post(clients["clinician"], url, body)

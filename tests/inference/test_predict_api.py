@@ -149,14 +149,14 @@ def test_a_failing_shadow_never_affects_the_answer(personas, monkeypatch):
     release.shadow_start(user=personas.owner, version=candidate)
     import inference.services as inference_services
 
-    real = inference_services._load
+    real = inference_services.version_model_load
 
-    def broken(v, purpose="single"):
-        if v.pk == candidate.pk:
+    def broken(*, version, purpose="single"):
+        if version.pk == candidate.pk:
             raise RuntimeError("shadow exploded")
-        return real(v, purpose)
+        return real(version=version, purpose=purpose)
 
-    monkeypatch.setattr(inference_services, "_load", broken)
+    monkeypatch.setattr(inference_services, "version_model_load", broken)
     response = _predict(personas, inputs=typical_input(version))
     assert response.status_code == 200
     assert Prediction.objects.get().shadow_output == {"version": candidate.number,

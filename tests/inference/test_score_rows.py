@@ -10,6 +10,7 @@ import pytest
 from inference import services
 from inference.log import ROW_FIELDS, row_hash
 from inference.validation import check_input
+from registry.loading import version_model_load
 
 from .helpers import released_version
 
@@ -32,7 +33,7 @@ def test_each_row_hash_is_log_row_hash_of_the_row(personas):
     row = {f["name"]: (f.get("min", 0) + f.get("max", 1)) / 2 for f in schema}
     checked = [check_input(dict(row), schema=schema, profile=profile),
                check_input({**row, schema[0]["name"]: 1e9}, schema=schema, profile=profile)]
-    loaded = services._load(version, "batch")
+    loaded = version_model_load(version=version, purpose="batch")
     rows = services.score_rows(model=version.model, version=version, checked=checked,
                                loaded=loaded, requester=personas.clinician,
                                started=time.perf_counter(), row_indices=[0, 1])
@@ -52,7 +53,7 @@ def test_the_columns_written_once_per_chunk_are_the_same_for_every_row(personas)
     checked = [check_input({**row, schema[0]["name"]: schema[0]["min"] + i * 0.01},
                            schema=schema, profile=profile) for i in range(20)]
     rows = services.score_rows(model=version.model, version=version, checked=checked,
-                               loaded=services._load(version, "batch"),
+                               loaded=version_model_load(version=version, purpose="batch"),
                                requester=personas.clinician, started=time.perf_counter(),
                                row_indices=list(range(20)))
     for name in _LOG_CONSTANT:

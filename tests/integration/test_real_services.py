@@ -23,7 +23,7 @@ from audits.chain import verify_chain
 from audits.models import Action, AuditEvent
 from audits.services import audit_event_record
 from registry.models import ModelVersion
-from registry.services import model_version_load
+from registry.loading import artifact_model_load, models_clear
 from registry.storage import artifact_storage, blob_key
 
 from ..registry.helpers import register_dataset, register_version
@@ -67,13 +67,12 @@ def test_artifacts_live_in_the_s3_store_and_tampering_is_caught(personas):
     # Change the bytes behind the registry's back.
     body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
     client.put_object(Bucket=bucket, Key=key, Body=body[:-4] + b"evil")
-    from registry.runtime import model_cache
 
-    model_cache.clear()
+    models_clear()
     from core.errors import IntegrityFailure
 
     with pytest.raises(IntegrityFailure):
-        model_version_load(version=ModelVersion.objects.get(pk=version.pk))
+        artifact_model_load(version=ModelVersion.objects.get(pk=version.pk))
     assert AuditEvent.objects.filter(action=Action.ARTIFACT_INTEGRITY_FAILED).exists()
 
 

@@ -10,7 +10,7 @@ from django.test import override_settings
 from audits.chain import verify_chain
 from audits.models import Action, AuditEvent
 from registry.models import ModelVersion
-from registry.services import model_version_load
+from registry.loading import artifact_model_load
 from registry.storage import artifact_storage, blob_key
 
 from ..artifacts import (
@@ -118,7 +118,7 @@ def test_it_registers_an_onnx_version(personas, dataset):
     assert response.status_code == 201, response.json()
     body = response.json()
     assert body["format"] == "onnx" and body["framework"] == "onnx"
-    loaded = model_version_load(version=ModelVersion.objects.get())
+    loaded = artifact_model_load(version=ModelVersion.objects.get())
     proba = loaded.predict_proba([{f: 14.0 if f == "mean radius" else 0.1 for f in FEATURES_SMALL}])
     assert proba.shape == (1, 2)
 
@@ -281,9 +281,9 @@ def test_changed_artifact_bytes_are_refused_everywhere(personas, dataset):
     from django.core.files.base import ContentFile
 
     store.save(key, ContentFile(original[:-10] + b"tampered!!"))
-    from registry.runtime import model_cache
+    from registry.loading import models_clear
 
-    model_cache.clear()
+    models_clear()
     client = api_as(personas.owner)
     download = client.get(_url(personas, "1/artifact/"))
     assert download.status_code == 409

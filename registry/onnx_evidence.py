@@ -6,18 +6,9 @@ converts the model with skl2onnx, checks on the reference sample that both
 runtimes give the same scores, times both, and records the choice (per purpose:
 single rows, batches) with its evidence in a ``ServingRuntime`` row. ONNX is
 only ever chosen when the scores matched within ``ATTEST_ONNX_TOLERANCE``.
-``serving_model_load`` returns the chosen runtime, verifying the ONNX bytes'
-hash on every load like the registry does for artifacts.
-
-The reference sample
-    The server holds no raw training rows (a dataset version may be registered
-    with its profile only), so the reference sample is *synthetic*: rows drawn
-    from the training profile's per-column distributions (``reference_sample``).
-    Columns are drawn independently, so the sample covers each feature's range in
-    proportion to the training data but not its correlations; it is a test of
-    numerical equivalence over the input space, not a replay of the cohort.
-    No missing values are drawn: a version's schema decides how those are handled
-    before the model sees them.
+``registry.loading`` serves the chosen runtime, verifying the ONNX bytes' hash
+on every load as it does for artifacts. The reference sample is
+``registry.reference.reference_sample``.
 """
 
 from __future__ import annotations
@@ -35,7 +26,7 @@ import numpy as np
 from django.conf import settings
 from django.db import transaction
 
-from core.errors import Conflict, IntegrityFailure, ValidationFailed
+from core.errors import Conflict, ValidationFailed
 
 from .models import (
     ArtifactFormat,
@@ -45,16 +36,15 @@ from .models import (
     ServingStatus,
     VersionState,
 )
-from .runtime import NUMERIC, LoadedModel, bind_features, load_model, model_cache
-from .storage import blob_put, blob_read_verified
+from .reference import SAMPLE_SEED, reference_sample
+from .runtime import LoadedModel, bind_features, load_model
+from .storage import blob_put
 
 log = logging.getLogger(__name__)
 
 Purpose = Literal["single", "batch"]
 PURPOSES = ("single", "batch")
 
-SAMPLE_ROWS = 500
-SAMPLE_SEED = 0
 # Opset 17 / ai.onnx.ml 3: supported by every onnxruntime this project accepts (>= 1.18).
 TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
 SINGLE_CALLS = 200
@@ -64,76 +54,6 @@ BATCH_ROWS = 20_000
 BATCH_BUDGET_S = 2.0
 BATCH_REPEATS = 3
 DETAIL_LIMIT = 600
-
-
-# -- the reference sample -------------------------------------------------------------------
-
-def reference_sample(input_schema: list[dict], profile: dict, n: int = SAMPLE_ROWS,
-                     seed: int = SAMPLE_SEED) -> list[dict]:
-    """``n`` synthetic rows drawn from the training profile; the same seed gives the same rows.
-
-    Per feature (drawn independently, in schema order, from one seeded generator):
-
-    1. number/integer: pick a histogram bin by ``bin_frequencies``, draw uniformly
-       inside it, clip to the schema's min/max; integers are rounded (and kept in
-       range). Without a histogram: uniform over the schema's range, else the
-       profile's p01..p99, else its mean.
-    2. boolean: true with the profiled share of ``true`` (0.5 when unknown).
-    3. category: one of the schema's allowed values, weighted by the profiled
-       shares (uniform when none of them was profiled).
-    """
-    rng = np.random.default_rng(seed)
-    columns = (profile or {}).get("columns", {})
-    drawn: dict[str, list] = {}
-    for feature in input_schema:
-        name, kind = feature["name"], feature["type"]
-        col = columns.get(name) or {}
-        if kind in NUMERIC:
-            drawn[name] = _draw_numeric(rng, feature, col, n)
-        elif kind == "boolean":
-            share = (col.get("categories") or {}).get("true")
-            p_true = 0.5 if share is None else min(max(float(share), 0.0), 1.0)
-            drawn[name] = [bool(v) for v in rng.random(n) < p_true]
-        else:
-            drawn[name] = _draw_category(rng, feature, col, n)
-    return [{name: values[i] for name, values in drawn.items()} for i in range(n)]
-
-
-def _draw_numeric(rng: np.random.Generator, feature: dict, col: dict, n: int) -> list:
-    lo, hi = feature.get("min"), feature.get("max")
-    edges = [float(e) for e in col.get("quantiles") or []]
-    freqs = [float(f or 0.0) for f in col.get("bin_frequencies") or []]
-    if len(edges) >= 2 and len(freqs) == len(edges) - 1 and sum(freqs) > 0:
-        p = np.asarray(freqs) / sum(freqs)
-        bins = rng.choice(len(freqs), size=n, p=p)
-        left, right = np.asarray(edges[:-1])[bins], np.asarray(edges[1:])[bins]
-        values = left + rng.random(n) * (right - left)
-    elif len(edges) == 1:
-        values = np.full(n, edges[0])
-    elif lo is not None and hi is not None:
-        values = lo + rng.random(n) * (hi - lo)
-    elif col.get("p01") is not None and col.get("p99") is not None:
-        values = col["p01"] + rng.random(n) * (col["p99"] - col["p01"])
-    else:
-        values = np.full(n, float(col.get("mean") or 0.0))
-    values = np.clip(values, -np.inf if lo is None else lo, np.inf if hi is None else hi)
-    if feature["type"] == "integer":
-        values = np.round(values)
-        # Rounding may step past a fractional bound (min 0.5 rounds to 0).
-        values = np.clip(values, -np.inf if lo is None else math.ceil(lo),
-                         np.inf if hi is None else math.floor(hi))
-        return [int(v) for v in values]
-    return [float(v) for v in values]
-
-
-def _draw_category(rng: np.random.Generator, feature: dict, col: dict, n: int) -> list:
-    profiled = col.get("categories") or {}
-    allowed = list(feature.get("categories") or profiled)
-    if not allowed:
-        return [""] * n
-    weights = np.array([float(profiled.get(str(c)) or 0.0) for c in allowed])
-    p = weights / weights.sum() if weights.sum() > 0 else None
-    return [allowed[i] for i in rng.choice(len(allowed), size=n, p=p)]
 
 
 # -- building the runtime at submit ---------------------------------------------------------
@@ -368,56 +288,3 @@ def _with_environment(timings: dict) -> dict:
             "environment": {"python": platform.python_version(), "machine": platform.machine(),
                             "cpu_count": os.cpu_count(), "scikit-learn": sklearn.__version__,
                             "onnxruntime": onnxruntime.__version__}}
-
-
-# -- loading for serving ------------------------------------------------------------------------
-
-def serving_model_load(*, version: ModelVersion, purpose: Purpose = "single") -> LoadedModel:
-    """The runtime chosen for ``purpose``; the registry's own loader when that is scikit-learn.
-
-    ONNX bytes are read through ``blob_read_verified`` on every load that misses
-    the process cache; a hash mismatch is recorded in the audit trail and raised
-    (IntegrityFailure), never served.
-    """
-    if purpose not in PURPOSES:
-        raise ValueError(f"purpose must be one of {PURPOSES}, not {purpose!r}")
-    from .services import model_version_load  # services will call into this module
-
-    runtime = ServingRuntime.objects.filter(version=version).first()
-    names = [f["name"] for f in version.input_schema]
-    engine = None if runtime is None else (
-        runtime.single_runtime if purpose == "single" else runtime.batch_runtime)
-    if (runtime is None or engine != ServingEngine.ONNXRUNTIME or not runtime.onnx_key
-            or runtime.feature_names != names):
-        # No evidence, scikit-learn chosen, a native ONNX artifact (the registry loads it
-        # itself), or a draft's schema changed after the build: the artifact as registered.
-        return model_version_load(version=version)
-    cache_key = f"{runtime.onnx_sha256}:{purpose}"
-    cached = model_cache.get(cache_key)
-    if cached is not None and cached.feature_names == names:
-        return cached
-    try:
-        data = blob_read_verified(runtime.onnx_key, runtime.onnx_sha256)
-    except IntegrityFailure as exc:
-        _record_integrity_failure(version, runtime, exc)
-        raise
-    loaded = load_model(data, artifact_format=ArtifactFormat.ONNX, trusted_types=[],
-                        feature_names=names)
-    loaded.details["serving"] = {"status": runtime.status, "purpose": purpose,
-                                 "onnx_sha256": runtime.onnx_sha256,
-                                 "max_abs_diff": runtime.max_abs_diff}
-    model_cache.put(cache_key, loaded)
-    return loaded
-
-
-def _record_integrity_failure(version: ModelVersion, runtime: ServingRuntime,
-                              exc: IntegrityFailure) -> None:
-    from audits.models import Action
-    from audits.services import audit_event_record
-
-    log.error("serving ONNX integrity failure for %s: %s", version, exc.message)
-    audit_event_record(action=Action.ARTIFACT_INTEGRITY_FAILED, obj=version,
-                       model_id=version.model_id, model_name=version.model.name,
-                       version_id=version.pk, version_label=version.label,
-                       details={"key": runtime.onnx_key, "kind": "serving_onnx", **exc.extra,
-                                "problem": exc.items[0].code})

@@ -9,9 +9,10 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from audits.models import Action, AuditEvent
 from core.errors import Conflict, IntegrityFailure
 from registry import services
-from registry.models import ServingRuntime
-from registry.runtime import model_cache
-from registry.serving import reference_sample, serving_model_load, serving_runtime_build
+from registry.loading import artifact_model_load, model_cache, version_model_load
+from registry.models import ServingRuntime, VersionState
+from registry.onnx_evidence import serving_runtime_build
+from registry.reference import reference_sample
 from registry.storage import artifact_storage, blob_read_verified
 
 from ..artifacts import (
@@ -35,7 +36,7 @@ def dataset(personas):
 
 
 def _build(version):
-    loaded = services.model_version_load(version=version)
+    loaded = artifact_model_load(version=version)
     data = blob_read_verified(version.artifact_key, version.artifact_sha256)
     return serving_runtime_build(version=version, data=data, loaded=loaded)
 
@@ -68,9 +69,9 @@ def test_the_logistic_pipeline_is_served_from_an_equivalent_onnx_model(personas,
     assert ServingRuntime.objects.get(version=version) == runtime
 
     rows = reference_sample(version.input_schema, dataset.profile, n=50, seed=7)
-    sklearn_scores = services.model_version_load(version=version).predict_proba(rows)
+    sklearn_scores = artifact_model_load(version=version).predict_proba(rows)
     for purpose, engine in (("single", runtime.single_runtime), ("batch", runtime.batch_runtime)):
-        served = serving_model_load(version=version, purpose=purpose)
+        served = version_model_load(version=_frozen(version), purpose=purpose)
         assert served.runtime == engine
         assert np.max(np.abs(served.predict_proba(rows) - sklearn_scores)) <= 1e-5
     # The ONNX model is cached per hash and purpose.
@@ -100,7 +101,7 @@ def test_a_model_with_a_tight_tolerance_is_not_equivalent_and_served_by_sklearn(
     assert runtime.onnx_key == "" and runtime.onnx_sha256  # compared, not stored
     assert runtime.single_runtime == runtime.batch_runtime == "sklearn"
     assert "tolerance" in runtime.detail
-    assert serving_model_load(version=version, purpose="single").runtime == "sklearn"
+    assert version_model_load(version=_frozen(version), purpose="single").runtime == "sklearn"
 
 
 def test_an_unconvertible_pipeline_is_unsupported_and_served_by_sklearn(personas, dataset):
@@ -120,7 +121,7 @@ def test_an_unconvertible_pipeline_is_unsupported_and_served_by_sklearn(personas
     assert runtime.single_runtime == runtime.batch_runtime == "sklearn"
     assert set(runtime.timings) == {"sklearn", "environment"}
     for purpose in ("single", "batch"):
-        assert serving_model_load(version=version, purpose=purpose).runtime == "sklearn"
+        assert version_model_load(version=_frozen(version), purpose=purpose).runtime == "sklearn"
 
 
 def test_a_native_onnx_version_is_served_as_registered(personas, dataset):
@@ -133,8 +134,22 @@ def test_a_native_onnx_version_is_served_as_registered(personas, dataset):
     assert runtime.single_runtime == runtime.batch_runtime == "onnxruntime"
     assert runtime.onnx_key == "" and runtime.max_abs_diff is None
     _assert_choice_follows_timings(runtime)
-    served = serving_model_load(version=version, purpose="batch")
+    served = version_model_load(version=_frozen(version), purpose="batch")
     assert served.runtime == "onnxruntime" and served.artifact_format == "onnx"
+
+
+def _frozen(version):
+    """The version as the loader sees it once submitted (evidence is built at submit;
+    these tests build it on the draft directly)."""
+    version.state = VersionState.IN_REVIEW
+    return version
+
+
+def test_a_draft_is_served_as_registered_even_with_evidence(personas, dataset):
+    version = register_version(personas.owner, personas.model, dataset)
+    assert _build(version).status == "equivalent"
+    for purpose in ("single", "batch"):
+        assert version_model_load(version=version, purpose=purpose).runtime == "sklearn"
 
 
 def test_a_tampered_onnx_blob_is_refused_and_recorded(personas, dataset):
@@ -151,7 +166,7 @@ def test_a_tampered_onnx_blob_is_refused_and_recorded(personas, dataset):
     purpose = "single"
 
     with pytest.raises(IntegrityFailure):
-        serving_model_load(version=version, purpose=purpose)
+        version_model_load(version=_frozen(version), purpose=purpose)
     event = AuditEvent.objects.filter(action=Action.ARTIFACT_INTEGRITY_FAILED).get()
     assert event.details["kind"] == "serving_onnx" and event.details["key"] == runtime.onnx_key
 
@@ -194,9 +209,9 @@ def test_a_model_with_category_and_boolean_features_converts_with_one_input_each
 
     assert runtime.status == "equivalent", runtime.detail
     assert runtime.feature_names == features
-    served = serving_model_load(version=version, purpose="single")
+    served = version_model_load(version=_frozen(version), purpose="single")
     rows = [{"mean radius": 14.0, "mean texture": 19.0, "site": "south", "smoker": True}]
-    expected = services.model_version_load(version=version).predict_proba(rows)
+    expected = artifact_model_load(version=version).predict_proba(rows)
     assert np.max(np.abs(served.predict_proba(rows) - expected)) <= 1e-5
 
 
