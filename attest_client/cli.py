@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from attest_client.profiling import FORMATS, MIN_CATEGORY_COUNT, ProfilingError, profile_file
+from profiling import FORMATS, MIN_CATEGORY_COUNT, ProfilingError, profile_file
 
 PROG = "attest"
 EXIT_OK = 0

@@ -70,9 +70,9 @@ def phases(m: bp.BenchModel, args: argparse.Namespace, requester) -> tuple[dict,
 
     from core.gc import gc_paused
     from inference import batches, services
-    from registry.loading import version_model_load
     from inference.columnar import check_many
     from inference.models import BatchJob, BatchStatus
+    from registry.loading import version_model_load
 
     version = m.version
     loaded = version_model_load(version=version, purpose="batch")

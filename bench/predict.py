@@ -949,7 +949,7 @@ def batch_compare(m: BenchModel, args: argparse.Namespace, requester) -> dict:
     from django.db import connection, transaction
     from django.utils import timezone
 
-    from inference import batches, services
+    from inference import batches
     from inference.models import BatchJob, BatchStatus, Prediction, ReviewItem
 
     version = m.version

@@ -1,6 +1,6 @@
 """Reading batch input files: an upload's shape, checked up front, then typed records.
 
-CSV is read as the dataset profiler reads it (``attest_client.profiling``): strictly
+CSV is read as the dataset profiler reads it (``profiling``): strictly
 UTF-8 (a byte-order mark is tolerated), blank lines skipped, the same missing-value
 markers; its text is typed per the version's schema (a bad value stays text, so the
 validator reports it). Parquet is typed already; float NaN is missing. A record's
@@ -17,16 +17,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from core.errors import ErrorItem, ValidationFailed
+
 # The profiler's own file checks, so a batch is read exactly as `attest profile` reads a
 # dataset: same encoding rules, ragged-row and header checks, row count.
-from attest_client.profiling import (
+from profiling import (
     ProfilingError,
     check_file,
     check_header,
     resolve_file_format,
     scan_csv,
 )
-from core.errors import ErrorItem, ValidationFailed
 from registry.models import ModelVersion
 
 # The same missing-value markers as the dataset profiler (pandas' defaults), so a

@@ -73,6 +73,8 @@ INSTALLED_APPS = [
     "registry",
     "explain",
     "inference",
+    "monitoring",
+    "dossier",
     "portal",
 ]
 

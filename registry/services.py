@@ -15,11 +15,11 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from attest_client.profiling import ProfilingError, profile_file, validate_profile
 from audits.models import Action
 from audits.services import audit_event_record
 from core.errors import Conflict, ErrorItem, PermissionDenied, ValidationFailed
 from core.hashing import normalize_json, sha256_json
+from profiling import ProfilingError, profile_file, validate_profile
 
 from . import lifecycle
 from .artifacts import CONVERT_HELP, detect_pickle, inspect_artifact

@@ -19,8 +19,8 @@ from core.errors import ErrorItem
 from inference import batch_files, batches, services
 from inference.models import BatchJob, BatchStatus, Prediction, RejectionCount, ReviewItem
 from inference.tasks import anchor_predictions, purge_inputs, run_batch
-from registry.models import ModelVersion
 from registry.loading import version_model_load
+from registry.models import ModelVersion
 from registry.roles import ModelRole
 from registry.services import access_grant
 from registry.storage import artifact_storage

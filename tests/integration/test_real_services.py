@@ -22,8 +22,8 @@ from django.db import DatabaseError, connection, connections, transaction
 from audits.chain import verify_chain
 from audits.models import Action, AuditEvent
 from audits.services import audit_event_record
-from registry.models import ModelVersion
 from registry.loading import artifact_model_load, models_clear
+from registry.models import ModelVersion
 from registry.storage import artifact_storage, blob_key
 
 from ..registry.helpers import register_dataset, register_version

@@ -16,8 +16,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
-from attest_client.profiling import profile_file
 from audits.models import Action, AuditEvent
+from profiling import profile_file
 from registry.models import DatasetVersion, ModelAccessGrant, ModelVersion, RegisteredModel
 from registry.roles import ModelRole
 

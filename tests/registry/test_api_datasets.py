@@ -6,8 +6,8 @@ import json
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from attest_client.profiling import profile_file
 from audits.models import Action, AuditEvent
+from profiling import profile_file
 from registry.models import DatasetVersion
 from registry.storage import artifact_storage, blob_key
 

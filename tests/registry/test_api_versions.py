@@ -9,8 +9,8 @@ from django.test import override_settings
 
 from audits.chain import verify_chain
 from audits.models import Action, AuditEvent
-from registry.models import ModelVersion
 from registry.loading import artifact_model_load
+from registry.models import ModelVersion
 from registry.storage import artifact_storage, blob_key
 
 from ..artifacts import (

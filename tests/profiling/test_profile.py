@@ -1,4 +1,4 @@
-"""Tests for attest_client.profiling: no Django, every file generated in tmp_path."""
+"""Tests for the profiling package: no Django, every file generated in tmp_path."""
 
 from __future__ import annotations
 
@@ -15,14 +15,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from attest_client import profiling
-from attest_client.profiling import (
+from profiling import (
     DatasetProfile,
     ProfilingError,
     profile_file,
     sha256_file,
     validate_profile,
 )
+from profiling import profile as profiling
 
 
 @pytest.fixture(autouse=True)
@@ -596,7 +596,7 @@ def test_it_refuses_fields_the_csv_reader_cannot_hold(tmp_path: Path) -> None:
 
 def test_it_refuses_unreadable_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Simulated, because the suite may run as root, which ignores permission bits.
-    from attest_client import profiling
+    from profiling import profile as profiling
 
     def denied(*args: Any, **kwargs: Any) -> Any:
         raise PermissionError(13, "Permission denied")
@@ -813,7 +813,7 @@ def test_it_translates_a_pandas_parser_error_into_ragged_rows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Safety net should pandas ever count fields differently from the csv module.
-    from attest_client import profiling
+    from profiling import profile as profiling
 
     def parser_error(*args: Any, **kwargs: Any) -> Any:
         raise pd.errors.ParserError(

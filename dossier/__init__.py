@@ -1,0 +1,2 @@
+"""The compliance dossier: evidence from every layer below, snapshotted at one instant,
+rendered to PDF/A. Nothing imports it."""

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class DossierConfig(AppConfig):
+    name = "dossier"
+    verbose_name = "Compliance dossier"
