@@ -951,6 +951,7 @@ def batch_compare(m: BenchModel, args: argparse.Namespace, requester) -> dict:
 
     from inference import batches
     from inference.models import BatchJob, BatchStatus, Prediction, ReviewItem
+    from registry.loading import version_model_load
 
     version = m.version
     loaded = version_model_load(version=version, purpose="batch")
