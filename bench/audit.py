@@ -859,7 +859,7 @@ def measure_list(args: argparse.Namespace, fx: Fixtures, n: int, notes: list[str
     from django.db import connection
     from rest_framework.test import APIRequestFactory, force_authenticate
 
-    from portal.api import AuditEventListView
+    from audits.api import AuditEventListView
 
     factory = APIRequestFactory()
     view = AuditEventListView.as_view()

@@ -219,3 +219,18 @@ def production_at(*, model: RegisteredModel, when) -> dict:
             "via": "rollback" if entered.action == Action.VERSION_ROLLED_BACK else "promote",
             "by": entered.actor_username, "reason": entered.reason,
             "approvals": approvals, "event_seq": entered.seq}
+
+
+class AuditModelDirectory:
+    """What the audit trail (``audits.access``) asks the registry about a user."""
+
+    def reads_whole_trail(self, user) -> bool:
+        return is_global_admin(user) or is_global_auditor(user)
+
+    def auditable_model_ids(self, user) -> set[int]:
+        return set(model_list_for_user(user=user, capability=Capability.VIEW_AUDIT)
+                   .values_list("pk", flat=True))
+
+    def visible_model_id(self, user, name: str) -> int | None:
+        return model_list_for_user(user=user).filter(name=name).values_list("pk", flat=True) \
+            .first()

@@ -1,4 +1,4 @@
-"""Serializing audit events for the API, the pages and exports."""
+"""Serializing audit events for the API, the pages and exports (CSV, JSON)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,16 @@ import csv
 import io
 from collections.abc import Iterator
 
-from audits.models import AuditEvent
+from django.http import StreamingHttpResponse
+
+from core.errors import ValidationFailed
 from core.hashing import canonical_json
+
+from .access import audit_scope, parse_event_filters
+from .chain import chain_head
+from .models import Action, AuditEvent
+from .selectors import audit_event_queryset
+from .services import audit_event_record
 
 EXPORT_FIELDS = ("seq", "id", "time", "actor_username", "actor_name", "via", "action",
                  "object_type", "object_id", "object_repr", "model_name", "version_label",
@@ -19,7 +27,7 @@ def event_as_dict(event: AuditEvent) -> dict:
     return {
         "id": event.pk, "seq": event.seq, "time": event.time.isoformat(),
         "actor": event.actor_username or None, "actor_name": event.actor_name, "via": event.via,
-        "action": event.action, "action_label": event.get_action_display(),
+        "action": event.action, "action_label": event.action_label,
         "object_type": event.object_type, "object_id": event.object_id,
         "object_repr": event.object_repr, "model": event.model_name or None,
         "version": event.version_label or None, "before": event.before, "after": event.after,
@@ -69,3 +77,29 @@ def csv_text(events: list[AuditEvent]) -> str:
     for line in csv_rows(iter(events)):
         out.write(line)
     return out.getvalue()
+
+
+def audit_export_response(request, user, params):
+    """Streamed CSV or JSON of the filtered events; the export itself is an event."""
+    scope = audit_scope(user)
+    filters = parse_event_filters(params, user=user)
+    fmt = params.get("format", "csv")
+    if fmt not in ("csv", "json"):
+        raise ValidationFailed("format must be csv or json.", field="format")
+    head = chain_head()
+    audit_event_record(action=Action.AUDIT_EXPORTED, object_type="audits.export",
+                       object_repr=f"{fmt} export", details={"filters": filters.as_dict(),
+                                                             "format": fmt,
+                                                             "chain_head_seq": head[0]})
+    events = audit_event_queryset(visible_model_ids=scope, filters=filters).filter(
+        seq__lte=head[0]).iterator(chunk_size=5000)
+    name = f"attest-audit-head-{head[0]}-{head[1][:12]}.{fmt}"
+    if fmt == "csv":
+        response = StreamingHttpResponse(csv_rows(events), content_type="text/csv; charset=utf-8")
+    else:
+        response = StreamingHttpResponse(json_document(events, head=head,
+                                                       filters=filters.as_dict()),
+                                         content_type="application/json")
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    response["X-Attest-Chain-Head"] = f"{head[0]} {head[1]}"
+    return response

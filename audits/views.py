@@ -7,25 +7,15 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from audits.chain import chain_head, verify_chain
-from audits.checkpoints import (
-    audit_checkpoint_write,
-    checkpoint_list,
-    checkpoint_read,
-    public_key_pem,
-)
-from audits.models import Action
-from audits.selectors import (
-    audit_event_diff,
-    audit_event_get,
-    audit_event_page,
-    audit_event_queryset,
-)
 from core.errors import ApplicationError, PermissionDenied
 from core.pages import page_view
 
-from .api import audit_export_response, audit_scope_global
-from .audit_access import audit_scope, parse_cursor, parse_event_filters
+from .access import audit_scope, audit_scope_global, parse_cursor, parse_event_filters
+from .chain import chain_head, verify_chain
+from .checkpoints import audit_checkpoint_write, checkpoint_list, checkpoint_read, public_key_pem
+from .export import audit_export_response
+from .models import Action
+from .selectors import audit_event_diff, audit_event_get, audit_event_page, audit_event_queryset
 
 _guarded = page_view("home")
 
@@ -45,7 +35,7 @@ def event_list(request):
             audit_event_queryset(visible_model_ids=scope, filters=filters), before_seq=cursor)
     params = request.GET.copy()
     params.pop("cursor", None)
-    return render(request, "portal/audit_list.html", {
+    return render(request, "audits/event_list.html", {
         "events": events, "next_cursor": next_cursor, "query": params.urlencode(),
         "errors": error.items if error else [], "params": request.GET,
         "actions": Action.choices, "head": chain_head(), "is_global": scope is None,
@@ -58,7 +48,7 @@ def event_detail(request, event_id: int):
     event = audit_event_get(visible_model_ids=scope, event_id=event_id)
     if event is None:
         raise Http404
-    return render(request, "portal/audit_detail.html", {"event": event,
+    return render(request, "audits/event_detail.html", {"event": event,
                                                         "diff": audit_event_diff(event)})
 
 
@@ -76,7 +66,7 @@ def export(request):
 @_guarded
 def verify(request):
     audit_scope(request.user)
-    return render(request, "portal/audit_verify.html", {
+    return render(request, "audits/verify.html", {
         "result": verify_chain(), "checkpoints": checkpoint_list()[:20],
         "can_checkpoint": _is_global(request.user)})
 

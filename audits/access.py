@@ -2,26 +2,58 @@
 
 Admins and global auditors read every event; other users read the events of
 models on which they hold ``view_audit``. Shared by the API and the pages.
+
+The trail refers to models by id only and imports no domain app, so which
+models a user may audit is answered by a *model directory* that the registry
+registers at start-up (``register_model_directory``, called from
+``registry.apps``): the registry's own selectors stay the one authorization rule.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Protocol
 
-from audits.models import Action
-from audits.selectors import EventFilters
 from core.errors import ErrorItem, PermissionDenied, ValidationFailed
 from core.moments import parse_moment
-from registry.roles import Capability, is_global_admin, is_global_auditor
-from registry.selectors import model_list_for_user
+
+from .models import Action
+from .selectors import EventFilters
+
+
+class ModelDirectory(Protocol):
+    """What the trail asks of the registry about a user."""
+
+    def reads_whole_trail(self, user) -> bool:
+        """Admins and global auditors."""
+
+    def auditable_model_ids(self, user) -> set[int]:
+        """Models on which the user holds view_audit."""
+
+    def visible_model_id(self, user, name: str) -> int | None:
+        """The id of the named model if the user may view it."""
+
+
+_directory: ModelDirectory | None = None
+
+
+def register_model_directory(directory: ModelDirectory) -> None:
+    global _directory
+    _directory = directory
+
+
+def model_directory() -> ModelDirectory:
+    if _directory is None:
+        raise RuntimeError("no model directory registered (registry.apps registers it)")
+    return _directory
 
 
 def audit_scope(user) -> set[int] | None:
     """Model ids whose events the user may read; None for every event."""
-    if is_global_admin(user) or is_global_auditor(user):
+    directory = model_directory()
+    if directory.reads_whole_trail(user):
         return None
-    ids = set(model_list_for_user(user=user, capability=Capability.VIEW_AUDIT)
-              .values_list("pk", flat=True))
+    ids = directory.auditable_model_ids(user)
     if not ids:
         raise PermissionDenied("Reading the audit trail needs the view_audit permission.",
                                code="permission_denied")
@@ -42,11 +74,9 @@ def parse_event_filters(params, *, user) -> EventFilters:
     model_id = None
     name = (params.get("model") or "").strip()
     if name:
-        model = model_list_for_user(user=user).filter(name=name).first()
-        if model is None:
+        model_id = model_directory().visible_model_id(user, name)
+        if model_id is None:
             problems.append(ErrorItem("unknown_model", f"No model named '{name}'.", "model"))
-        else:
-            model_id = model.pk
     version = (params.get("version") or "").strip()
     if version and not version.startswith("v"):
         version = f"v{version}"
@@ -75,3 +105,9 @@ def parse_cursor(value) -> int | None:
     if cursor < 1:
         raise ValidationFailed("cursor must be positive.", code="invalid_cursor", field="cursor")
     return cursor
+
+
+def audit_scope_global(user) -> None:
+    """Checkpoints cover the whole trail: admins and global auditors only."""
+    if not model_directory().reads_whole_trail(user):
+        raise PermissionDenied("Checkpoints cover the whole trail: admins and auditors only.")
