@@ -116,14 +116,6 @@ class AuditEvent(models.Model):
     def __str__(self) -> str:
         return f"#{self.seq} {self.action} {self.object_repr}".strip()
 
-    @property
-    def action_label(self) -> str:
-        """The action in words (the raw name for an action this release does not know)."""
-        try:
-            return Action(self.action).label
-        except ValueError:
-            return self.action
-
     def save(self, *args, **kwargs):
         if not self._state.adding:
             raise TypeError("audit events are append-only")
@@ -131,3 +123,11 @@ class AuditEvent(models.Model):
 
     def delete(self, *args, **kwargs):
         raise TypeError("audit events are append-only")
+
+    @property
+    def action_label(self) -> str:
+        """The action in words (the raw name for an action this release does not know)."""
+        try:
+            return Action(self.action).label
+        except ValueError:
+            return self.action
