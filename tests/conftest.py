@@ -6,11 +6,13 @@ import uuid
 
 import pytest
 from django.conf import settings as django_settings
+from django.test import Client
 from rest_framework.test import APIClient
 
 from registry.loading import models_clear
 
 from .personas import make_personas
+from .registry.helpers import register_dataset, register_version
 
 APPEND_ONLY_TABLES = ("audits_auditevent", "registry_signature")
 
@@ -117,3 +119,28 @@ def _audit_triggers(request):
         for table in APPEND_ONLY_TABLES:
             run(connection, install=False, table=table)
         run_prediction_triggers(connection, install=False)
+
+
+# -- page tests' fixtures (helpers in tests/pages.py); a module's own fixture of the
+# same name wins ------------------------------------------------------------------------
+
+@pytest.fixture
+def client_as(personas):
+    def make(name: str, **kwargs) -> Client:
+        client = Client(**kwargs)
+        client.force_login(personas.get(name))
+        return client
+
+    return make
+
+
+@pytest.fixture
+def dataset(personas):
+    return register_dataset(personas.owner)
+
+
+@pytest.fixture
+def version(personas, dataset):
+    return register_version(
+        personas.owner, personas.model, dataset, model_card="# Card\n\nIntended use: triage.",
+        metrics={"overall": {"auc": 0.97}})
