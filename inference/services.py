@@ -18,7 +18,7 @@ import numpy as np
 import orjson
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
 from audits.models import Action
@@ -28,7 +28,12 @@ from core.hashing import canonical_bytes
 from registry.loading import version_model_load
 from registry.models import ModelVersion, RegisteredModel, VersionState
 from registry.roles import Capability
-from registry.selectors import model_get_for_user, require_capability, user_capabilities
+from registry.selectors import (
+    model_get_for_user,
+    require_capability,
+    serving_versions,
+    user_capabilities,
+)
 
 from .log import row_time_text
 from .models import (
@@ -144,19 +149,6 @@ def _shadow(model: RegisteredModel, production: ModelVersion, rows: list[dict],
         return shadow, [{"version": shadow.number, "error": f"{exc.__class__.__name__}"}] * len(rows)
 
 
-def _serving_versions(model: RegisteredModel) -> tuple[ModelVersion | None, ModelVersion | None]:
-    """The production and shadow versions, in one query."""
-    production = shadow = None
-    for version in (ModelVersion.objects.select_related("dataset")
-                    .filter(model=model).filter(Q(state=VersionState.PRODUCTION) | Q(shadow=True))):
-        version.model = model
-        if version.state == VersionState.PRODUCTION:
-            production = version
-        else:
-            shadow = version
-    return production, shadow
-
-
 def prediction_create(*, user, model: RegisteredModel | str, instances: list[Any],
                       version_number: Any = None, many: bool = False) -> list[Result]:
     """Validate, check, score, route and log one or more inputs.
@@ -184,7 +176,7 @@ def prediction_create(*, user, model: RegisteredModel | str, instances: list[Any
     if len(instances) > MAX_INSTANCES:
         raise ValidationFailed(f"At most {MAX_INSTANCES} instances per request; use a batch job "
                                "for more.", code="too_many_instances", field="instances")
-    production, shadow = _serving_versions(model)
+    production, shadow = serving_versions(model=model)
     if version_number in (None, "") and production is not None:
         version = production
     else:

@@ -45,7 +45,10 @@ def api_token_create(*, user, name: str, days: int | None = None) -> tuple[ApiTo
 
 
 def _token_with_user(prefix: str) -> ApiToken | None:
-    return ApiToken.objects.select_related("user").filter(prefix=prefix).first()
+    try:
+        return ApiToken.objects.select_related("user").get(prefix=prefix)
+    except ApiToken.DoesNotExist:
+        return None
 
 
 def api_token_authenticate(raw: str) -> ApiToken | None:

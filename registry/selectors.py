@@ -6,6 +6,10 @@ so the existence of other groups' models does not leak.
 
 from __future__ import annotations
 
+import copy
+import threading
+from collections import OrderedDict
+
 from django.db.models import Prefetch, Q, QuerySet
 
 from core.errors import NotFound, PermissionDenied
@@ -26,20 +30,25 @@ def _authenticated(user) -> bool:
     return bool(user is not None and user.is_authenticated and user.is_active)
 
 
+def _capabilities_of(user, roles) -> frozenset[str]:
+    """What a (non-admin) user may do on a model on which they hold ``roles``."""
+    caps: set[str] = set(GLOBAL_AUDITOR_CAPABILITIES) if is_global_auditor(user) else set()
+    for role in roles:
+        caps |= ROLE_CAPABILITIES.get(role, frozenset())
+    return frozenset(caps)
+
+
 def user_capabilities(*, user, model: RegisteredModel) -> frozenset[str]:
+    """The one authorization rule: global roles, then the user's grants on the model.
+    Answers are kept on the user object for the rest of the request."""
     if not _authenticated(user):
         return frozenset()
     if is_global_admin(user):
         return ALL_CAPABILITIES
     cache = user.__dict__.setdefault("_attest_caps", {})
-    if model.pk in cache:
-        return cache[model.pk]
-    caps: set[str] = set()
-    if is_global_auditor(user):
-        caps |= GLOBAL_AUDITOR_CAPABILITIES
-    for role in ModelAccessGrant.objects.filter(model=model, user=user).values_list("role", flat=True):
-        caps |= ROLE_CAPABILITIES.get(role, frozenset())
-    cache[model.pk] = frozenset(caps)
+    if model.pk not in cache:
+        cache[model.pk] = _capabilities_of(user, ModelAccessGrant.objects.filter(
+            model=model, user=user).values_list("role", flat=True))
     return cache[model.pk]
 
 
@@ -67,9 +76,22 @@ def model_get_for_user(*, user, name: str, capability: str = Capability.VIEW_MOD
 
     If the user may view it but lacks ``capability``, PermissionDenied (403):
     at that point its existence is no secret.
+
+    A member's grants on the model come with the model in one query (every API call
+    on a model starts here), and what they allow is ``user_capabilities``' answer.
     """
-    model = model_list_for_user(user=user).filter(name=name).first()
-    if model is None:
+    model = None
+    if _authenticated(user) and isinstance(name, str):
+        if is_global_admin(user) or is_global_auditor(user):
+            model = RegisteredModel.objects.filter(name=name).first()
+        else:
+            grants = list(ModelAccessGrant.objects.filter(user=user, model__name=name)
+                          .select_related("model"))
+            if grants:
+                model = grants[0].model
+                user.__dict__.setdefault("_attest_caps", {})[model.pk] = _capabilities_of(
+                    user, [g.role for g in grants])
+    if model is None or Capability.VIEW_MODEL not in user_capabilities(user=user, model=model):
         raise NotFound(f"No model named '{name}'.", code="not_found")
     if capability != Capability.VIEW_MODEL and capability not in user_capabilities(user=user, model=model):
         raise PermissionDenied(f"You lack the '{capability}' permission on {model.name}.",
@@ -84,6 +106,66 @@ def require_capability(*, user, model: RegisteredModel, capability: str) -> None
     if capability not in caps:
         raise PermissionDenied(f"You lack the '{capability}' permission on {model.name}.",
                                code="permission_denied")
+
+
+# Submitted versions are frozen: everything a prediction reads of them (schemas,
+# threshold, OOD policy, artifact, the training profile) is covered by the content hash
+# from submit on, so a process may keep them by (pk, content hash) without invalidation;
+# only their state and shadow flag change, and those are read fresh every time.
+_frozen_versions: OrderedDict[tuple[int, str], ModelVersion] = OrderedDict()
+_FROZEN_MAX = 64
+_frozen_lock = threading.Lock()
+
+
+def _frozen_version(pk: int, content_hash: str, state: str, shadow: bool,
+                    model: RegisteredModel) -> ModelVersion | None:
+    key = (pk, content_hash)
+    with _frozen_lock:
+        found = _frozen_versions.get(key)
+        if found is not None:
+            _frozen_versions.move_to_end(key)
+    if found is None:
+        found = (ModelVersion.objects.select_related("dataset")
+                 .filter(pk=pk, content_hash=content_hash).first())
+        if found is None:  # changed since the ids were read: the caller reads it again
+            return None
+        with _frozen_lock:
+            _frozen_versions[key] = found
+            while len(_frozen_versions) > _FROZEN_MAX:
+                _frozen_versions.popitem(last=False)
+    version = copy.copy(found)  # state, shadow and model are this request's
+    version.state, version.shadow, version.model = state, shadow, model
+    return version
+
+
+def frozen_versions_clear() -> None:
+    with _frozen_lock:
+        _frozen_versions.clear()
+
+
+def serving_versions(*, model: RegisteredModel) -> tuple[ModelVersion | None,
+                                                          ModelVersion | None]:
+    """The model's production and shadow versions, for scoring: one small query for
+    their ids, content hashes and states; the versions themselves (with their
+    dataset's profile) from the process's cache of frozen versions."""
+    from .models import VersionState
+
+    production = shadow = None
+    for pk, content_hash, state, in_shadow in (
+            ModelVersion.objects.filter(model=model)
+            .filter(Q(state=VersionState.PRODUCTION) | Q(shadow=True))
+            .values_list("pk", "content_hash", "state", "shadow")):
+        if state == VersionState.DRAFT or not content_hash:
+            continue  # never serving; a draft cannot be in production or shadow
+        version = _frozen_version(pk, content_hash, state, in_shadow, model)
+        if version is None:
+            version = ModelVersion.objects.select_related("dataset").get(pk=pk)
+            version.model = model
+        if version.state == VersionState.PRODUCTION:
+            production = version
+        elif version.shadow:
+            shadow = version
+    return production, shadow
 
 
 def version_list_for_model(*, user, model: RegisteredModel) -> QuerySet[ModelVersion]:

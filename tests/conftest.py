@@ -10,6 +10,7 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from registry.loading import models_clear
+from registry.selectors import frozen_versions_clear
 
 from .personas import make_personas
 from .registry.helpers import register_dataset, register_version
@@ -62,11 +63,13 @@ def _isolated_artifact_store(settings, tmp_path):
     # Eager batch jobs run inside the request in tests (the embedded shape uses a thread).
     settings.ATTEST_BATCH_EAGER_THREAD = False
     models_clear()
+    frozen_versions_clear()
     from django.core.cache import cache
 
     cache.clear()  # DRF's throttles count in the cache; each test starts afresh
     yield
     models_clear()
+    frozen_versions_clear()
 
 
 @pytest.fixture
