@@ -13,6 +13,9 @@ from core.api import AttestAPIView, error_responses
 from core.errors import ValidationFailed
 from core.middleware import client_address
 
+from registry.roles import can_create_models, is_global_admin, is_global_auditor
+from registry.selectors import model_list_for_user, user_capabilities, user_model_roles
+
 from .models import ApiToken
 from .throttling import login_lock_seconds
 from .tokens import api_token_create, api_token_revoke
@@ -90,3 +93,28 @@ class TokenDetailView(AttestAPIView):
             raise ValidationFailed("token id must be a number.", field="id") from None
         api_token_revoke(user=request.user, token_id=pk)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class WhoAmIView(AttestAPIView):
+    """Who the caller is, how they authenticated and what they may do on which model:
+    what a client shows after ``login`` and what a script checks before it acts."""
+
+    @extend_schema(responses={200: OpenApiResponse(description=(
+        "{username, name, email, is_admin, is_auditor, can_create_models, token: {id, name, "
+        "prefix, expires_at} or null for a session, models: [{name, roles, capabilities}]}")),
+        **error_responses(401)}, summary="The caller, their token and their roles per model")
+    def get(self, request):
+        user = request.user
+        token = request.auth if isinstance(request.auth, ApiToken) else None
+        models = [{"name": m.name, "roles": user_model_roles(user=user, model=m),
+                   "capabilities": sorted(user_capabilities(user=user, model=m))}
+                  for m in model_list_for_user(user=user)]
+        return Response({
+            "username": user.get_username(), "name": user.get_full_name(), "email": user.email,
+            "is_admin": is_global_admin(user), "is_auditor": is_global_auditor(user),
+            "can_create_models": can_create_models(user),
+            "token": None if token is None else {
+                "id": token.pk, "name": token.name, "prefix": token.prefix,
+                "expires_at": token.expires_at.isoformat()},
+            "models": models,
+        })

@@ -9,6 +9,7 @@ from . import api, views
 api_v1 = [
     path("auth/tokens/", api.TokenListView.as_view(), name="api-tokens"),
     path("auth/tokens/<str:token_id>/", api.TokenDetailView.as_view(), name="api-token"),
+    path("auth/whoami/", api.WhoAmIView.as_view(), name="api-whoami"),
     *audit_urls.api_v1,
     path("", include("registry.api.urls")),
     path("", include("inference.api.urls")),

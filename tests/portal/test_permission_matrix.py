@@ -197,6 +197,8 @@ def matrix(ctx) -> list[Case]:
              api=True),
         Case("api-tokens", "post", "/api/v1/auth/tokens/", table(s201=everyone, s401=("anonymous",)),
              api=True, data="credentials"),
+        Case("api-whoami", "get", "/api/v1/auth/whoami/", table(s200=everyone,
+                                                                  s401=("anonymous",)), api=True),
         Case("api-token", "delete", f"/api/v1/auth/tokens/{ctx['token_id']}/", table(
             s204=("owner",), s404=("admin", "auditor", "pi", "irb", "clinician", "reviewer",
                                    *HIDDEN), s401=("anonymous",)), api=True),
