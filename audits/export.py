@@ -17,20 +17,24 @@ from .models import Action, AuditEvent
 from .selectors import audit_event_queryset
 from .services import audit_event_record
 
-EXPORT_FIELDS = ("seq", "id", "time", "actor_username", "actor_name", "via", "action",
-                 "object_type", "object_id", "object_repr", "model_name", "version_label",
-                 "before", "after", "details", "reason", "request_id", "remote_addr",
-                 "prev_hash", "hash")
+# Every field the chain hashes is exported (the ids too), so an export can be
+# re-hashed offline (`attest audit verify --export`) without the database.
+EXPORT_FIELDS = ("seq", "id", "time", "actor_id", "actor_username", "actor_name", "via",
+                 "action", "object_type", "object_id", "object_repr", "model_id", "model_name",
+                 "version_id", "version_label", "before", "after", "details", "reason",
+                 "request_id", "remote_addr", "prev_hash", "hash")
 
 
 def event_as_dict(event: AuditEvent) -> dict:
     return {
         "id": event.pk, "seq": event.seq, "time": event.time.isoformat(),
-        "actor": event.actor_username or None, "actor_name": event.actor_name, "via": event.via,
+        "actor": event.actor_username or None, "actor_id": event.actor_id,
+        "actor_name": event.actor_name, "via": event.via,
         "action": event.action, "action_label": event.action_label,
         "object_type": event.object_type, "object_id": event.object_id,
         "object_repr": event.object_repr, "model": event.model_name or None,
-        "version": event.version_label or None, "before": event.before, "after": event.after,
+        "model_id": event.model_id, "version": event.version_label or None,
+        "version_id": event.version_id, "before": event.before, "after": event.after,
         "details": event.details, "reason": event.reason, "request_id": event.request_id,
         "remote_addr": event.remote_addr or None, "prev_hash": event.prev_hash,
         "hash": event.hash,

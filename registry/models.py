@@ -125,6 +125,8 @@ class ModelVersion(models.Model):
     model_card = models.TextField(blank=True)
     runbook = models.TextField(blank=True)
     dry_run = models.JSONField(default=dict, blank=True)
+    # The owner's reference scores against this server's (registry/reproducibility.py).
+    reproducibility = models.JSONField(default=dict, blank=True)
     content_hash = models.CharField(max_length=64)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
                                    related_name="+")

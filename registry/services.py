@@ -39,6 +39,7 @@ from .models import (
     VersionState,
 )
 from .onnx_evidence import serving_runtime_build
+from .reproducibility import reproducibility_check, reproducibility_parse, reproducibility_summary
 from .roles import Capability, ModelRole, can_create_models, is_global_admin
 from .runtime import LoadedModel, bind_features, declared_features, dry_run, load_model
 from .schema import (
@@ -273,9 +274,10 @@ def dataset_version_register(
 VERSION_METADATA_KEYS = {
     "format", "dataset", "description", "trusted_types", "input_schema", "output_schema",
     "code_reference", "hyperparameters", "metrics", "confidence_threshold", "ood_policy",
-    "model_card", "runbook",
+    "model_card", "runbook", "reproducibility",
 }
-EDITABLE_KEYS = VERSION_METADATA_KEYS - {"format", "trusted_types"}
+# The reproducibility record is evidence measured at registration: never edited.
+EDITABLE_KEYS = VERSION_METADATA_KEYS - {"format", "trusted_types", "reproducibility"}
 CONTENT_FIELDS = ("artifact_sha256", "artifact_format", "trusted_types", "input_schema",
                   "output_schema", "confidence_threshold", "ood_policy", "model_card", "runbook")
 
@@ -294,6 +296,10 @@ def version_content_hash(version: ModelVersion) -> str:
         evidence = serving_evidence(runtime)
         material["serving"] = {k: evidence[k] for k in ("status", "onnx_sha256", "single_runtime",
                                                         "batch_runtime")}
+    # Versions registered with the owner's reference scores: reviewers sign that evidence
+    # too (versions without it keep the hash they always had).
+    if version.reproducibility:
+        material["reproducibility"] = version.reproducibility
     return sha256_json(material)
 
 
@@ -411,6 +417,7 @@ def model_version_register(*, user, model: RegisteredModel, artifact, metadata: 
         problems.append(ErrorItem("required", "metadata.dataset must name the training dataset "
                                   "version.", "metadata.dataset"))
     fields = _validated_fields(metadata, problems)
+    claim = reproducibility_parse(metadata.get("reproducibility"), problems)
     if problems:
         raise ValidationFailed(items=problems)
     dataset = _resolve_dataset(user, metadata["dataset"])
@@ -430,6 +437,7 @@ def model_version_register(*, user, model: RegisteredModel, artifact, metadata: 
         info = inspect_artifact(data, artifact_format=fmt, trusted_types=trusted)
         loaded = load_model(data, artifact_format=fmt, trusted_types=info.untrusted_types)
         schema, output, dry = _prepare_interface(loaded=loaded, metadata=metadata, dataset=dataset)
+        reproducibility = reproducibility_check(loaded=loaded, input_schema=schema, claim=claim)
         with open(path, "rb") as handle:
             key, created = blob_put(handle, sha)
         with transaction.atomic():
@@ -444,7 +452,7 @@ def model_version_register(*, user, model: RegisteredModel, artifact, metadata: 
                 library_versions=_library_versions(), estimator=loaded.details.get("estimator", ""),
                 input_schema=normalize_json(schema), output_schema=normalize_json(output),
                 dataset=dataset, dry_run=normalize_json(dry), created_by=user,
-                **fields,
+                reproducibility=normalize_json(reproducibility), **fields,
             )
             version.content_hash = version_content_hash(version)
             version.save(force_insert=True)
@@ -454,7 +462,9 @@ def model_version_register(*, user, model: RegisteredModel, artifact, metadata: 
                                         "key": key, "trusted_types": info.untrusted_types})
             audit_event_record(action=Action.VERSION_REGISTERED, obj=version,
                                **_version_event_fields(version),
-                               after=_version_snapshot(version))
+                               after=_version_snapshot(version),
+                               details={"reproducibility": reproducibility_summary(
+                                   version.reproducibility)})
     except BaseException:
         if created and not ModelVersion.objects.filter(artifact_key=key).exists():
             blob_delete(key)

@@ -115,6 +115,7 @@ class VersionSerializer(serializers.ModelSerializer):
                   "framework_version", "library_versions", "estimator", "input_schema",
                   "output_schema", "dataset", "code_reference", "hyperparameters", "metrics",
                   "confidence_threshold", "ood_policy", "model_card", "runbook", "dry_run",
+                  "reproducibility",
                   "created_by", "created_at", "updated_at", "submitted_by", "submitted_at"]
 
     def get_dataset(self, obj) -> dict:
@@ -136,7 +137,10 @@ class VersionCreateSerializer(serializers.Serializer):
         "categories, missing}; defaults from the training profile), output_schema ({labels, "
         "positive_label, label_names, score_meaning}), code_reference, hyperparameters, "
         "metrics ({overall: {...}, subgroups: [{name, n, metrics}]}), confidence_threshold "
-        "(0..1), ood_policy (reject|review), model_card, runbook (Markdown), description."))
+        "(0..1), ood_policy (reject|review), model_card, runbook (Markdown), description, "
+        "reproducibility ({reference_rows: [{feature: value}], probabilities: [[...]], "
+        "environment: {python, platform, packages: {name: version}}}: the owner's scores of a "
+        "few reference rows, re-scored here at registration and recorded as evidence)."))
 
 
 class VersionPatchSerializer(serializers.Serializer):
