@@ -1,4 +1,4 @@
-"""API endpoints of the shell: personal API tokens."""
+"""API endpoints of the shell: personal API tokens and who the caller is."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from rest_framework.throttling import AnonRateThrottle
 from core.api import AttestAPIView, error_responses
 from core.errors import ValidationFailed
 from core.middleware import client_address
-
 from registry.roles import can_create_models, is_global_admin, is_global_auditor
 from registry.selectors import model_list_for_user, user_capabilities, user_model_roles
 
