@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from attest_client import cli
+from attest_client import cli, commands
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -140,10 +140,10 @@ def test_it_reports_a_bug_on_one_line_without_a_traceback(
         raise RuntimeError("something\nunexpected")
 
     monkeypatch.delenv("ATTEST_DEBUG", raising=False)
-    monkeypatch.setattr(cli, "profile_file", broken)
+    monkeypatch.setattr(commands, "profile_file", broken)
     status, out, err = run(["profile", str(dataset)], capsys)
 
-    assert status == 1
+    assert status == 70  # EX_SOFTWARE: exit 1 means "the check failed", 2 "your input"
     assert out == ""
     assert err.splitlines() == [
         "attest: error: internal error (RuntimeError: something); set ATTEST_DEBUG=1 for details"

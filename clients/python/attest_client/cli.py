@@ -1,36 +1,37 @@
-"""The ``attest`` command line, run by researchers on their own machine.
+"""The ``attest`` command line, run by model owners, signers and auditors on their own machine.
 
-Why it exists: profiling happens locally so patient rows never leave the researcher's
-computer; only the JSON printed or written here is shared. Subcommands live in argparse
-subparsers so ``register``/``submit`` can be added next to ``profile``.
+Profiling happens locally so patient rows never leave the researcher's computer; only
+the hash and profile printed or sent here are shared.
 
-Errors a user can cause are reported as exactly one line, ``attest: error: <reason>``,
-on stderr with exit status 2, never as a traceback: the audience is researchers, and a
-traceback could also echo file contents into a terminal log.
+Every error a user can cause is reported as exactly one line, ``attest: error:
+<reason>``, on stderr with a documented exit status (``attest_client.errors``; listed by
+``attest --help``), never as a traceback: the audience is researchers, and a traceback
+could also echo file contents into a terminal log. ``--json`` prints machine-readable
+results on stdout for scripts; messages for people always go to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 from typing import NoReturn
 
-from profiling import FORMATS, MIN_CATEGORY_COUNT, ProfilingError, profile_file
+from . import commands
+from .errors import (
+    EXIT_CODES,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    AttestError,
+)
 
 PROG = "attest"
-EXIT_OK = 0
-EXIT_INTERNAL = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 
-class CommandError(Exception):
-    """A user-fixable problem; main() prints it as one line and exits with status 2."""
+class CommandError(AttestError):
+    """A usage problem found while parsing (exit status 2)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,66 +39,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise CommandError(message)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="Attest model registry client.")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    commands.required = True
-
-    profile = commands.add_parser(
-        "profile",
-        help="summarize a CSV or parquet dataset locally (no rows leave this machine)",
-        description=(
-            "Compute the dataset's SHA-256, row count, column types and per-column "
-            "statistics, and print them as JSON (or write them with --output)."
-        ),
-    )
-    profile.add_argument("file", metavar="FILE", help="the dataset file (.csv, .parquet or .pq)")
-    profile.add_argument(
-        "--format",
-        dest="file_format",
-        choices=FORMATS,
-        help="file format; by default taken from the file extension",
-    )
-    profile.add_argument(
-        "--output", "-o", metavar="OUT.json", help="write the JSON here instead of stdout"
-    )
-    profile.add_argument(
-        "--min-category-count",
-        type=_positive_int,
-        default=None,
-        metavar="K",
-        help=f"list a category value only if at least K rows have it (default "
-        f"{MIN_CATEGORY_COUNT}); rarer values are counted in other_rate, never written",
-    )
-    profile.set_defaults(handler=_run_profile)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point (``attest = "attest_client.cli:main"``); returns the exit status."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-        return args.handler(args)
-    except CommandError as exc:
-        return _fail(str(exc))
-    except ProfilingError as exc:
-        return _fail(exc.message)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except Exception as exc:  # a bug, not bad input: still one line, traceback on request
-        if os.environ.get("ATTEST_DEBUG"):
-            raise
-        detail = str(exc).splitlines()[0] if str(exc) else ""
-        print(
-            f"{PROG}: error: internal error ({type(exc).__name__}{': ' + detail if detail else ''}); "
-            "set ATTEST_DEBUG=1 for details",
-            file=sys.stderr,
-        )
-        return EXIT_INTERNAL
 
 
 def _positive_int(text: str) -> int:
@@ -110,44 +51,255 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _fail(reason: str) -> int:
-    one_line = " ".join(reason.split())
-    print(f"{PROG}: error: {one_line}", file=sys.stderr)
-    return EXIT_USAGE
-
-
-def _run_profile(args: argparse.Namespace) -> int:
-    result = profile_file(args.file, file_format=args.file_format,
-                          min_category_count=args.min_category_count)
-    # ASCII-only (\uXXXX escapes) so a non-UTF-8 console cannot fail to print the values.
-    text = json.dumps(result.as_dict(), indent=2, allow_nan=False) + "\n"
-    if args.output is None:
-        sys.stdout.write(text)
-        return EXIT_OK
-    _write_atomically(Path(args.output), text)
-    print(
-        f"{PROG}: wrote {args.output} ({result.row_count} rows, {len(result.columns)} columns)",
-        file=sys.stderr,
-    )
-    return EXIT_OK
-
-
-def _write_atomically(target: Path, text: str) -> None:
-    """Write via a temporary file and rename, so a failed run never leaves half a JSON file."""
-    directory = target.parent if str(target.parent) else Path(".")
-    if not directory.is_dir():
-        raise CommandError(f"cannot write {target}: directory {directory} does not exist")
+def _unit_float(text: str) -> float:
     try:
-        fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise CommandError(f"cannot write {target}: {exc.strerror or exc}") from exc
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, not {value}")
+    return value
+
+
+def _epilog() -> str:
+    lines = ["exit status:"]
+    lines += [f"  {code:>3}  {meaning}" for code, meaning in EXIT_CODES.items()]
+    lines += ["", "login: `attest login URL` stores a token in ~/.config/attest/config.json "
+              "(mode 0600);", "or set ATTEST_URL and ATTEST_TOKEN. ATTEST_DEBUG=1 shows "
+              "tracebacks of internal errors."]
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _Parser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print the result as JSON (stdout)")
+    common.add_argument("--url", help="the server (default: the one you logged in to)")
+
+    parser = _Parser(prog=PROG, description="Attest model registry client: profile datasets "
+                     "locally, register and submit model versions, predict, verify the audit "
+                     "trail.", epilog=_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    def command(name: str, handler, help_text: str, parent=sub, **kwargs):
+        p = parent.add_parser(name, help=help_text, description=help_text, parents=[common],
+                              **kwargs)
+        p.set_defaults(handler=handler)
+        return p
+
+    def group(name: str, help_text: str):
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        g = p.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser)
+        g.required = True
+        return g
+
+    # -- login --------------------------------------------------------------------------
+    p = command("login", commands.login, "get an API token for a server and keep it "
+                "(~/.config/attest/config.json, mode 0600)")
+    p.add_argument("server", metavar="URL")
+    p.add_argument("--username", "-u")
+    p.add_argument("--password-stdin", action="store_true",
+                   help="read the password from stdin (for scripts) instead of prompting")
+    p.add_argument("--token", help="keep this existing token instead (checked with the server)")
+    p.add_argument("--token-name", help="a name for the token (default: the host name)")
+    p.add_argument("--days", type=_positive_int, help="token lifetime in days (server limit)")
+    command("logout", commands.logout, "revoke the stored token and forget it")
+    command("whoami", commands.whoami, "who you are on the server, and your roles per model")
+
+    # -- datasets -------------------------------------------------------------------------
+    def profile_options(p):
+        p.add_argument("file", metavar="FILE", help="the dataset file (.csv, .parquet or .pq)")
+        p.add_argument("--format", dest="file_format", choices=("csv", "parquet"),
+                       help="file format; by default taken from the file extension")
+        p.add_argument("--min-category-count", type=_positive_int, default=None, metavar="K",
+                       help="list a category value only if at least K rows have it (default "
+                       "5); rarer values are counted in other_rate, never written")
+
+    p = command("profile", commands.dataset_profile,
+                "summarize a CSV or parquet dataset locally (no rows leave this machine); "
+                "the same as `attest dataset profile`")
+    profile_options(p)
+    p.add_argument("--output", "-o", metavar="OUT.json", help="write the JSON here instead")
+    datasets = group("dataset", "profile and register dataset versions")
+    p = command("profile", commands.dataset_profile, "compute the dataset's sha256 and profile "
+                "locally and print it as JSON (no rows leave this machine)", parent=datasets)
+    profile_options(p)
+    p.add_argument("--output", "-o", metavar="OUT.json", help="write the JSON here instead")
+    p = command("register", commands.dataset_register, "register a dataset version: its hash "
+                "and profile computed here (the file itself only with --upload)",
+                parent=datasets)
+    profile_options(p)
+    p.add_argument("--name", required=True)
+    p.add_argument("--version", dest="dataset_version", required=True, metavar="VERSION")
+    p.add_argument("--provenance", metavar="FILE", help="YAML or JSON file with source, "
+                   "inclusion_criteria, exclusion_criteria, date_start, date_end, "
+                   "protocol_number, deidentification, description (flags win)")
+    for flag in ("source", "description", "inclusion-criteria", "exclusion-criteria",
+                 "date-start", "date-end", "protocol-number", "deidentification"):
+        p.add_argument(f"--{flag}")
+    p.add_argument("--upload", action="store_true", help="send and keep the file itself "
+                   "(default: only its hash and profile are sent)")
+    command("list", commands.dataset_list, "dataset versions you may see", parent=datasets)
+
+    # -- models and versions ----------------------------------------------------------------
+    models = group("model", "create models and register their versions")
+    command("list", commands.model_list, "models you may see", parent=models)
+    p = command("create", commands.model_create, "create a model (you become its owner)",
+                parent=models)
+    p.add_argument("name")
+    p.add_argument("--description", default="")
+    p.add_argument("--signoffs", help="required sign-off meanings, comma-separated (default: "
+                   "pi_approval,irb_approval)")
+    p.add_argument("--retention-days", type=_positive_int)
+
+    def register_options(p, *, artifact: bool):
+        if artifact:
+            p.add_argument("artifact", metavar="FILE", help="a .skops or .onnx file (pickle "
+                           "and joblib files are refused)")
+            p.add_argument("--model", required=True, help="the model's name")
+            p.add_argument("--format", dest="artifact_format", choices=("skops", "onnx"))
+            p.add_argument("--features", help="comma-separated feature names, in the model's "
+                           "order (default: as recorded in the model file)")
+            p.add_argument("--target", help="the label column: every other dataset column is "
+                           "a feature (when the model file does not name its features)")
+            p.add_argument("--trust", action="append", default=[], metavar="TYPE",
+                           help="a skops type you expect (repeat); refused if the file needs "
+                           "others")
+        else:
+            p.add_argument("--model", required=True, help="the model's name in Attest")
+        p.add_argument("--dataset", required=True, metavar="NAME@VERSION",
+                       help="the training dataset version (or its id)")
+        p.add_argument("--card", metavar="FILE.md", help="model card (Markdown)")
+        p.add_argument("--runbook", metavar="FILE.md", help="runbook (Markdown)")
+        p.add_argument("--metrics", metavar="FILE.json", help='{"overall": {...}, '
+                       '"subgroups": [{"name", "n", "metrics"}]}')
+        p.add_argument("--threshold", type=_unit_float, help="confidence below which "
+                       "predictions go to human review (0..1)")
+        p.add_argument("--ood-policy", choices=("review", "reject"))
+        p.add_argument("--output-schema", metavar="FILE.json",
+                       help="{labels, positive_label, label_names, score_meaning}")
+        p.add_argument("--schema", metavar="FILE.json", help="input schema (list of feature "
+                       "names or objects); default: built from the training profile")
+        p.add_argument("--code-ref", help="code reference (default: this git checkout's commit)")
+        p.add_argument("--description", default="")
+        p.add_argument("--create", action="store_true", help="create the model if it does "
+                       "not exist")
+        p.add_argument("--submit", action="store_true", help="submit for review once registered")
+        p.add_argument("--yes", "-y", action="store_true", help="do not ask to confirm the "
+                       "schema and trusted types")
+
+    p = command("register", commands.model_register, "register a model version from a .skops "
+                "or .onnx file", parent=models)
+    register_options(p, artifact=True)
+
+    p = command("import-mlflow", commands.import_mlflow, "register a version from a local "
+                "MLflow model directory (ONNX or skops flavours; pickles are refused)")
+    p.add_argument("path", metavar="PATH", help="the directory holding the MLmodel file")
+    register_options(p, artifact=False)
+
+    versions = group("version", "follow, compare, submit, sign and promote versions")
+    for name, handler, text in (
+            ("status", commands.version_status, "state, hashes, sign-offs and evidence"),
+            ("submit", commands.version_submit, "freeze a draft and send it for review"),
+            ("promote", commands.version_promote, "make an approved version production")):
+        p = command(name, handler, text, parent=versions)
+        p.add_argument("model")
+        p.add_argument("version", type=_positive_int)
+    p = command("diff", commands.version_diff, "what changed between two versions",
+                parent=versions)
+    p.add_argument("model")
+    p.add_argument("old", type=_positive_int, metavar="VERSION_A")
+    p.add_argument("new", type=_positive_int, metavar="VERSION_B")
+    p = command("sign", commands.version_sign, "sign a version in review (asks for your "
+                "password: the second signature component)", parent=versions)
+    p.add_argument("model")
+    p.add_argument("version", type=_positive_int)
+    p.add_argument("--meaning", required=True, help="e.g. pi_approval, irb_approval")
+    p.add_argument("--decision", required=True, choices=("approve", "reject"))
+    p.add_argument("--comment", default="")
+    p.add_argument("--password-stdin", action="store_true")
+
+    # -- predictions ---------------------------------------------------------------------
+    p = command("predict", commands.predict, "score JSON input, or a CSV/Parquet file as a "
+                "batch job (progress bar; result and error files downloaded)")
+    p.add_argument("model")
+    p.add_argument("input", metavar="INPUT", nargs="?",
+                   help="a .json file (an object, or a list of objects), a .csv/.parquet file "
+                   "(a batch job), or - for JSON on stdin")
+    p.add_argument("--data", help="the JSON input inline")
+    p.add_argument("--version", dest="model_version", type=_positive_int,
+                   help="owners: score with this version instead of production")
+    p.add_argument("--output-dir", "-d", default=".", help="where batch result and error "
+                   "files go (default: here)")
+    p.add_argument("--force", action="store_true", help="overwrite existing result files")
+    p.add_argument("--no-wait", action="store_true", help="submit the batch and return")
+    p.add_argument("--timeout", type=_positive_int, default=None, metavar="SECONDS",
+                   help="give up waiting for a batch after this long")
+    batches = group("batch", "follow or cancel batch jobs")
+    p = command("status", commands.batch_status, "a batch job's progress; --wait to follow "
+                "it and download its files", parent=batches)
+    p.add_argument("batch_id", metavar="ID")
+    p.add_argument("--wait", action="store_true")
+    p.add_argument("--output-dir", "-d", default=".")
+    p.add_argument("--force", action="store_true")
+    p = command("cancel", commands.batch_cancel, "cancel a batch job", parent=batches)
+    p.add_argument("batch_id", metavar="ID")
+
+    # -- audit ----------------------------------------------------------------------------
+    audit = group("audit", "verify and export the audit trail")
+    p = command("verify", commands.audit_verify, "verify the audit chain: on the server, or "
+                "offline from a saved JSON export (and a checkpoint you kept)", parent=audit)
+    p.add_argument("--export", metavar="EXPORT.json", help="verify this export offline (no "
+                   "server needed)")
+    p.add_argument("--checkpoint", metavar="CHECKPOINT.json", help="check the trail still "
+                   "extends this signed checkpoint")
+    p.add_argument("--public-key", metavar="KEY.pem", help="the server's public key you "
+                   "trust: the checkpoint must be signed with it")
+    p = command("export", commands.audit_export, "save the (filtered) trail as a JSON export "
+                "with its chain head", parent=audit)
+    p.add_argument("--output", "-o", required=True, metavar="FILE.json")
+    for name in ("model", "version", "actor", "action", "since", "until"):
+        p.add_argument(f"--{name}", dest=f"filter_{name}")
+    p = command("checkpoint", commands.audit_checkpoint, "have the server sign its chain head "
+                "now and save the checkpoint (keep it somewhere else)", parent=audit)
+    p.add_argument("--output", "-o", required=True, metavar="FILE.json")
+
+    # -- dossiers -------------------------------------------------------------------------
+    dossiers = group("dossier", "compliance dossiers (PDF)")
+    p = command("get", commands.dossier_get, "generate a version's dossier and download it",
+                parent=dossiers)
+    p.add_argument("model")
+    p.add_argument("version", type=_positive_int)
+    p.add_argument("--output", "-o", metavar="FILE.pdf")
+    p.add_argument("--no-wait", action="store_true")
+    p.add_argument("--timeout", type=_positive_int, default=600, metavar="SECONDS")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point (``attest = "attest_client.cli:main"``); returns the exit status."""
+    parser = build_parser()
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(temporary, target)
-    except OSError as exc:
-        Path(temporary).unlink(missing_ok=True)
-        raise CommandError(f"cannot write {target}: {exc.strerror or exc}") from exc
+        args = parser.parse_args(argv)
+        return args.handler(args)
+    except AttestError as exc:
+        return _fail(exc.message, exc.exit_code)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug, not bad input: still one line, traceback on request
+        if os.environ.get("ATTEST_DEBUG"):
+            raise
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        print(f"{PROG}: error: internal error ({type(exc).__name__}"
+              f"{': ' + detail if detail else ''}); set ATTEST_DEBUG=1 for details",
+              file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _fail(reason: str, status: int = EXIT_USAGE) -> int:
+    print(f"{PROG}: error: {' '.join(reason.split())}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":
