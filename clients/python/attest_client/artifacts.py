@@ -149,6 +149,13 @@ def skops_serialize(estimator: Any) -> Serialized:
             "Replace lambdas and locally defined functions with importable ones, or convert "
             "the model to ONNX (format='onnx').", code="unconvertible") from None
     types = untrusted_types(data)
+    local = [t for t in types if t.split(".", 1)[0] in ("__main__", "__mp_main__")]
+    if local:
+        raise UnconvertibleModel(
+            f"this {name} uses {', '.join(local)}, defined in this notebook or script: the server "
+            "cannot import it. Move the class or function into an installed module (the same "
+            "on the server), or convert the model to ONNX (format='onnx').",
+            code="unconvertible")
     try:
         sio.loads(data, trusted=types)
     except Exception as exc:  # noqa: BLE001

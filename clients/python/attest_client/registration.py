@@ -87,9 +87,10 @@ class Registration:
                                                   else ""), self.dataset_url),
             ("Input schema", ", ".join(f"{f['name']} ({f['type']})"
                                        for f in v.get("input_schema") or []), None),
-            ("Trusted types", ", ".join(self.trusted_types) if self.trusted_types
-             else "none beyond skops' defaults", None),
         ]
+        if v.get("format") == "skops":
+            rows.append(("Trusted types", ", ".join(self.trusted_types) if self.trusted_types
+                         else "none beyond skops' defaults", None))
         if self.onnx_check is not None:
             rows.append(("ONNX check", f"max |Δp| {self.onnx_check['max_abs_diff']:.2g} on "
                                        f"{self.onnx_check['rows']} local rows (tolerance "
