@@ -44,6 +44,7 @@ from .mlflow_import import read_mlflow_model
 from .registration import (
     check_features,
     dataset_resolve,
+    model_precheck,
     register_artifact,
     say,
     schema_preview,
@@ -352,6 +353,7 @@ def _local_scorer(data: bytes, fmt: str, types: list[str], features: list[str] |
 def _register_file(args: argparse.Namespace, client: Client, *, data: bytes, filename: str,
                    fmt: str, features: list[str] | None, environment: dict | None = None,
                    extra: dict | None = None, notes: list[str] | None = None) -> int:
+    model_precheck(client, args.model, create=args.create)
     dataset = dataset_resolve(client, args.dataset)
     types = untrusted_types(data) if fmt == "skops" else []
     expected = getattr(args, "trust", None)

@@ -45,6 +45,7 @@ from .metrics import compute_metrics
 from .registration import (
     Registration,
     check_features,
+    model_precheck,
     read_text_or_value,
     register_artifact,
     say,
@@ -164,6 +165,7 @@ def register(*, model: Any, X_train: Any, name: str, dataset: Any, card: str | P
                              f"model was fitted on ({', '.join(map(str, fitted))})",
                              code="schema_mismatch")
 
+    model_precheck(client, name, create=create_model)
     say(f"Profiling X_train here ({len(X_train)} rows × {len(features)} columns)…", quiet=quiet)
     profile = profile_frame(X_train)
     dataset_row, dataset_created, notes = _dataset(client, dataset, profile, quiet)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import NotFoundError, RefusedError, SchemaMismatch, UsageError
+from .errors import DeniedError, NotFoundError, RefusedError, SchemaMismatch, UsageError
 from .http import Client
 
 
@@ -136,6 +136,21 @@ class Registration:
         return ('<table class="attest-registration"><caption style="text-align:left">'
                 f"<b>Attest</b> — {html.escape(self.model)} v{self.number}</caption>"
                 + "".join(cells) + "</table>")
+
+
+def model_precheck(client: Client, name: str, *, create: bool) -> None:
+    """Before any local work: the model exists (or may be created) and you may register."""
+    try:
+        model = client.model(name)
+    except NotFoundError:
+        if create:
+            return
+        raise NotFoundError(f"no model named {name!r} that you may see; create it with "
+                            f"`attest model create {name}` (or pass --create)",
+                            code="not_found") from None
+    if "register_version" not in (model.get("capabilities") or ["register_version"]):
+        raise DeniedError(f"you lack the 'register_version' permission on {name}; ask its "
+                          "owner for the owner role", code="permission_denied")
 
 
 def model_ensure(client: Client, name: str, *, create: bool, description: str = "",
