@@ -25,10 +25,22 @@ from .errors import (
     Unsupported,
     UsageError,
 )
-from .http import Client
-from .metrics import compute_metrics
-from .notebook import login, profile_frame, register
-from .registration import Registration
+
+# The heavier parts (requests, numpy, pandas) load on first use, so `attest --help` and
+# `import attest_client` stay quick.
+_LAZY = {"Client": "http", "compute_metrics": "metrics", "login": "notebook",
+         "profile_frame": "notebook", "register": "notebook", "Registration": "registration"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'attest_client' has no attribute {name!r}")
+
 
 __all__ = [
     "AttestError", "AuthError", "CheckFailed", "Client", "DeniedError", "NotFoundError",

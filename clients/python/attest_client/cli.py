@@ -18,7 +18,6 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from . import commands
 from .errors import (
     EXIT_CODES,
     EXIT_INTERNAL,
@@ -94,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         return g
 
     # -- login --------------------------------------------------------------------------
-    p = command("login", commands.login, "get an API token for a server and keep it "
+    p = command("login", "login", "get an API token for a server and keep it "
                 "(~/.config/attest/config.json, mode 0600)")
     p.add_argument("server", metavar="URL")
     p.add_argument("--username", "-u")
@@ -103,8 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token", help="keep this existing token instead (checked with the server)")
     p.add_argument("--token-name", help="a name for the token (default: the host name)")
     p.add_argument("--days", type=_positive_int, help="token lifetime in days (server limit)")
-    command("logout", commands.logout, "revoke the stored token and forget it")
-    command("whoami", commands.whoami, "who you are on the server, and your roles per model")
+    command("logout", "logout", "revoke the stored token and forget it")
+    command("whoami", "whoami", "who you are on the server, and your roles per model")
 
     # -- datasets -------------------------------------------------------------------------
     def profile_options(p):
@@ -115,17 +114,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="list a category value only if at least K rows have it (default "
                        "5); rarer values are counted in other_rate, never written")
 
-    p = command("profile", commands.dataset_profile,
+    p = command("profile", "dataset_profile",
                 "summarize a CSV or parquet dataset locally (no rows leave this machine); "
                 "the same as `attest dataset profile`")
     profile_options(p)
     p.add_argument("--output", "-o", metavar="OUT.json", help="write the JSON here instead")
     datasets = group("dataset", "profile and register dataset versions")
-    p = command("profile", commands.dataset_profile, "compute the dataset's sha256 and profile "
+    p = command("profile", "dataset_profile", "compute the dataset's sha256 and profile "
                 "locally and print it as JSON (no rows leave this machine)", parent=datasets)
     profile_options(p)
     p.add_argument("--output", "-o", metavar="OUT.json", help="write the JSON here instead")
-    p = command("register", commands.dataset_register, "register a dataset version: its hash "
+    p = command("register", "dataset_register", "register a dataset version: its hash "
                 "and profile computed here (the file itself only with --upload)",
                 parent=datasets)
     profile_options(p)
@@ -139,12 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{flag}")
     p.add_argument("--upload", action="store_true", help="send and keep the file itself "
                    "(default: only its hash and profile are sent)")
-    command("list", commands.dataset_list, "dataset versions you may see", parent=datasets)
+    command("list", "dataset_list", "dataset versions you may see", parent=datasets)
 
     # -- models and versions ----------------------------------------------------------------
     models = group("model", "create models and register their versions")
-    command("list", commands.model_list, "models you may see", parent=models)
-    p = command("create", commands.model_create, "create a model (you become its owner)",
+    command("list", "model_list", "models you may see", parent=models)
+    p = command("create", "model_create", "create a model (you become its owner)",
                 parent=models)
     p.add_argument("name")
     p.add_argument("--description", default="")
@@ -188,29 +187,29 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--yes", "-y", action="store_true", help="do not ask to confirm the "
                        "schema and trusted types")
 
-    p = command("register", commands.model_register, "register a model version from a .skops "
+    p = command("register", "model_register", "register a model version from a .skops "
                 "or .onnx file", parent=models)
     register_options(p, artifact=True)
 
-    p = command("import-mlflow", commands.import_mlflow, "register a version from a local "
+    p = command("import-mlflow", "import_mlflow", "register a version from a local "
                 "MLflow model directory (ONNX or skops flavours; pickles are refused)")
     p.add_argument("path", metavar="PATH", help="the directory holding the MLmodel file")
     register_options(p, artifact=False)
 
     versions = group("version", "follow, compare, submit, sign and promote versions")
     for name, handler, text in (
-            ("status", commands.version_status, "state, hashes, sign-offs and evidence"),
-            ("submit", commands.version_submit, "freeze a draft and send it for review"),
-            ("promote", commands.version_promote, "make an approved version production")):
+            ("status", "version_status", "state, hashes, sign-offs and evidence"),
+            ("submit", "version_submit", "freeze a draft and send it for review"),
+            ("promote", "version_promote", "make an approved version production")):
         p = command(name, handler, text, parent=versions)
         p.add_argument("model")
         p.add_argument("version", type=_positive_int)
-    p = command("diff", commands.version_diff, "what changed between two versions",
+    p = command("diff", "version_diff", "what changed between two versions",
                 parent=versions)
     p.add_argument("model")
     p.add_argument("old", type=_positive_int, metavar="VERSION_A")
     p.add_argument("new", type=_positive_int, metavar="VERSION_B")
-    p = command("sign", commands.version_sign, "sign a version in review (asks for your "
+    p = command("sign", "version_sign", "sign a version in review (asks for your "
                 "password: the second signature component)", parent=versions)
     p.add_argument("model")
     p.add_argument("version", type=_positive_int)
@@ -220,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--password-stdin", action="store_true")
 
     # -- predictions ---------------------------------------------------------------------
-    p = command("predict", commands.predict, "score JSON input, or a CSV/Parquet file as a "
+    p = command("predict", "predict", "score JSON input, or a CSV/Parquet file as a "
                 "batch job (progress bar; result and error files downloaded)")
     p.add_argument("model")
     p.add_argument("input", metavar="INPUT", nargs="?",
@@ -236,18 +235,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=_positive_int, default=None, metavar="SECONDS",
                    help="give up waiting for a batch after this long")
     batches = group("batch", "follow or cancel batch jobs")
-    p = command("status", commands.batch_status, "a batch job's progress; --wait to follow "
+    p = command("status", "batch_status", "a batch job's progress; --wait to follow "
                 "it and download its files", parent=batches)
     p.add_argument("batch_id", metavar="ID")
     p.add_argument("--wait", action="store_true")
     p.add_argument("--output-dir", "-d", default=".")
     p.add_argument("--force", action="store_true")
-    p = command("cancel", commands.batch_cancel, "cancel a batch job", parent=batches)
+    p = command("cancel", "batch_cancel", "cancel a batch job", parent=batches)
     p.add_argument("batch_id", metavar="ID")
 
     # -- audit ----------------------------------------------------------------------------
     audit = group("audit", "verify and export the audit trail")
-    p = command("verify", commands.audit_verify, "verify the audit chain: on the server, or "
+    p = command("verify", "audit_verify", "verify the audit chain: on the server, or "
                 "offline from a saved JSON export (and a checkpoint you kept)", parent=audit)
     p.add_argument("--export", metavar="EXPORT.json", help="verify this export offline (no "
                    "server needed)")
@@ -255,18 +254,18 @@ def build_parser() -> argparse.ArgumentParser:
                    "extends this signed checkpoint")
     p.add_argument("--public-key", metavar="KEY.pem", help="the server's public key you "
                    "trust: the checkpoint must be signed with it")
-    p = command("export", commands.audit_export, "save the (filtered) trail as a JSON export "
+    p = command("export", "audit_export", "save the (filtered) trail as a JSON export "
                 "with its chain head", parent=audit)
     p.add_argument("--output", "-o", required=True, metavar="FILE.json")
     for name in ("model", "version", "actor", "action", "since", "until"):
         p.add_argument(f"--{name}", dest=f"filter_{name}")
-    p = command("checkpoint", commands.audit_checkpoint, "have the server sign its chain head "
+    p = command("checkpoint", "audit_checkpoint", "have the server sign its chain head "
                 "now and save the checkpoint (keep it somewhere else)", parent=audit)
     p.add_argument("--output", "-o", required=True, metavar="FILE.json")
 
     # -- dossiers -------------------------------------------------------------------------
     dossiers = group("dossier", "compliance dossiers (PDF)")
-    p = command("get", commands.dossier_get, "generate a version's dossier and download it",
+    p = command("get", "dossier_get", "generate a version's dossier and download it",
                 parent=dossiers)
     p.add_argument("model")
     p.add_argument("version", type=_positive_int)
@@ -281,7 +280,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        return args.handler(args)
+        # Imported here: `attest --help` stays quick without numpy, pandas and requests.
+        from . import commands
+
+        return getattr(commands, args.handler)(args)
     except AttestError as exc:
         return _fail(exc.message, exc.exit_code)
     except KeyboardInterrupt:

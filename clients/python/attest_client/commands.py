@@ -18,8 +18,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from profiling import ProfilingError, profile_file
-
 from . import audit as audit_module
 from . import config as config_module
 from .artifacts import (
@@ -51,6 +49,14 @@ from .registration import (
     schema_table,
 )
 from .reproducibility import environment_record, git_reference, reproducibility_claim
+
+
+def profile_file(*args: Any, **kwargs: Any) -> Any:
+    """profiling.profile_file, imported when needed (it brings pandas)."""
+    from profiling import profile_file as profile
+
+    return profile(*args, **kwargs)
+
 
 PROVENANCE_FIELDS = ("source", "description", "inclusion_criteria", "exclusion_criteria",
                      "date_start", "date_end", "protocol_number", "deidentification")
@@ -202,6 +208,8 @@ def whoami(args: argparse.Namespace) -> int:
 # -- datasets ---------------------------------------------------------------------------------
 
 def _profile(args: argparse.Namespace) -> Any:
+    from profiling import ProfilingError
+
     check_file(args.file, "dataset file")
     try:
         return profile_file(args.file, file_format=args.file_format,
