@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from attest_client import cli
 
 from ..personas import PASSWORD

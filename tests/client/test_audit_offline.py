@@ -7,11 +7,11 @@ import base64
 import json
 
 import pytest
+from attest_client import audit
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.db import connection
 
-from attest_client import audit
 from audits.chain import verify_chain
 from audits.checkpoints import audit_checkpoint_write, public_key_pem, verify_against_checkpoint
 from audits.models import Action, AuditEvent

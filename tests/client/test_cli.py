@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from attest_client import cli, commands
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -8,9 +8,9 @@ import json
 import os
 import stat
 
+import attest_client
 import pytest
 
-import attest_client
 from audits.chain import verify_chain
 from registry.models import DatasetVersion, ModelVersion
 

@@ -9,14 +9,14 @@ import socket
 from datetime import timedelta
 from pathlib import Path
 
+import attest_client
 import pytest
+from attest_client import errors
 from django.utils import timezone
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-import attest_client
-from attest_client import errors
 from portal.models import ApiToken
 from registry.models import ModelVersion
 

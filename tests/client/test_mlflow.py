@@ -6,9 +6,9 @@ from __future__ import annotations
 import shutil
 
 import pytest
-
 from attest_client import errors
 from attest_client.mlflow_import import read_mlflow_model
+
 from registry.models import ModelVersion
 
 from ..artifacts import FEATURES_SMALL
