@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
@@ -68,7 +69,8 @@ class Multipart:
                           for p in self._parts)
         self.on_progress = on_progress
         self._blocks = self._iterate()
-        self._buffer = b""
+        self._block = b""
+        self._offset = 0
 
     @property
     def content_type(self) -> str:
@@ -102,13 +104,12 @@ class Multipart:
             yield block
 
     def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes (fewer at a part's end; b"" at the end of the body)."""
         want = CHUNK if size is None or size < 0 else size
-        while len(self._buffer) < want:
-            block = next(self._blocks, None)
-            if block is None:
-                break
-            self._buffer += block
-        out, self._buffer = self._buffer[:want], self._buffer[want:]
+        if self._offset >= len(self._block):
+            self._block, self._offset = next(self._blocks, b""), 0
+        out = self._block[self._offset:self._offset + want]
+        self._offset += len(out)
         if out and self.on_progress:
             self.on_progress(len(out))
         return out
@@ -154,8 +155,11 @@ class Client:
                  timeout: float = READ_TIMEOUT) -> None:
         settings = settings or (config_module.load() if url is None or token is None
                                 else config_module.Settings())
-        self.settings = settings
         self.url = config_module.normalize_url(url) if url else settings.url
+        if token is None and settings.url and self.url != settings.url:
+            # A stored token goes only to the server that issued it.
+            settings = config_module.Settings(url=self.url)
+        self.settings = settings
         self.token = token or settings.token
         self.show_progress = show_progress
         self.timeout = timeout
@@ -173,7 +177,14 @@ class Client:
         return self.url
 
     def absolute(self, path: str) -> str:
-        return path if path.startswith(("http://", "https://")) else self._require_url() + path
+        """A path on this server. A full URL the server sent back (a link to a file) keeps
+        only its path: the token is never sent to another host, and links built behind a
+        proxy (http, an internal host name) still lead here."""
+        base = self._require_url()
+        if not path.startswith(("http://", "https://")):
+            return base + path
+        link, ours = urlsplit(path), urlsplit(base)
+        return urlunsplit((ours.scheme, ours.netloc, link.path, link.query, ""))
 
     def request(self, method: str, path: str, *, auth: bool = True, expect: tuple = (200,),
                 timeout: float | None = None, **kwargs: Any) -> requests.Response:
@@ -226,7 +237,9 @@ class Client:
         if status == 403:
             return DeniedError(line, **kwargs)
         if status == 404:
-            return NotFoundError(line, **kwargs)
+            where = urlsplit(response.url).path
+            return NotFoundError(f"{line.rstrip('.')}: {where} (or you may not see it)"
+                                 if line in ("Not found.", "Not found") else line, **kwargs)
         if status >= 500:
             return ServerUnavailable(f"the server failed (HTTP {status}): {line}", **kwargs)
         return RefusedError(line, **kwargs)
