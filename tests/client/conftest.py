@@ -42,6 +42,15 @@ class Result:
         return lines[-1]
 
 
+@pytest.fixture(autouse=True)
+def _eager(monkeypatch):
+    """Batch jobs run in-process on commit, also in the layer with a real broker (no worker
+    there), as tests/inference/test_batches.py runs them."""
+    from celery import current_app
+
+    monkeypatch.setitem(current_app.conf, "task_always_eager", True)
+
+
 @pytest.fixture
 def attest(capsys, monkeypatch, tmp_path):
     """attest(*argv, stdin=None, as_user=None) -> Result."""

@@ -161,3 +161,47 @@ def test_the_environment_record_names_python_and_packages():
     record = environment_record()
     assert record["python"].count(".") == 2
     assert record["packages"]["numpy"] == np.__version__
+
+
+def test_dossier_get_follows_the_spec_paths_when_a_server_offers_them(tmp_path, monkeypatch,
+                                                                      config_file):
+    """The dossier endpoints do not exist on this server yet (SPEC: POST …/dossiers/, GET
+    /api/v1/dossiers/{id}/): the client's half, against a server that answers as SPEC says."""
+    import hashlib
+
+    from attest_client import cli
+
+    pdf = b"%PDF-1.7 dossier"
+    calls = []
+    states = iter([{"id": 7, "status": "running"},
+                   {"id": 7, "status": "completed", "sha256": hashlib.sha256(pdf).hexdigest(),
+                    "links": {"pdf": "http://internal/api/v1/dossiers/7/pdf/"}}])
+
+    def fake_request(self, method, path, **kwargs):
+        calls.append((method, self.absolute(path)))
+
+        class Response:
+            status_code, headers, content = 200, {"Content-Length": str(len(pdf))}, b"x"
+
+            def json(self):
+                if path == "/api/schema/":
+                    return {"paths": {"/api/v1/models/{model}/versions/{version}/dossiers/": {}}}
+                if method == "POST":
+                    return {"id": 7, "status": "queued"}
+                return next(states)
+
+            def iter_content(self, size):
+                yield pdf
+
+            text = '{"paths": {"/api/v1/models/{model}/versions/{version}/dossiers/": {}}}'
+
+        return Response()
+
+    monkeypatch.setattr(Client, "request", fake_request)
+    monkeypatch.setattr("time.sleep", lambda s: None)
+    config.save(config.Settings(url="https://attest.example", token="att_x_y"))
+    target = tmp_path / "d.pdf"
+    assert cli.main(["dossier", "get", "m", "1", "-o", str(target)]) == 0
+    assert target.read_bytes() == pdf
+    assert ("POST", "https://attest.example/api/v1/models/m/versions/1/dossiers/") in calls
+    assert ("GET", "https://attest.example/api/v1/dossiers/7/pdf/") in calls
