@@ -66,7 +66,8 @@ RUN if [ "$ATTEST_GPU" = "1" ]; then \
 
 COPY . .
 
-# The project itself (`attest` client entry point), then static files. The
+# The server itself (the `attest` client is its own distribution, clients/python,
+# not part of this image), then static files. The
 # secret key here exists only for this build step; it is not kept in the image.
 RUN pip install --no-deps . \
  && rm -rf build ./*.egg-info \

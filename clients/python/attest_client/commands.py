@@ -473,10 +473,14 @@ def version_status(args: argparse.Namespace) -> int:
              "next: " + (", ".join(v.get("allowed_next") or []) or "—")]
     if signoffs:
         for item in signoffs.get("manifest") or []:
-            who = item.get("printed_name") or item.get("signer") or ""
-            lines.append(f"  {item.get('meaning')}: {item.get('decision') or 'awaiting'}"
-                         + (f" by {who}" if who else "")
-                         + (f" at {item.get('signed_at')}" if item.get("signed_at") else ""))
+            status = item.get("status") or "pending"
+            line = f"  {item.get('meaning')}: {status}"
+            if status != "pending":
+                line += (f" by {item.get('printed_name') or item.get('signer')} "
+                         f"({item.get('role')}) at {str(item.get('signed_at'))[:19]}")
+                if not item.get("bound_to_current_content", True):
+                    line += " — signed another content hash"
+            lines.append(line)
     lines.append(f"{client.url}/models/{v['model']}/versions/{v['version']}/")
     emit(args, {"version": v, "signoffs": signoffs}, "\n".join(lines))
     return EXIT_OK
