@@ -55,6 +55,12 @@ class Action(models.TextChoices):
     BATCH_SUBMITTED = "inference.batch_submitted", "Batch job submitted"
     BATCH_FINISHED = "inference.batch_finished", "Batch job finished"
     BATCH_CANCELLED = "inference.batch_cancelled", "Batch job cancelled"
+    # explanations
+    EXPLANATION_CREATED = "explain.explanation_created", "Explanation computed and stored"
+    EXPLANATION_REFUSED = "explain.explanation_refused", "Explanation refused"
+    VERSION_EXPLAINED = "explain.version_explained", "Version's explanation figures computed"
+    BACKGROUND_UPLOADED = "explain.background_uploaded", "Explainer background sample stored"
+    EXPLANATION_VALUES_PURGED = "explain.values_purged", "Input values purged from explanations"
     # audit trail itself
     AUDIT_VERIFIED = "audit.verified", "Audit chain verified"
     AUDIT_EXPORTED = "audit.exported", "Audit trail exported"

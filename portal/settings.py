@@ -304,6 +304,7 @@ CELERY_BEAT_SCHEDULE = {
     "purge-inputs": {"task": "inference.purge_inputs",
                      "schedule": env_int("ATTEST_PURGE_SECONDS", 86400, minimum=3600)},
     "resume-stale-batches": {"task": "inference.resume_stale_batches", "schedule": 60},
+    "resume-stale-explanations": {"task": "explain.resume_stale_jobs", "schedule": 60},
 }
 # Batch jobs: rows of a job's first chunk and the seconds of work each later chunk is
 # sized to (one transaction each; progress advances per chunk; 0 s keeps the first size),
@@ -313,6 +314,15 @@ ATTEST_BATCH_CHUNK_SECONDS = env_float("ATTEST_BATCH_CHUNK_SECONDS", 1.0, minimu
                                         maximum=60.0)
 ATTEST_GPU_QUEUE_ENABLED = env_bool("ATTEST_GPU_QUEUE_ENABLED", False)
 ATTEST_BATCH_STALE_SECONDS = env_int("ATTEST_BATCH_STALE_SECONDS", 120, minimum=30)
+
+# Explanations (explain/): SHAP answered inline when its estimated cost per row is at most
+# this (tree and linear explainers; the rest run as jobs), when a running job without
+# progress is re-queued, and (embedded shape, no broker) jobs run in a thread of the web
+# process rather than inside the request (tests turn it off).
+ATTEST_EXPLAIN_INLINE_MS = env_float("ATTEST_EXPLAIN_INLINE_MS", 25.0, minimum=0.0,
+                                     maximum=10000.0)
+ATTEST_EXPLAIN_STALE_SECONDS = env_int("ATTEST_EXPLAIN_STALE_SECONDS", 120, minimum=30)
+ATTEST_EXPLAIN_EAGER_THREAD = env_bool("ATTEST_EXPLAIN_EAGER_THREAD", True)
 
 # --- email (sign-off notifications) ------------------------------------------------------
 EMAIL_BACKEND = env_str("ATTEST_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

@@ -13,6 +13,7 @@ api_v1 = [
     *audit_urls.api_v1,
     path("", include("registry.api.urls")),
     path("", include("inference.api.urls")),
+    path("", include("explain.api.urls")),
 ]
 
 urlpatterns = [
@@ -25,6 +26,7 @@ urlpatterns = [
     path("", include("registry.urls")),
     path("", include("inference.urls")),
     path("", include("inference.page_urls")),
+    path("", include("explain.urls")),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),

@@ -23,6 +23,7 @@ from profiling import ProfilingError, profile_file, validate_profile
 
 from . import lifecycle
 from .artifacts import CONVERT_HELP, detect_pickle, inspect_artifact
+from .extensions import version_submitted
 from .loading import (
     artifact_model_load,
     artifact_model_remember,
@@ -555,8 +556,9 @@ def model_version_submit(*, user, version: ModelVersion) -> ModelVersion:
     2. The serving evidence is built (skops → ONNX where skl2onnx supports it,
        equivalence on the reference sample, runtime choice) before the freeze, so
        the content hash — and every signature on it — covers what will be served.
-    3. Under a row lock: draft → in_review, content hash fixed, event recorded;
-       signers are notified after commit.
+    3. Under a row lock: draft → in_review, content hash fixed, event recorded, the
+       submit hooks of the layers above run (``registry.extensions``); signers are
+       notified after commit.
     """
     _require(user=user, model=version.model, capability=Capability.SUBMIT_VERSION,
              what=f"submit {version}")
@@ -579,6 +581,9 @@ def model_version_submit(*, user, version: ModelVersion) -> ModelVersion:
                            after={"state": locked.state, "content_hash": locked.content_hash,
                                   "required_signoffs": locked.model.required_signoffs},
                            details={"serving": serving_evidence(runtime)})
+        # Apps above (explain: the version's explanation figures) start their work here,
+        # in this transaction, so it is recorded exactly when the submission is.
+        version_submitted(version=locked, user=user)
         from .notifications import notify_signers
 
         transaction.on_commit(lambda: notify_signers(version_id=locked.pk))

@@ -18,6 +18,7 @@ from core.uploads import upload_limit_message
 
 from . import release, selectors, services
 from .compare import compare_versions
+from .extensions import version_sections
 from .forms import (
     DatasetCreateForm,
     GrantForm,
@@ -121,6 +122,7 @@ def version_detail(request, model, version):
         "manifest": selectors.signature_manifest(version=obj) if obj.state != VersionState.DRAFT
         else [],
         "signable": release.signable_meanings(user=request.user, version=obj),
+        "sections": version_sections(request=request, version=obj, page="version"),
     })
 
 
@@ -390,6 +392,7 @@ def version_review(request, model, version):
         "model": obj.model, "version": obj, "form": form, "meanings": meanings, "caps": caps,
         "comparison": compare_versions(obj, production),
         "manifest": selectors.signature_manifest(version=obj),
+        "sections": version_sections(request=request, version=obj, page="review"),
     })
 
 
