@@ -387,7 +387,8 @@ def version_explanation_request(*, version: ModelVersion, user=None,
 
 def version_explanation_on_submit(version: ModelVersion, user) -> None:
     """registry's submit hook: the figures are computed in the background from submit on."""
-    version_explanation_request(version=version, user=user)
+    if getattr(settings, "ATTEST_EXPLAIN_ON_SUBMIT", True):
+        version_explanation_request(version=version, user=user)
 
 
 def version_explanation_store(*, version: ModelVersion, parameters: dict,

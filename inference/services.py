@@ -453,9 +453,29 @@ def prediction_inputs_purge(*, now=None) -> dict[str, int]:
                                    model_id=model.pk, model_name=model.name,
                                    details={"rows": n, "older_than": cutoff.isoformat(),
                                             "retention_days": model.retention_days})
+                _explanation_values_purge(model=model, now=now)
         if n:
             purged[model.name] = n
     return purged
+
+
+def _explanation_values_purge(*, model: RegisteredModel, now) -> int:
+    """Explanations hold the values of the inputs they explain: drop them for every input
+    no prediction keeps any more (the same input may be logged again, later, and still be
+    within retention). Contributions stay. Runs in the purge's transaction."""
+    from explain.services import explanation_keys_with_values, explanation_values_purge
+
+    version_ids = list(model.versions.values_list("pk", flat=True))
+    keys = explanation_keys_with_values(version_ids=version_ids)
+    if not keys:
+        return 0
+    held: set[tuple[int, str]] = set()
+    shas = sorted({sha for _, sha in keys})
+    for start in range(0, len(shas), 500):
+        held |= set(Prediction.objects.filter(
+            version_id__in=version_ids, input_sha256__in=shas[start:start + 500],
+            input__isnull=False).values_list("version_id", "input_sha256"))
+    return explanation_values_purge(keys=keys - held, now=now, model=model)
 
 
 def prediction_get_for_user(*, user, public_id: str) -> Prediction:

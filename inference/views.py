@@ -6,7 +6,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_POST
 
 from core.errors import ApplicationError, Conflict, PermissionDenied
 from core.pages import page_view
@@ -14,6 +14,8 @@ from registry.roles import Capability
 from registry.selectors import model_get_for_user, user_capabilities
 
 from . import selectors, services
+from .explanations import prediction_explain as prediction_explain_service
+from .explanations import prediction_explanations_page
 from .forms import PredictionForm, ReviewDecisionForm
 from .models import ReviewStatus
 
@@ -88,7 +90,28 @@ def prediction_detail(request, prediction_id):
         "prediction": prediction, "reveal": reveal, "rows": rows, "review": review,
         "ood": selectors.ood_flags(prediction=prediction, reveal=reveal),
         "labels": prediction.version.output_schema.get("label_names", {}),
-        "caps": user_capabilities(user=request.user, model=prediction.model)})
+        "caps": user_capabilities(user=request.user, model=prediction.model),
+        **prediction_explanations_page(user=request.user, prediction=prediction)})
+
+
+@_guard
+@require_POST
+def prediction_explain(request, prediction_id):
+    """Ask for an explanation of a prediction (SHAP or LIME); back to where it was asked."""
+    prediction = services.prediction_get_for_user(user=request.user, public_id=prediction_id)
+    try:
+        outcome = prediction_explain_service(user=request.user, prediction=prediction,
+                                             method=request.POST.get("method"))
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        if outcome.job is not None:
+            messages.info(request, "The explanation is being computed; this page shows it "
+                          "when it is done.")
+    item = request.POST.get("review_item")
+    if item and str(getattr(getattr(prediction, "review", None), "pk", "")) == item:
+        return redirect("inference:review-item", item_id=item)
+    return redirect("inference:prediction", prediction_id=prediction.public_id)
 
 
 @_guard
@@ -132,7 +155,8 @@ def review_item(request, item_id):
         "item": item, "form": form, "rows": rows, "reveal": reveal,
         "own": services.is_own_prediction(user=request.user, prediction=item.prediction),
         "unreleased": selectors.UNRELEASED_STATES,
-        "ood": selectors.ood_flags(prediction=item.prediction, reveal=reveal)})
+        "ood": selectors.ood_flags(prediction=item.prediction, reveal=reveal),
+        **prediction_explanations_page(user=request.user, prediction=item.prediction)})
 
 
 @_guard

@@ -315,7 +315,8 @@ ATTEST_BATCH_CHUNK_SECONDS = env_float("ATTEST_BATCH_CHUNK_SECONDS", 1.0, minimu
 ATTEST_GPU_QUEUE_ENABLED = env_bool("ATTEST_GPU_QUEUE_ENABLED", False)
 ATTEST_BATCH_STALE_SECONDS = env_int("ATTEST_BATCH_STALE_SECONDS", 120, minimum=30)
 
-# Explanations (explain/): SHAP answered inline when its estimated cost per row is at most
+# --- explanations (explain/) ---------------------------------------------------------------
+# SHAP answered inline when its estimated cost per row is at most
 # this (tree and linear explainers; the rest run as jobs), when a running job without
 # progress is re-queued, and (embedded shape, no broker) jobs run in a thread of the web
 # process rather than inside the request (tests turn it off).
@@ -323,6 +324,9 @@ ATTEST_EXPLAIN_INLINE_MS = env_float("ATTEST_EXPLAIN_INLINE_MS", 25.0, minimum=0
                                      maximum=10000.0)
 ATTEST_EXPLAIN_STALE_SECONDS = env_int("ATTEST_EXPLAIN_STALE_SECONDS", 120, minimum=30)
 ATTEST_EXPLAIN_EAGER_THREAD = env_bool("ATTEST_EXPLAIN_EAGER_THREAD", True)
+# A submitted version's global importance and explanation reliability are computed in the
+# background (about a minute of a worker's time for a 200-tree forest).
+ATTEST_EXPLAIN_ON_SUBMIT = env_bool("ATTEST_EXPLAIN_ON_SUBMIT", True)
 
 # --- email (sign-off notifications) ------------------------------------------------------
 EMAIL_BACKEND = env_str("ATTEST_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

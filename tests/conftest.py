@@ -9,6 +9,7 @@ from django.conf import settings as django_settings
 from django.test import Client
 from rest_framework.test import APIClient
 
+from explain.caches import explain_caches_clear
 from registry.loading import models_clear
 from registry.selectors import frozen_versions_clear
 
@@ -62,8 +63,13 @@ def _isolated_artifact_store(settings, tmp_path):
     settings.ATTEST_SERVING_TIMING_SCALE = 0.02
     # Eager batch jobs run inside the request in tests (the embedded shape uses a thread).
     settings.ATTEST_BATCH_EAGER_THREAD = False
+    # Explanation jobs too; a version's explanation figures (a minute of work) are computed
+    # at submit only in the tests of explain that ask for them.
+    settings.ATTEST_EXPLAIN_EAGER_THREAD = False
+    settings.ATTEST_EXPLAIN_ON_SUBMIT = False
     models_clear()
     frozen_versions_clear()
+    explain_caches_clear()
     from django.core.cache import cache
 
     cache.clear()  # DRF's throttles count in the cache; each test starts afresh

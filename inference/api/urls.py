@@ -1,11 +1,17 @@
 from django.urls import path
 
-from . import batch_views, views
+from . import batch_views, explanation_views, views
 
 urlpatterns = [
     path("models/<str:model>/predict/", views.PredictView.as_view(), name="api-predict"),
     path("predictions/<str:prediction_id>/", views.PredictionDetailView.as_view(),
          name="api-prediction"),
+    path("predictions/<str:prediction_id>/explanations/",
+         explanation_views.PredictionExplanationsView.as_view(),
+         name="api-prediction-explanations"),
+    path("predictions/<str:prediction_id>/explanations/jobs/<str:job_id>/",
+         explanation_views.PredictionExplanationJobView.as_view(),
+         name="api-prediction-explanation-job"),
     path("models/<str:model>/review-stats/", views.ReviewStatsView.as_view(),
          name="api-review-stats"),
     path("reviews/", views.ReviewListView.as_view(), name="api-reviews"),

@@ -22,6 +22,7 @@ from registry.selectors import model_get_for_user
 
 from .. import selectors, services
 from ..models import ReviewStatus
+from .explanation_views import inline_explain_check, inline_explanation
 
 
 def prediction_as_dict(prediction, *, review=None, reveal_input: bool = False,
@@ -54,6 +55,9 @@ PredictRequest = inline_serializer(name="PredictRequest", fields={
                                        help_text="several inputs (at most 1000)"),
     "version": serializers.IntegerField(required=False,
                                         help_text="owners only: score with this version"),
+    "explain": serializers.ChoiceField(choices=["shap"], required=False, help_text=(
+        "with \"inputs\": a SHAP explanation in the answer when the model's explainer is "
+        "fast (tree under the inline budget, linear); else a link to ask for one")),
 })
 
 
@@ -81,7 +85,7 @@ def predict_answer(*, user, model: str, read_body: Callable[[], Any]) -> dict:
         raise ValidationFailed("JSON nested too deeply.", code="parse_error") from None
     if not isinstance(body, dict):
         raise ValidationFailed("Send a JSON object.", code="invalid")
-    unknown = set(body) - {"inputs", "instances", "version"}
+    unknown = set(body) - {"inputs", "instances", "version", "explain"}
     if unknown:
         raise ValidationFailed(f"Unknown keys: {', '.join(sorted(unknown))}.",
                                code="unknown_field", field=sorted(unknown)[0])
@@ -89,11 +93,17 @@ def predict_answer(*, user, model: str, read_body: Callable[[], Any]) -> dict:
         raise ValidationFailed("Send exactly one of \"inputs\" (an object) or \"instances\" "
                                "(a list of objects).", code="invalid", field="inputs")
     many = "instances" in body
+    explain = body.get("explain")
+    if explain is not None:
+        inline_explain_check(method=explain, many=many)
     instances = body["instances"] if many else [body["inputs"]]
     results = services.prediction_create(user=user, model=obj, instances=instances, many=many,
                                          version_number=body.get("version"))
     items = [prediction_as_dict(r.prediction, review=r.review, requester=True)
              for r in results]
+    if explain is not None:
+        items[0]["explanation"] = inline_explanation(user=user, prediction=results[0].prediction,
+                                                     method=explain)
     if many:
         return {"predictions": items}
     return items[0]
