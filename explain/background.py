@@ -66,9 +66,11 @@ def _parse_value(text: str, column: dict):
     return text
 
 
-def parse_background(data: bytes, columns: list[dict]) -> list[dict]:
+def parse_background(data: bytes, columns: list[dict], *, require_all: bool = True
+                     ) -> list[dict]:
     """The rows of a background CSV, every value typed; ValidationFailed lists what is
-    wrong (up to MAX_ERRORS problems)."""
+    wrong (up to MAX_ERRORS problems). ``require_all``: every column must be present (a
+    version's features); else a subset will do (a dataset's columns, the label left out)."""
     if len(data) > MAX_BYTES:
         raise PayloadTooLarge(f"A background sample is at most {MAX_BYTES // 1048576} MB.",
                               code="too_large", field="file")
@@ -85,7 +87,7 @@ def parse_background(data: bytes, columns: list[dict]) -> list[dict]:
     header = [h.strip() for h in header]
     by_name = {c["name"]: c for c in columns}
     problems: list[ErrorItem] = []
-    missing = [n for n in by_name if n not in header]
+    missing = [n for n in by_name if n not in header] if require_all else []
     unknown = [h for h in header if h not in by_name]
     if missing:
         problems.append(ErrorItem("missing_columns", "The background sample lacks columns: "
@@ -160,13 +162,15 @@ def background_upload(*, user, data: bytes, deidentification: str,
             raise NotFound("No such dataset version.")
         columns = _columns_for_dataset(dataset)
         existing = BackgroundSample.objects.filter(dataset=dataset).exists()
+    require_all = version is not None
     if existing:
         raise Conflict("A background sample is already stored; samples are never replaced.",
                        code="background_exists")
     if not (deidentification or "").strip():
         raise ValidationFailed("Say how the sample was de-identified.", code="required",
                                field="deidentification")
-    rows = parse_background(data, columns)
+    rows = parse_background(data, columns, require_all=require_all)
+    present = [c["name"] for c in columns if c["name"] in rows[0]]
     sha = hashlib.sha256(data).hexdigest()
     key, created = blob_put(io.BytesIO(data), sha)
     owner = version if version is not None else dataset
@@ -174,7 +178,7 @@ def background_upload(*, user, data: bytes, deidentification: str,
         with transaction.atomic():
             sample = BackgroundSample.objects.create(
                 version=version, dataset=dataset, sha256=sha, key=key, size=len(data),
-                rows=len(rows), columns=[c["name"] for c in columns],
+                rows=len(rows), columns=present,
                 deidentification=deidentification.strip(), uploaded_by=user)
             fields = ({"model_id": version.model_id, "model_name": version.model.name,
                        "version_id": version.pk, "version_label": version.label}
@@ -200,13 +204,15 @@ _parsed: dict[str, list[dict]] = {}
 _parsed_lock = threading.Lock()
 
 
-def _rows_loader(sample: BackgroundSample, columns: list[dict]) -> Callable[[], list[dict]]:
+def _rows_loader(sample: BackgroundSample, columns: list[dict],
+                 require_all: bool) -> Callable[[], list[dict]]:
     def load() -> list[dict]:
         with _parsed_lock:
             hit = _parsed.get(sample.sha256)
         if hit is None:
             # Verified on every read from the store: changed bytes are refused.
-            hit = parse_background(blob_read_verified(sample.key, sample.sha256), columns)
+            hit = parse_background(blob_read_verified(sample.key, sample.sha256), columns,
+                                   require_all=require_all)
             with _parsed_lock:
                 _parsed[sample.sha256] = hit
         return hit
@@ -220,12 +226,10 @@ def uploaded_background_rows(*, version: ModelVersion):
     sample = BackgroundSample.objects.filter(version=version).first()
     if sample is not None:
         return (BackgroundSource.VERSION_UPLOAD, sample.sha256, sample.pk,
-                _rows_loader(sample, _columns_for_version(version)))
+                _rows_loader(sample, _columns_for_version(version), True))
     sample = BackgroundSample.objects.filter(dataset_id=version.dataset_id).first()
-    if sample is not None:
-        names = {f["name"] for f in version.input_schema}
-        columns = _columns_for_dataset(version.dataset)
-        if names <= {c["name"] for c in columns}:
-            return (BackgroundSource.DATASET_UPLOAD, sample.sha256, sample.pk,
-                    _rows_loader(sample, columns))
+    # A dataset's sample serves the versions whose features it covers.
+    if sample is not None and {f["name"] for f in version.input_schema} <= set(sample.columns):
+        return (BackgroundSource.DATASET_UPLOAD, sample.sha256, sample.pk,
+                _rows_loader(sample, _columns_for_dataset(version.dataset), False))
     return None
