@@ -21,6 +21,7 @@ from rest_framework.test import APIClient
 
 from audits.checkpoints import audit_checkpoint_write
 from audits.models import AuditEvent
+from explain.services import explanation_request
 from inference.batches import batch_submit
 from inference.services import prediction_create
 from inference.tasks import run_batch
@@ -173,6 +174,12 @@ def matrix(ctx) -> list[Case]:
         Case("inference:prediction", "get", f"/predictions/{ctx['prediction_id']}/", table(
             s200=("admin", "auditor", "owner", "pi", "irb", "clinician", "reviewer"),
             s404=HIDDEN, login=("anonymous",))),
+        Case("inference:prediction-explain", "post", f"/predictions/{ctx['prediction_id']}/explain/",
+             table(ok302=("admin", "auditor", "owner", "pi", "irb", "clinician", "reviewer"),
+                   s404=HIDDEN, login=("anonymous",)), data={"method": "shap"}),
+        Case("explain:version-figures-request", "post", f"{vr}/explanations/", table(
+            ok302=EDITORS, deny=("auditor", "pi", "irb", "clinician", "reviewer"), s404=HIDDEN,
+            login=("anonymous",))),
         Case("inference:operations", "get", f"/models/{m}/operations/", table(
             s200=VIEWERS, s404=HIDDEN, login=("anonymous",))),
         Case("inference:review-queue", "get", "/reviews/", table(
@@ -289,6 +296,30 @@ def matrix(ctx) -> list[Case]:
         Case("api-prediction", "get", f"/api/v1/predictions/{ctx['prediction_id']}/", table(
             s200=("admin", "auditor", "owner", "pi", "irb", "clinician", "reviewer"),
             s404=HIDDEN, s401=("anonymous",)), api=True),
+        Case("api-prediction-explanations", "get",
+             f"/api/v1/predictions/{ctx['prediction_id']}/explanations/", table(
+                 s200=("admin", "auditor", "owner", "pi", "irb", "clinician", "reviewer"),
+                 s404=HIDDEN, s401=("anonymous",)), api=True),
+        Case("api-prediction-explanations", "post",
+             f"/api/v1/predictions/{ctx['prediction_id']}/explanations/", table(
+                 s200=("admin", "auditor", "owner", "pi", "irb", "clinician", "reviewer"),
+                 s404=HIDDEN, s401=("anonymous",)), api=True, data={"method": "shap"},
+             format="json"),
+        Case("api-prediction-explanation-job", "get",
+             f"/api/v1/predictions/{ctx['prediction_id']}/explanations/jobs/{ctx['job_id']}/",
+             table(s202=("admin", "auditor", "owner", "pi", "irb", "clinician", "reviewer"),
+                   s404=HIDDEN, s401=("anonymous",)), api=True),
+        Case("api-version-explanations", "get", f"{api_vr}/explanations/", table(
+            s200=VIEWERS, s404=HIDDEN, s401=("anonymous",)), api=True),
+        Case("api-version-explanations", "post", f"{api_vr}/explanations/", table(
+            s202=EDITORS, s403=("auditor", "pi", "irb", "clinician", "reviewer"), s404=HIDDEN,
+            s401=("anonymous",)), api=True),
+        Case("api-version-background", "post", f"{api_v}/background/", table(
+            s201=EDITORS, s403=("auditor", "pi", "irb", "clinician", "reviewer"), s404=HIDDEN,
+            s401=("anonymous",)), api=True, data="background-file", multipart=True),
+        Case("api-dataset-background", "post", f"/api/v1/datasets/{ctx['dataset_id']}/background/",
+             table(s201=EDITORS, s404=("auditor", "pi", "irb", "clinician", "reviewer", *HIDDEN),
+                   s401=("anonymous",)), api=True, data="background-file", multipart=True),
         Case("api-reviews", "get", "/api/v1/reviews/", table(s200=everyone, s401=("anonymous",)),
              api=True),
         Case("api-review-decision", "post", f"/api/v1/reviews/{ctx['review_id']}/decision/",
@@ -353,7 +384,7 @@ def _route_names() -> set[str]:
 
 
 FAKE_CTX = {"model": "m", "batch_done": "b", "batch_queued": "q", "event_id": 1, "checkpoint_key": "k", "dataset_id": 1, "token_id": 1,
-            "prediction_id": "p", "review_id": 1, "predict_row": {}}
+            "prediction_id": "p", "review_id": 1, "predict_row": {}, "job_id": "j"}
 CASES = matrix(FAKE_CTX)
 
 
@@ -384,6 +415,10 @@ def ctx(personas):
     row = typical_input(production)
     row[production.input_schema[0]["name"]] = 1e6  # out of range: scored, sent to review
     result = prediction_create(user=personas.clinician, model=personas.model, instances=[row])[0]
+    # a LIME job waiting for a worker (its on-commit never runs in the test's transaction)
+    job = explanation_request(user=personas.clinician, version=production, inputs=row,
+                              input_sha256=result.prediction.input_sha256,
+                              method="lime").job
     token, _secret = api_token_create(user=personas.owner, name="matrix")
     checkpoint = audit_checkpoint_write()
     done, queued = (batch_submit(user=personas.clinician, model=personas.model,
@@ -395,7 +430,7 @@ def ctx(personas):
             "predict_row": typical_input(production), "dataset_id": dataset.pk,
             "token_id": token.pk, "checkpoint_key": checkpoint.storage_key,
             "personas": personas, "dataset": dataset, "batch_done": done.public_id,
-            "batch_queued": queued.public_id}
+            "batch_queued": queued.public_id, "job_id": job.public_id}
 
 
 def _batch_file(version) -> SimpleUploadedFile:
@@ -428,6 +463,11 @@ def _request(case: Case, persona: str, ctx) -> Any:
     elif data == "batch-file":
         data = {"file": _batch_file(ModelVersion.objects.get(model__name=ctx["model"],
                                                              number=4))}
+    elif data == "background-file":
+        data = {"file": SimpleUploadedFile("bg.csv", training_csv()[:2000].rsplit(b"\n", 1)[0]
+                                           .replace(b",diagnosis", b"")
+                                           .replace(b",malignant", b"").replace(b",benign", b"")),
+                "deidentification": "Safe Harbor"}
     elif data == "new-dataset":
         data = {"name": "matrix-data", "version": "1", "source": "test",
                 "file": SimpleUploadedFile("d.csv", training_csv())}
