@@ -57,7 +57,6 @@ class Action(models.TextChoices):
     BATCH_CANCELLED = "inference.batch_cancelled", "Batch job cancelled"
     # explanations
     EXPLANATION_CREATED = "explain.explanation_created", "Explanation computed and stored"
-    EXPLANATION_REFUSED = "explain.explanation_refused", "Explanation refused"
     VERSION_EXPLAINED = "explain.version_explained", "Version's explanation figures computed"
     BACKGROUND_UPLOADED = "explain.background_uploaded", "Explainer background sample stored"
     EXPLANATION_VALUES_PURGED = "explain.values_purged", "Input values purged from explanations"

@@ -83,7 +83,9 @@ def _setup_environment(tmp: Path) -> None:
     os.environ["ATTEST_DATA_DIR"] = str(tmp)
     os.environ.pop("DATABASE_URL", None)
     os.environ.pop("CELERY_BROKER_URL", None)
-    os.environ["ATTEST_S3_BUCKET"] = ""
+    os.environ.pop("ATTEST_S3_BUCKET", None)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "portal.settings"
+    # One core's work per explanation: keep BLAS/OpenMP from oversubscribing two cores.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MPLCONFIGDIR", str(tmp / "mpl"))
     django_setup()

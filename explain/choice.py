@@ -69,6 +69,8 @@ PER_FEATURE_STEPS = {
     "sklearn.preprocessing._data.RobustScaler",
     "sklearn.impute._base.SimpleImputer",
 }
+FIDELITY_TOLERANCE = 1e-9
+FIDELITY_ROWS = 200
 # TreeSHAP's time per unit of leaves × depth², measured by bench/explain.py on two busy
 # cores (docs/performance.md, "Explanations"); it only decides inline or worker.
 TREE_NS_PER_UNIT = 5.0
@@ -92,6 +94,7 @@ class Choice:
     positive: int = -1  # column of the positive class in predict_proba
     sign: float = 1.0  # log-odds of the positive class = sign * decision_function
     explainer: Any = None  # the shap TreeExplainer, built once
+    linear: dict = field(default_factory=dict)  # background sha256 -> LinearExplainer
 
 
 def inline_budget_ms() -> float:
@@ -143,6 +146,32 @@ def tree_cost(explainer) -> dict:
     ms = units * TREE_NS_PER_UNIT / 1e6
     return {"trees": int(left.shape[0]), "leaves": leaves_total, "max_depth": max_depth,
             "units": units, "estimated_ms_per_row": round(ms, 3)}
+
+
+def tree_output(choice: Choice, Z: np.ndarray) -> np.ndarray:
+    """The model's output for estimator-ready rows ``Z``, in the choice's units, from shap's
+    evaluation of the parsed trees (proved equal to the model's by ``_tree_fidelity``)."""
+    raw = np.asarray(choice.explainer.model.predict(Z), dtype=float)
+    if raw.ndim == 2 and raw.shape[1] > 1:
+        raw = raw[:, choice.positive] if choice.units == Units.PROBABILITY else raw[:, -1]
+    return raw.reshape(-1) * (1.0 if choice.units == Units.PROBABILITY else choice.sign)
+
+
+def _tree_fidelity(version: ModelVersion, space: FeatureSpace, choice: Choice) -> float:
+    import warnings
+
+    from registry.reference import reference_sample
+
+    from .shapley import estimator_input, estimator_output
+
+    rows = reference_sample(version.input_schema, version.dataset.profile, n=FIDELITY_ROWS,
+                            seed=1)
+    Z = estimator_input(choice, space.encode(rows))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        ours = tree_output(choice, Z)
+        theirs = estimator_output(choice, Z)
+    return float(np.max(np.abs(ours - theirs))) if len(Z) else 0.0
 
 
 _choices: OrderedDict[tuple, Choice] = OrderedDict()
@@ -210,17 +239,29 @@ def _choose(version: ModelVersion, space: FeatureSpace) -> Choice:
             return _permutation(f"shap's TreeExplainer cannot read this {type(final).__name__} "
                                 f"({exc.__class__.__name__}), so the permutation explainer runs.")
         cost = tree_cost(explainer)
+        choice = Choice(kind=ExplainerKind.TREE, reason="", units=Units.PROBABILITY
+                        if probability else Units.LOG_ODDS, inline=False, cost=cost,
+                        explainer=explainer, sign=1.0 if probability or pos == 1 else -1.0,
+                        **common)
+        # Per row, TreeSHAP's values are checked against shap's own evaluation of the
+        # trees (C, microseconds; scikit-learn's predict on one row of a 200-tree forest
+        # costs ~10 ms): so prove once that shap read the trees right, on rows drawn
+        # from the training profile.
+        fidelity = _tree_fidelity(version, space, choice)
+        cost["parsed_trees_max_abs_diff"] = fidelity
+        if not fidelity <= FIDELITY_TOLERANCE:
+            return _permutation(f"shap's reading of this {type(final).__name__} differs from "
+                                f"the model by up to {fidelity:.2e}, so the permutation "
+                                "explainer runs.")
         inline = cost["estimated_ms_per_row"] <= inline_budget_ms()
-        units = Units.PROBABILITY if probability else Units.LOG_ODDS
         reason = (f"{type(final).__name__}: exact TreeSHAP from its {cost['trees']} trees "
                   f"({cost['leaves']} leaves, depth up to {cost['max_depth']}; about "
                   f"{cost['estimated_ms_per_row']} ms a row, "
                   + ("answered inline" if inline else
                      f"over the {inline_budget_ms():g} ms inline budget, so computed by a worker")
                   + ").")
-        return Choice(kind=ExplainerKind.TREE, reason=reason, units=units, inline=inline,
-                      cost=cost, explainer=explainer,
-                      sign=1.0 if probability or pos == 1 else -1.0, **common)
+        choice.reason, choice.inline = reason, inline
+        return choice
     if name in LINEAR_CLASSES:
         if not binary:
             return _permutation(f"{type(final).__name__} with {len(classes)} classes: the "

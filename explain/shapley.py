@@ -20,7 +20,7 @@ import numpy as np
 from registry.loading import version_model_load
 from registry.models import ModelVersion
 
-from .choice import Choice, explainer_choose
+from .choice import Choice, explainer_choose, tree_output
 from .models import ExplainerKind, Units
 from .space import Background, FeatureSpace, positive_proba_fn, subsample
 
@@ -47,7 +47,7 @@ class ShapRows:
     coefficients: list[float] | None = None  # linear: log-odds per unit of each feature
 
 
-def _estimator_input(choice: Choice, matrix: np.ndarray):
+def estimator_input(choice: Choice, matrix: np.ndarray):
     """Schema-ordered rows as the final estimator takes them: its column order, through
     the per-feature steps before it."""
     X = matrix[:, choice.order]
@@ -57,11 +57,20 @@ def _estimator_input(choice: Choice, matrix: np.ndarray):
 
 
 def _transform(choice: Choice, X: np.ndarray) -> np.ndarray:
-    if choice.input_names is not None:
-        import pandas as pd
+    # A plain array in the fitted column order (a frame costs more than the scaling; the
+    # "fitted with feature names" warning is all it changes).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return np.asarray(choice.prefix.transform(X), dtype=float)
 
-        X = pd.DataFrame(X, columns=choice.input_names)
-    return np.asarray(choice.prefix.transform(X), dtype=float)
+
+def estimator_output(choice: Choice, Z: np.ndarray) -> np.ndarray:
+    """The final estimator's own output for ``Z``, in the choice's units."""
+    est_input = _final_input(choice, Z)
+    if choice.units == Units.PROBABILITY:
+        return np.asarray(choice.estimator.predict_proba(est_input),
+                          dtype=float)[:, choice.positive]
+    return _margin(choice.estimator, est_input) * choice.sign
 
 
 def _final_input(choice: Choice, Z: np.ndarray):
@@ -80,21 +89,20 @@ def _to_schema(choice: Choice, values: np.ndarray) -> np.ndarray:
 
 
 def _tree(choice: Choice, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    Z = _estimator_input(choice, matrix)
+    Z = estimator_input(choice, matrix)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         raw = np.asarray(choice.explainer.shap_values(Z, check_additivity=False), dtype=float)
         expected = np.asarray(choice.explainer.expected_value, dtype=float).reshape(-1)
-        est_input = _final_input(choice, Z)
         if choice.units == Units.PROBABILITY:
             values = raw[:, :, choice.positive] if raw.ndim == 3 else raw
             base = expected[choice.positive] if expected.size > 1 else expected[0]
-            output = np.asarray(choice.estimator.predict_proba(est_input),
-                                dtype=float)[:, choice.positive]
         else:
             values = (raw[:, :, -1] if raw.ndim == 3 else raw) * choice.sign
             base = expected[-1] * choice.sign
-            output = np.asarray(_margin(choice.estimator, est_input), dtype=float) * choice.sign
+        # The trees' own output, as shap evaluates them (equal to the model's: checked when
+        # the explainer was chosen, explain.choice._tree_fidelity).
+        output = tree_output(choice, Z)
     return np.full(len(matrix), float(base)), _to_schema(choice, values), output
 
 
@@ -105,14 +113,24 @@ def _margin(estimator, X):
     return np.asarray(estimator.predict(X, output_margin=True), dtype=float).reshape(-1)
 
 
-def _linear(choice: Choice, matrix: np.ndarray, background: Background):
+def _linear_explainer(choice: Choice, background: Background):
     import shap
 
-    Z = _estimator_input(choice, matrix)
-    Zb = _estimator_input(choice, background.matrix)
-    Zb = Zb[~np.isnan(Zb).any(axis=1)] if np.isnan(Zb).any() else Zb
-    masker = shap.maskers.Independent(Zb, max_samples=len(Zb))
-    explainer = shap.LinearExplainer(choice.estimator, masker)
+    explainer = choice.linear.get(background.sha256)
+    if explainer is None:
+        Zb = estimator_input(choice, background.matrix)
+        Zb = Zb[~np.isnan(Zb).any(axis=1)] if np.isnan(Zb).any() else Zb
+        explainer = shap.LinearExplainer(choice.estimator, shap.maskers.Independent(
+            Zb, max_samples=len(Zb)))
+        if len(choice.linear) > 8:
+            choice.linear.clear()
+        choice.linear[background.sha256] = explainer
+    return explainer
+
+
+def _linear(choice: Choice, matrix: np.ndarray, background: Background):
+    Z = estimator_input(choice, matrix)
+    explainer = _linear_explainer(choice, background)
     values = np.asarray(explainer.shap_values(Z), dtype=float).reshape(len(Z), -1)
     base = float(np.asarray(explainer.expected_value, dtype=float).reshape(-1)[-1])
     with warnings.catch_warnings():

@@ -360,5 +360,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("ATTEST_LOG_LEVEL", "INFO")},
-    "loggers": {"django.request": {"level": "ERROR"}},
+    # shap logs its KernelExplainer's internals at INFO
+    "loggers": {"django.request": {"level": "ERROR"}, "shap": {"level": "WARNING"}},
 }
