@@ -23,6 +23,14 @@ from .helpers import typical_input
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def _eager(monkeypatch):
+    """Explanation jobs run in-process on commit, also in the layer with a real broker."""
+    from celery import current_app
+
+    monkeypatch.setitem(current_app.conf, "task_always_eager", True)
+
+
 def _as(user) -> Client:
     client = Client()
     client.force_login(user)
