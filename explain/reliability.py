@@ -1,5 +1,8 @@
 """A version's explanation figures: global importance and explanation reliability.
 
+(With five features or fewer the top-k sets below use k = features − 1, since a top 5
+of five features always agrees.)
+
 1. Global importance: mean |SHAP| per feature over the background set (at most
    ``GLOBAL_ROWS`` of its rows; ``PERMUTATION_GLOBAL_ROWS`` for the permutation
    explainer, which costs hundreds of model calls a row), in the explainer's units.
@@ -68,7 +71,9 @@ def version_figures(*, version: ModelVersion, parameters: dict | None = None,
     params = {**DEFAULT_PARAMETERS, **(parameters or {})}
     started = time.perf_counter()
     space = FeatureSpace.of(version)
-    k = min(int(params["top_k"]), len(space.names))
+    # With no more features than k, every top-k set is all of them and agrees trivially:
+    # compare the top n-1 instead (recorded as top_k).
+    k = max(1, min(int(params["top_k"]), len(space.names) - 1))
     seeds = [int(s) for s in params["seeds"]]
     background = background_for(version, space)
     choice = explainer_choose(version=version)
@@ -123,7 +128,8 @@ def version_figures(*, version: ModelVersion, parameters: dict | None = None,
             "features": [{"feature": space.names[j], "mean_abs": float(importance[j])}
                          for j in ranked]},
         "lime_stability": {
-            "statistic": f"Jaccard index of the top {k} features between seeds",
+            "statistic": f"Jaccard index of the top {k} of {len(space.names)} features between "
+                         "seeds",
             "rows": len(rows_r), "seeds": seeds, "samples": samples, "top_k": k,
             "mean": stability_mean, "worst": stability_worst,
             "thresholds": {"mean": STABLE_MEAN, "worst": STABLE_WORST},

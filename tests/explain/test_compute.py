@@ -157,3 +157,46 @@ def test_an_expensive_forest_goes_to_the_worker(personas, dataset, settings):
     choice = explainer_choose(version=version)
     assert choice.kind == "tree" and not choice.inline and "worker" in choice.reason
     choices_clear()
+
+
+def test_a_categorical_input_takes_the_permutation_path_and_lime_samples_its_shares(personas):
+    """A category is encoded inside the model (a one-hot pipeline): contributions per input
+    come from the model-agnostic path; LIME samples categories with their profiled shares."""
+    import pandas as pd
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from sklearn.compose import make_column_transformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    from registry import services
+
+    from .helpers import skops_with_types
+
+    frame = breast_cancer_frame()[[*FEATURES_SMALL[:2], "diagnosis"]].copy()
+    frame["site"] = np.where(np.arange(len(frame)) % 3 == 0, "north", "south")
+    dataset = services.dataset_version_register(
+        user=personas.owner, name="with-site", version="1", source="test",
+        data_file=SimpleUploadedFile("d.csv", frame.to_csv(index=False).encode()))
+    features = [*FEATURES_SMALL[:2], "site"]
+    model = make_pipeline(make_column_transformer((OneHotEncoder(), ["site"]),
+                                                  remainder="passthrough"),
+                          LogisticRegression(max_iter=500)).fit(frame[features],
+                                                                frame["diagnosis"])
+    data, trusted = skops_with_types(model)
+    version = services.model_version_register(
+        user=personas.owner, model=personas.model,
+        artifact=SimpleUploadedFile("m.skops", data),
+        metadata={"dataset": dataset.pk, "input_schema": features, "trusted_types": trusted})
+    row = {"mean radius": 17.0, "mean texture": 20.0, "site": "north"}
+    computed = _shap(version, row)
+    assert computed.explainer == "permutation" and "categorical" in computed.reason
+    content = computed.content
+    assert abs(_total(content) - content["output_value"]) < 1e-6
+    expected = model.predict_proba(pd.DataFrame([row]))[0, list(model.classes_).index(
+        "malignant")]
+    assert abs(content["output_value"] - expected) < 1e-9
+    _, params = explanation_parameters("lime", {"samples": 800})
+    lime = explanation_compute(version=version, inputs=row, method="lime", parameters=params)
+    assert lime.values["conditions"]["site"] == "site = north"
+    assert {w["feature"] for w in lime.content["weights"]} == set(features)

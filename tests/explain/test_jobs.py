@@ -143,6 +143,7 @@ def test_submitting_a_version_computes_its_figures_in_the_background(
     assert importance["features"][0]["mean_abs"] >= importance["features"][-1]["mean_abs"]
     stability = content["lime_stability"]
     assert 0 <= stability["worst"] <= stability["mean"] <= 1 and stability["rows"] == 6
+    assert stability["top_k"] == 3  # four features: a top 4 would agree trivially
     assert stability["reading"] in ("stable", "unstable: do not rely on LIME for this model")
     agreement = content["shap_lime_agreement"]
     assert 0 <= agreement["feature_agreement"] <= 1

@@ -99,3 +99,22 @@ def test_a_draft_has_no_figures_section(personas, dataset, client_as):
     version = draft_of(personas, dataset, forest())
     page = text(client_as("owner").get(f"/models/{version.model.name}/versions/1/"))
     assert "Explanations: global importance" not in page
+
+
+def test_the_backfill_command_asks_for_missing_figures(personas, dataset, monkeypatch):
+    import io
+
+    from django.core.management import call_command
+
+    from explain import services
+
+    sent = []
+    monkeypatch.setattr(services, "enqueue", lambda job_id, queue: sent.append(job_id))
+    version = draft_of(personas, dataset, forest())
+    model_version_submit(user=personas.owner, version=version)  # figures off on submit here
+    out = io.StringIO()
+    call_command("explain_versions", stdout=out)
+    assert "1 version(s): explanation figures queued" in out.getvalue()
+    assert ExplanationJob.objects.filter(kind="version", version=version).count() == 1
+    call_command("explain_versions", stdout=out)  # the job under way is joined
+    assert ExplanationJob.objects.filter(kind="version", version=version).count() == 1

@@ -15,4 +15,4 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         with acting_as(None, via="command"):
             made = versions_explanation_backfill()
-        self.stdout.write(f"{len(made)} job(s) queued")
+        self.stdout.write(f"{len(made)} version(s): explanation figures queued or under way")
