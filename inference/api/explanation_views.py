@@ -2,8 +2,9 @@
 
 Fast explainers answer at once (200); the others run as a job: 202 with the job and its
 status URL (``…/explanations/jobs/{job}/``), which answers 202 while it runs and 200 with
-the explanation when it is done. Anyone who may see the prediction may see (and ask
-for) its explanations; input values only with ``view_predictions``.
+the explanation when it is done; the list (GET) answers 202 too while a job is pending.
+Anyone who may see the prediction may see (and ask for) its explanations; input values
+only with ``view_predictions``.
 """
 
 from __future__ import annotations
@@ -40,12 +41,20 @@ class PredictionExplanationsView(AttestAPIView):
     parser_classes = [StrictJSONParser]
 
     @extend_schema(responses={200: OpenApiResponse(description="the prediction's stored "
-                                                   "explanations and unfinished jobs"),
+                                                   "explanations (and failed jobs)"),
+                              202: OpenApiResponse(description="the same, while a job is still "
+                                                   "computing one (SPEC: 202 while pending)"),
                               **error_responses(401, 404)},
                    summary="Explanations of a prediction")
     def get(self, request, prediction_id):
         prediction = services.prediction_get_for_user(user=request.user, public_id=prediction_id)
-        return Response(prediction_explanations_body(user=request.user, prediction=prediction))
+        body = prediction_explanations_body(user=request.user, prediction=prediction)
+        pending = any(j["status"] in (JobStatus.QUEUED, JobStatus.RUNNING) for j in body["jobs"])
+        for job in body["jobs"]:
+            job["status_url"] = request.build_absolute_uri(reverse(
+                "api-prediction-explanation-job", kwargs={
+                    "prediction_id": str(prediction.public_id), "job_id": job["id"]}))
+        return Response(body, status=status.HTTP_202_ACCEPTED if pending else status.HTTP_200_OK)
 
     @extend_schema(request=ExplainRequest,
                    responses={200: OpenApiResponse(description="the explanation (stored, or "

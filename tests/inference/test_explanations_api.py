@@ -208,6 +208,10 @@ def test_a_job_for_a_purged_input_fails_with_the_reason(personas, settings, monk
     response = api_as(personas.clinician).post(_url(prediction_id), {"method": "lime"},
                                                format="json")
     assert response.status_code == 202
+    listed = api_as(personas.clinician).get(_url(prediction_id))
+    assert listed.status_code == 202  # pending
+    assert listed.json()["jobs"][0]["status_url"] == response.json()["status_url"]
     prediction_inputs_purge(now=timezone.now() + timedelta(days=400))
+    assert api_as(personas.clinician).get(_url(prediction_id)).status_code == 200
     job = ExplanationJob.objects.get()
     assert job.status == "failed" and job.error_code == "input_purged" and job.input is None

@@ -296,9 +296,10 @@ def matrix(ctx) -> list[Case]:
         Case("api-prediction", "get", f"/api/v1/predictions/{ctx['prediction_id']}/", table(
             s200=("admin", "auditor", "owner", "pi", "irb", "clinician", "reviewer"),
             s404=HIDDEN, s401=("anonymous",)), api=True),
+        # 202: the LIME job of the context is still pending
         Case("api-prediction-explanations", "get",
              f"/api/v1/predictions/{ctx['prediction_id']}/explanations/", table(
-                 s200=("admin", "auditor", "owner", "pi", "irb", "clinician", "reviewer"),
+                 s202=("admin", "auditor", "owner", "pi", "irb", "clinician", "reviewer"),
                  s404=HIDDEN, s401=("anonymous",)), api=True),
         Case("api-prediction-explanations", "post",
              f"/api/v1/predictions/{ctx['prediction_id']}/explanations/", table(
