@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 from collections.abc import Iterator
 
 from django.http import StreamingHttpResponse
@@ -83,6 +84,12 @@ def csv_text(events: list[AuditEvent]) -> str:
     return out.getvalue()
 
 
+def _started(events: Iterator[AuditEvent]) -> Iterator[AuditEvent]:
+    """The same events, the first one already read (so the query has run)."""
+    first = next(events, None)
+    return events if first is None else itertools.chain((first,), events)
+
+
 def audit_export_response(request, user, params):
     """Streamed CSV or JSON of the filtered events; the export itself is an event."""
     scope = audit_scope(user)
@@ -91,12 +98,15 @@ def audit_export_response(request, user, params):
     if fmt not in ("csv", "json"):
         raise ValidationFailed("format must be csv or json.", field="format")
     head = chain_head()
+    # The query runs (its first rows are read) before the export is recorded and before
+    # the response starts: once a streamed 200 has begun, a failure can only cut the
+    # file short, an export that looks complete and was recorded as made.
+    events = _started(audit_event_queryset(visible_model_ids=scope, filters=filters).filter(
+        seq__lte=head[0]).iterator(chunk_size=5000))
     audit_event_record(action=Action.AUDIT_EXPORTED, object_type="audits.export",
                        object_repr=f"{fmt} export", details={"filters": filters.as_dict(),
                                                              "format": fmt,
                                                              "chain_head_seq": head[0]})
-    events = audit_event_queryset(visible_model_ids=scope, filters=filters).filter(
-        seq__lte=head[0]).iterator(chunk_size=5000)
     name = f"attest-audit-head-{head[0]}-{head[1][:12]}.{fmt}"
     if fmt == "csv":
         response = StreamingHttpResponse(csv_rows(events), content_type="text/csv; charset=utf-8")

@@ -156,3 +156,47 @@ def test_pages_refuse_users_without_view_audit(personas):
     outsider.force_login(personas.pi)
     other = AuditEvent.objects.filter(model_id=personas.other_model.pk).first()
     assert outsider.get(f"/audit/events/{other.pk}/").status_code == 404
+
+
+EXTREME = "9999-12-31T23:59:59-23:59"  # year 10000 once in UTC
+
+
+@pytest.mark.parametrize("param", ["since", "until"])
+def test_a_moment_past_year_9999_in_utc_is_a_400_not_a_500(personas, param):
+    client = api_as(personas.auditor)
+    response = client.get("/api/v1/audit/events/", {param: EXTREME})
+    assert response.status_code == 400
+    assert response.json()["errors"][0] == {
+        "field": param, "code": "invalid_date", "message": response.json()["errors"][0]["message"]}
+    page = Client()
+    page.force_login(personas.auditor)
+    listed = page.get("/audit/", {param: EXTREME})
+    assert listed.status_code == 200 and b"outside the years 1 to 9999" in listed.content
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_an_export_with_a_bad_date_is_refused_before_it_starts_and_not_recorded(personas, fmt):
+    client = api_as(personas.auditor)
+    response = client.get("/api/v1/audit/export/", {"format": fmt, "until": EXTREME})
+    assert response.status_code == 400 and not response.streaming
+    assert response.json()["errors"][0]["code"] == "invalid_date"
+    page = Client()
+    page.force_login(personas.auditor)
+    assert page.get("/audit/export/", {"format": fmt, "since": EXTREME}).status_code == 302
+    assert not AuditEvent.objects.filter(action=Action.AUDIT_EXPORTED).exists()
+
+
+def test_an_export_whose_query_fails_answers_an_error_before_streaming(personas, monkeypatch):
+    """A query that fails when it runs (here: a column that does not exist) is a JSON
+    500, not a 200 whose file stops short; and no export is recorded."""
+    from audits import export
+
+    real = export.audit_event_queryset
+    monkeypatch.setattr(export, "audit_event_queryset", lambda **kw: real(**kw).extra(
+        where=["no_such_column = 1"]))
+    client = api_as(personas.auditor)
+    client.raise_request_exception = False
+    response = client.get("/api/v1/audit/export/", {"format": "json"})
+    assert response.status_code == 500 and not response.streaming
+    assert response.json()["errors"][0]["code"] == "server_error"
+    assert not AuditEvent.objects.filter(action=Action.AUDIT_EXPORTED).exists()

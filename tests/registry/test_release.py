@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 from django.core import mail
+from django.test import Client
 from django.utils import timezone
 
 from audits.chain import verify_chain
@@ -302,3 +303,15 @@ def test_the_service_layer_refuses_concurrent_promotes_by_constraint(personas, d
         ModelVersion.objects.filter(pk=v2.pk).update(state="production")
     assert ModelVersion.objects.filter(state="production").get().pk == v1.pk
 
+
+
+def test_production_at_an_impossible_moment_is_a_400(personas, dataset):
+    url = f"/api/v1/models/{personas.model.name}/production/"
+    response = api_as(personas.auditor).get(url, {"at": "9999-12-31T23:59:59-23:59"})
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["code"] == "invalid_date"
+    assert response.json()["errors"][0]["field"] == "at"
+    page = Client()
+    page.force_login(personas.owner)
+    shown = page.get(f"/models/{personas.model.name}/", {"at": "9999-12-31T23:59:59-23:59"})
+    assert shown.status_code == 200 and b"outside the years 1 to 9999" in shown.content
