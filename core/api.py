@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.context import context_for_user, set_actor
-from core.errors import ApplicationError, PayloadTooLarge
+from core.errors import MAX_ERROR_ITEMS, ApplicationError, PayloadTooLarge, capped_items
 from core.uploads import UploadTooLarge, body_limit_message, upload_limit_message
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,9 @@ def exception_handler(exc, context):
         return Response(error_body("permission_denied", "You do not have permission to do this."),
                         status=403)
     if isinstance(exc, drf_exceptions.ValidationError):
-        return Response({"errors": _flatten(exc.detail)}, status=400)
+        extra: dict = {}
+        items = capped_items(_flatten(exc.detail), extra)
+        return Response({"errors": items, **extra}, status=400)
     if isinstance(exc, drf_exceptions.APIException):
         headers = {}
         if getattr(exc, "auth_header", None):
@@ -110,7 +112,10 @@ ErrorSerializer = inline_serializer(
                 "code": serializers.CharField(),
                 "message": serializers.CharField(),
             },
-        )),
+        ), help_text=f"every problem found, at most {MAX_ERROR_ITEMS} of them and then one "
+                     "item of code too_many_errors"),
+        "errors_not_listed": serializers.IntegerField(
+            required=False, help_text="how many problems the list leaves out, when it is cut"),
     },
 )
 

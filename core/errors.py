@@ -9,6 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# The most problems one error answer lists. Past it, the list ends with one item of code
+# ``too_many_errors`` saying how many more there were, and the body carries that count as
+# ``errors_not_listed``: a CSV header of a million unknown columns is answered in a few
+# kilobytes, not 177 MB, and a page shows a readable list.
+MAX_ERROR_ITEMS = 100
+
 
 @dataclass(frozen=True)
 class ErrorItem:
@@ -18,6 +24,19 @@ class ErrorItem:
 
     def as_dict(self) -> dict:
         return {"field": self.field, "code": self.code, "message": self.message}
+
+
+def capped_items(items: list, extra: dict) -> list:
+    """At most MAX_ERROR_ITEMS of ``items`` plus one ``too_many_errors`` item (ErrorItems
+    or their dicts alike); the count of the rest goes into ``extra``."""
+    if len(items) <= MAX_ERROR_ITEMS:
+        return items
+    rest = len(items) - MAX_ERROR_ITEMS
+    extra["errors_not_listed"] = rest
+    summary = ErrorItem("too_many_errors", f"… and {rest:,} more problems not listed (an "
+                        f"answer lists the first {MAX_ERROR_ITEMS}); fix these and try again.")
+    return [*items[:MAX_ERROR_ITEMS],
+            summary.as_dict() if isinstance(items[0], dict) else summary]
 
 
 class ApplicationError(Exception):
@@ -36,6 +55,7 @@ class ApplicationError(Exception):
         if not self.items:
             self.items = [ErrorItem(code=code, message=self.default_message)]
         self.extra = dict(extra or {})
+        self.items = capped_items(self.items, self.extra)
         super().__init__("; ".join(i.message for i in self.items))
 
     default_message = "The request is not valid."
