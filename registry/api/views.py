@@ -17,7 +17,7 @@ from core.moments import parse_moment
 from core.parsers import StrictJSONParser, require_storable
 
 from .. import release, selectors, services
-from ..roles import ROLE_CAPABILITIES
+from ..roles import ROLE_CAPABILITIES, Capability
 from .serializers import (
     DatasetCreateSerializer,
     DatasetSerializer,
@@ -318,11 +318,15 @@ class ProductionAtView(AttestAPIView):
     @extend_schema(parameters=[OpenApiParameter("at", str, description="ISO date-time "
                                                 "(default: now)")],
                    responses={200: OpenApiResponse(description="version in production then, "
-                                                   "and its approvals, from the audit trail"),
-                              **error_responses(400, 401, 404)},
+                                                   "and its approvals, from the audit trail "
+                                                   "(needs view_audit, as on the model page)"),
+                              **error_responses(400, 401, 403, 404)},
                    summary="What was in production at a moment, approved by whom")
     def get(self, request, model):
-        obj = selectors.model_get_for_user(user=request.user, name=model)
+        # The release history is read from the audit trail: the same capability as the
+        # model page's "in production at" panel and the trail itself.
+        obj = selectors.model_get_for_user(user=request.user, name=model,
+                                           capability=Capability.VIEW_AUDIT)
         when = parse_moment(request.query_params.get("at"))
         return Response({"model": obj.name, "at": when.isoformat(),
                          **selectors.production_at(model=obj, when=when)})

@@ -285,7 +285,8 @@ def matrix(ctx) -> list[Case]:
             s401=("anonymous",)), api=True, data={"to_version": 3, "reason": "matrix"},
              format="json"),
         Case("api-production-at", "get", f"/api/v1/models/{m}/production/", table(
-            s200=VIEWERS, s404=HIDDEN, s401=("anonymous",)), api=True),
+            s200=AUDIT_READERS, s403=("clinician", "reviewer"), s404=HIDDEN,
+            s401=("anonymous",)), api=True),
         Case("api-model", "patch", f"/api/v1/models/{m}/", table(
             s409=EDITORS, s403=("auditor", "pi", "irb", "clinician", "reviewer"), s404=HIDDEN,
             s401=("anonymous",)), api=True, data={"required_signoffs": ["pi_approval"]},

@@ -315,3 +315,21 @@ def test_production_at_an_impossible_moment_is_a_400(personas, dataset):
     page.force_login(personas.owner)
     shown = page.get(f"/models/{personas.model.name}/", {"at": "9999-12-31T23:59:59-23:59"})
     assert shown.status_code == 200 and b"outside the years 1 to 9999" in shown.content
+
+
+def test_the_release_history_needs_view_audit_on_the_api_as_on_the_page(personas, dataset):
+    """The trail-derived "in production at" answer follows the page's rule."""
+    _release(personas, dataset)
+    url = f"/api/v1/models/{personas.model.name}/production/"
+    for who in ("admin", "auditor", "owner", "pi", "irb"):
+        assert api_as(personas.get(who)).get(url).json()["version"] == "v1", who
+    for who in ("clinician", "reviewer"):  # may view the model, not its trail
+        response = api_as(personas.get(who)).get(url)
+        assert response.status_code == 403, who
+        assert response.json()["errors"][0]["code"] == "permission_denied"
+        page = Client()
+        page.force_login(personas.get(who))
+        shown = page.get(f"/models/{personas.model.name}/", {"at": timezone.now().isoformat()})
+        assert shown.status_code == 200 and shown.context["point_in_time"] is None
+    for who in ("viewer_other", "outsider"):
+        assert api_as(personas.get(who)).get(url).status_code == 404
