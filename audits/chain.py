@@ -42,7 +42,7 @@ from .chainwalk import (
 from .models import GENESIS_HASH, AuditEvent
 
 __all__ = ["MATERIAL_FIELDS", "BrokenLink", "VerifyResult", "chain_head", "event_hash",
-           "verify_chain"]
+           "verify_chain", "verify_chain_after"]
 
 log = logging.getLogger(__name__)
 _time_text = time_text  # the name tests and the bench import
@@ -113,6 +113,41 @@ def verify_chain(*, upto_seq: int | None = None, chunk_size: int = 100_000,
             return _result(walk(batches, GENESIS_HASH, 1))
         finally:
             batches.close()
+
+
+def verify_chain_after(verified: VerifyResult, *, chunk_size: int = 100_000) -> VerifyResult:
+    """Extend a verify to the events appended since: the short step a checkpoint takes
+    under the chain lock, after the long walk ran outside it.
+
+    1. The event at ``verified.head_seq`` must still carry ``verified.head_hash`` (else
+       the history was changed during the walk, and that event is named).
+    2. The events after it are walked from that hash, as one walk would have.
+    The result counts and names everything from event 1, as ``verify_chain`` would.
+    """
+    if not verified.ok:
+        return verified
+    seq, head_hash = verified.head_seq, verified.head_hash
+    if seq:
+        row = AuditEvent.objects.filter(seq=seq).values_list("id", "time", "hash").first()
+        if row is None or row[2] != head_hash:
+            problem = "changed while the chain was being verified" if row else \
+                "deleted while the chain was being verified"
+            broken = BrokenLink(seq, row[0] if row else 0,
+                                time_text(row[1]) if row else "", problem)
+            return VerifyResult(False, verified.checked - 1, head_hash, seq - 1, broken)
+    connection = connections[router.db_for_read(AuditEvent)]
+    with gc_paused():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                tail = _walk_here(cursor, AuditEvent._meta.db_table, seq + 1, None, head_hash,
+                                  seq + 1, max(1, chunk_size))
+        else:
+            batches = _generic_rows(connection, None, max(1, chunk_size), start=seq + 1)
+            try:
+                tail = walk(batches, head_hash, seq + 1)
+            finally:
+                batches.close()
+    return _result(tail, verified.checked)
 
 
 # PostgreSQL: COPY streams, and consecutive ranges walked at once by several processes.
@@ -238,7 +273,8 @@ class _Helper:
 
 # Other backends (SQLite in embedded mode): plain keyset queries through the DB-API cursor.
 
-def _generic_rows(connection, upto_seq: int | None, chunk_size: int) -> Iterator[list]:
+def _generic_rows(connection, upto_seq: int | None, chunk_size: int,
+                  start: int = 1) -> Iterator[list]:
     qn = connection.ops.quote_name
     opts = AuditEvent._meta
     seq = qn("seq")
@@ -247,7 +283,6 @@ def _generic_rows(connection, upto_seq: int | None, chunk_size: int) -> Iterator
     sql = (f"SELECT {columns} FROM {qn(opts.db_table)} "  # noqa: S608 - quoted identifiers
            f"WHERE {where} ORDER BY {seq} LIMIT %s")
     to_text = _db_time_text(connection)
-    start = 1
     with connection.cursor() as cursor:
         while True:
             params = [start] if upto_seq is None else [start, upto_seq]

@@ -34,7 +34,7 @@ from django.utils import timezone
 from core.errors import ValidationFailed
 from core.hashing import canonical_bytes
 
-from .chain import verify_chain
+from .chain import VerifyResult, verify_chain, verify_chain_after
 from .models import Action, AuditEvent
 from .services import audit_event_record
 
@@ -119,21 +119,34 @@ class Checkpoint:
         return json.dumps(self.as_document(), indent=2, sort_keys=True).encode()
 
 
+def _refuse_broken(result: VerifyResult) -> None:
+    if not result.ok:
+        raise ValidationFailed(
+            f"The chain is broken at event #{result.first_broken.seq}; refusing to sign it.",
+            code="chain_broken")
+
+
 def audit_checkpoint_write() -> Checkpoint:
     """Verify the chain, sign its head and marks, store the file, record the event.
 
     Refuses to sign a broken chain: a checkpoint vouches for what it covers.
-    """
-    with transaction.atomic():
-        # Hold the head still while we read it (same lock as appends).
-        from .services import lock_chain_head
 
+    1. The whole chain is verified outside any lock. That walk is long (seconds per
+       few hundred thousand events), and holding the chain lock through it would stop
+       every append meanwhile: sign-offs, reviews, and on SQLite every write at all.
+    2. Under the chain lock (the one appends take), the verified head must still carry
+       the hash the walk ended on and the events appended since must verify (a short
+       walk from that hash); the checkpoint signs the head as it stands then, and its
+       event is appended before the lock is released.
+    """
+    from .services import lock_chain_head
+
+    walked = verify_chain()
+    _refuse_broken(walked)
+    with transaction.atomic():
         lock_chain_head()
-        result = verify_chain()
-        if not result.ok:
-            raise ValidationFailed(
-                f"The chain is broken at event #{result.first_broken.seq}; refusing to sign it.",
-                code="chain_broken")
+        result = verify_chain_after(walked)
+        _refuse_broken(result)
         seqs = _mark_seqs(result.head_seq)
         marks = dict(AuditEvent.objects.filter(seq__in=seqs).values_list("seq", "hash"))
         private = _load_private_key()

@@ -145,3 +145,59 @@ def test_marks_are_spaced_for_long_chains():
 
     seqs = _mark_seqs(1_000_000)
     assert len(seqs) <= MAX_MARKS + 1 and seqs[-1] == 1_000_000 and seqs == sorted(seqs)
+
+
+def _chain_lock_held() -> bool:
+    """Whether this connection holds what appends wait for: on SQLite the write
+    transaction (BEGIN IMMEDIATE), on PostgreSQL the chain's advisory lock."""
+    if connection.vendor != "postgresql":
+        return connection.in_atomic_block
+    from audits.services import _CHAIN_LOCK_KEY
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                       "AND pid = pg_backend_pid() AND objid = %s", [_CHAIN_LOCK_KEY])
+        return cursor.fetchone()[0] > 0
+
+
+def test_the_long_walk_runs_outside_the_chain_lock(transactional_db, monkeypatch):
+    """Appends go on during a checkpoint's verification; the checkpoint still covers
+    them, through a short walk from the verified head under the lock."""
+    from audits import checkpoints
+
+    _append(5)
+    seen = []
+
+    def walking_while_others_append(**kwargs):
+        seen.append(_chain_lock_held())
+        result = verify_chain(**kwargs)
+        _append(2)  # what predictions and sign-offs do meanwhile
+        return result
+
+    monkeypatch.setattr(checkpoints, "verify_chain", walking_while_others_append)
+    checkpoint = audit_checkpoint_write()
+    assert seen == [False]
+    assert checkpoint.payload["head_seq"] == checkpoint.payload["count"] == 7
+    assert verify_against_checkpoint(checkpoint.as_bytes()).ok
+
+
+def test_a_head_changed_during_the_walk_is_not_signed():
+    from audits.chain import verify_chain_after
+
+    _append(3)
+    walked = verify_chain()
+    _rewrite_history(3)
+    after = verify_chain_after(walked)
+    assert not after.ok and after.first_broken.seq == 3
+    assert "while the chain was being verified" in after.first_broken.problem
+
+
+def test_events_appended_after_a_walk_are_checked_by_the_short_one():
+    from audits.chain import verify_chain_after
+
+    _append(3)
+    walked = verify_chain()
+    _append(4)
+    after = verify_chain_after(walked)
+    assert after.ok and after.checked == after.head_seq == 7
+    assert after == verify_chain()
