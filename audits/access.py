@@ -33,6 +33,9 @@ class ModelDirectory(Protocol):
     def visible_model_id(self, user, name: str) -> int | None:
         """The id of the named model if the user may view it."""
 
+    def administers(self, user) -> bool:
+        """Admins: they may sign a checkpoint on demand."""
+
 
 _directory: ModelDirectory | None = None
 
@@ -111,3 +114,12 @@ def audit_scope_global(user) -> None:
     """Checkpoints cover the whole trail: admins and global auditors only."""
     if not model_directory().reads_whole_trail(user):
         raise PermissionDenied("Checkpoints cover the whole trail: admins and auditors only.")
+
+
+def audit_checkpoint_signer(user) -> None:
+    """Signing a checkpoint on demand is for administrators; the scheduler signs one
+    daily. Auditors read and download checkpoints, and verify against them: a checkpoint
+    vouches for the server, so those who check the server do not make it."""
+    if not model_directory().administers(user):
+        raise PermissionDenied("Checkpoints are signed by the scheduler and by "
+                               "administrators; auditors download and verify them.")

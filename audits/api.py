@@ -10,7 +10,13 @@ from rest_framework.response import Response
 from core.api import AttestAPIView, error_responses
 from core.errors import NotFound, ValidationFailed
 
-from .access import audit_scope, audit_scope_global, parse_cursor, parse_event_filters
+from .access import (
+    audit_checkpoint_signer,
+    audit_scope,
+    audit_scope_global,
+    parse_cursor,
+    parse_event_filters,
+)
 from .chain import chain_head, verify_chain
 from .checkpoints import audit_checkpoint_write, checkpoint_list, public_key_pem
 from .export import audit_export_response, event_as_dict
@@ -21,12 +27,16 @@ from .selectors import (
     audit_event_page,
     audit_event_queryset,
 )
+from .throttling import AuditCheckpointThrottle, AuditVerifyThrottle
 
 
 class AuditVerifyView(AttestAPIView):
+    throttle_classes = [AuditVerifyThrottle]
+
     @extend_schema(responses={200: OpenApiResponse(
         description='{"ok", "checked", "head_hash", "head_seq", "first_broken"}'),
-        **error_responses(401, 403)}, summary="Recompute the audit hash chain")
+        **error_responses(401, 403, 429)},
+        summary="Recompute the audit hash chain (per user: ATTEST_AUDIT_VERIFY_RATE)")
     def get(self, request):
         audit_scope(request.user)
         return Response(verify_chain().as_dict())
@@ -105,6 +115,9 @@ class AuditExportView(AttestAPIView):
 
 
 class AuditCheckpointView(AttestAPIView):
+    def get_throttles(self):
+        return [AuditCheckpointThrottle()] if self.request.method == "POST" else []
+
     @extend_schema(responses={200: OpenApiResponse(description="checkpoints, newest first"),
                               **error_responses(401, 403)})
     def get(self, request):
@@ -112,10 +125,11 @@ class AuditCheckpointView(AttestAPIView):
         return Response({"checkpoints": checkpoint_list(), "public_key": public_key_pem()})
 
     @extend_schema(request=None, responses={201: OpenApiResponse(description="the checkpoint"),
-                                            **error_responses(401, 403, 409)},
-                   summary="Sign the chain head now")
+                                            **error_responses(400, 401, 403, 429)},
+                   summary="Sign the chain head now (administrators; per user: "
+                           "ATTEST_AUDIT_CHECKPOINT_RATE)")
     def post(self, request):
-        audit_scope_global(request.user)
+        audit_checkpoint_signer(request.user)
         checkpoint = audit_checkpoint_write()
         return Response({**checkpoint.as_document(), "storage_key": checkpoint.storage_key},
                         status=status.HTTP_201_CREATED)

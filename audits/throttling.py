@@ -14,6 +14,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
+from rest_framework.throttling import UserRateThrottle
 
 from .models import Action, AuditEvent
 
@@ -42,3 +43,34 @@ def password_lock_seconds(*, username: str | None, address: str | None) -> int:
             unlock = times[-1] + window
             return max(1, int((unlock - timezone.now()).total_seconds()))
     return 0
+
+
+# -- request rates of the costly audit endpoints ---------------------------------------
+
+class _PerUserRate(UserRateThrottle):
+    """DRF's per-user throttle at a rate read from settings when it is made (DRF reads
+    its rates once, at import). Pages use it too (``page_allows``): one count per user."""
+
+    setting = ""
+
+    def get_rate(self) -> str:
+        return getattr(settings, self.setting)
+
+
+class AuditVerifyThrottle(_PerUserRate):
+    scope = "audit_verify"
+    setting = "ATTEST_AUDIT_VERIFY_RATE"
+
+
+class AuditCheckpointThrottle(_PerUserRate):
+    scope = "audit_checkpoint"
+    setting = "ATTEST_AUDIT_CHECKPOINT_RATE"
+
+
+def page_allows(throttle_class: type[_PerUserRate], request) -> int:
+    """For a page: 0 when the request may go ahead (and is counted), else the seconds
+    to wait."""
+    throttle = throttle_class()
+    if throttle.allow_request(request, None):
+        return 0
+    return max(1, int(throttle.wait() or 1))

@@ -10,12 +10,19 @@ from django.views.decorators.http import require_POST
 from core.errors import ApplicationError, PermissionDenied
 from core.pages import page_view
 
-from .access import audit_scope, audit_scope_global, parse_cursor, parse_event_filters
+from .access import (
+    audit_checkpoint_signer,
+    audit_scope,
+    audit_scope_global,
+    parse_cursor,
+    parse_event_filters,
+)
 from .chain import chain_head, verify_chain
 from .checkpoints import audit_checkpoint_write, checkpoint_list, checkpoint_read, public_key_pem
 from .export import audit_export_response
 from .models import Action
 from .selectors import audit_event_diff, audit_event_get, audit_event_page, audit_event_queryset
+from .throttling import AuditCheckpointThrottle, AuditVerifyThrottle, page_allows
 
 _guarded = page_view("home")
 
@@ -66,14 +73,19 @@ def export(request):
 @_guarded
 def verify(request):
     audit_scope(request.user)
+    # The same per-user rate as GET /api/v1/audit/verify/ (one count for both).
+    wait = page_allows(AuditVerifyThrottle, request)
     return render(request, "audits/verify.html", {
-        "result": verify_chain(), "checkpoints": checkpoint_list()[:20],
-        "can_checkpoint": _is_global(request.user)})
+        "result": None if wait else verify_chain(), "wait_minutes": -(-wait // 60),
+        "checkpoints": checkpoint_list()[:20],
+        "can_download": _allowed(audit_scope_global, request.user),
+        "can_sign": _allowed(audit_checkpoint_signer, request.user)},
+        status=429 if wait else 200)
 
 
-def _is_global(user) -> bool:
+def _allowed(rule, user) -> bool:
     try:
-        audit_scope_global(user)
+        rule(user)
     except PermissionDenied:
         return False
     return True
@@ -82,7 +94,12 @@ def _is_global(user) -> bool:
 @_guarded
 @require_POST
 def checkpoint_create(request):
-    audit_scope_global(request.user)
+    audit_checkpoint_signer(request.user)
+    wait = page_allows(AuditCheckpointThrottle, request)
+    if wait:
+        messages.error(request, f"Checkpoints on demand are limited per user; try again in "
+                       f"{-(-wait // 60)} minute(s). The scheduler signs one daily.")
+        return redirect("audit-verify")
     try:
         checkpoint = audit_checkpoint_write()
     except ApplicationError as exc:

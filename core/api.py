@@ -125,7 +125,7 @@ def error_responses(*codes: int) -> dict:
     text = {400: "Invalid input", 401: "Not authenticated", 403: "Not permitted",
             404: "Not found (or not visible to you)", 409: "Conflicts with the current state",
             413: "Request body or upload too large",
-            429: "Locked after repeated wrong passwords (see Retry-After)",
+            429: "Too many attempts or requests: locked or rate-limited (see Retry-After)",
             503: "Service unavailable"}
     return {code: OpenApiResponse(ErrorSerializer, description=text.get(code, "Error"))
             for code in codes}

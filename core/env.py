@@ -8,6 +8,7 @@ falling back to a default.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -63,6 +64,19 @@ def env_float(name: str, default: float, *, minimum: float | None = None,
     if maximum is not None and number > maximum:
         raise ImproperlyConfigured(f"{name} must be a number <= {maximum}, got {value!r}")
     return number
+
+
+_RATE = re.compile(r"^(\d+)/(s|sec|second|m|min|minute|h|hour|d|day)$")
+
+
+def env_rate(name: str, default: str) -> str:
+    """A request rate, ``N/period`` (period: s, min, hour or day), as DRF's throttles read it."""
+    value = (os.environ.get(name) or "").strip() or default
+    match = _RATE.match(value)
+    if not match or int(match.group(1)) < 1:
+        raise ImproperlyConfigured(f"{name} must look like 10/hour (a positive count per s, "
+                                   f"min, hour or day), got {value!r}")
+    return value
 
 
 def env_list(name: str, default: list[str]) -> list[str]:

@@ -22,6 +22,7 @@ from core.env import (
     env_int,
     env_list,
     env_path,
+    env_rate,
     env_str,
 )
 
@@ -236,6 +237,11 @@ ATTEST_AUDIT_TRUSTED_PUBLIC_KEYS = env_list("ATTEST_AUDIT_TRUSTED_PUBLIC_KEYS", 
 _CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 ATTEST_AUDIT_VERIFY_PROCESSES = env_int("ATTEST_AUDIT_VERIFY_PROCESSES", min(_CPUS or 1, 4),
                                         minimum=1)
+
+# Requests per user to the costly audit endpoints (each verifies the whole chain), API
+# and pages alike; the scheduler's own runs are not counted.
+ATTEST_AUDIT_VERIFY_RATE = env_rate("ATTEST_AUDIT_VERIFY_RATE", "20/hour")
+ATTEST_AUDIT_CHECKPOINT_RATE = env_rate("ATTEST_AUDIT_CHECKPOINT_RATE", "6/hour")
 
 # --- ONNX runtime evidence (registry/onnx_evidence.py) -------------------------------------------
 # Largest |sklearn - onnxruntime| probability difference on the reference sample for

@@ -313,6 +313,9 @@ class AuditModelDirectory:
         return set(model_list_for_user(user=user, capability=Capability.VIEW_AUDIT)
                    .values_list("pk", flat=True))
 
+    def administers(self, user) -> bool:
+        return is_global_admin(user)
+
     def visible_model_id(self, user, name: str) -> int | None:
         return model_list_for_user(user=user).filter(name=name).values_list("pk", flat=True) \
             .first()

@@ -113,14 +113,19 @@ def test_json_export_is_valid_json_with_the_head(personas):
     assert api_as(personas.owner).get("/api/v1/audit/export/?format=xml").status_code == 400
 
 
-def test_checkpoints_through_the_api_are_for_global_roles(personas):
+def test_checkpoints_are_signed_by_admins_and_read_by_global_roles(personas):
     _model_event(personas.model, 2)
-    created = api_as(personas.auditor).post("/api/v1/audit/checkpoints/")
+    created = api_as(personas.admin).post("/api/v1/audit/checkpoints/")
     assert created.status_code == 201
     assert created.json()["payload"]["head_seq"] >= 2
-    listing = api_as(personas.admin).get("/api/v1/audit/checkpoints/").json()
-    assert listing["checkpoints"] and "BEGIN PUBLIC KEY" in listing["public_key"]
-    assert api_as(personas.owner).post("/api/v1/audit/checkpoints/").status_code == 403
+    for who in ("admin", "auditor"):
+        listing = api_as(personas.get(who)).get("/api/v1/audit/checkpoints/").json()
+        assert listing["checkpoints"] and "BEGIN PUBLIC KEY" in listing["public_key"]
+    for who in ("auditor", "owner"):  # auditors check the server's checkpoints, not make them
+        refused = api_as(personas.get(who)).post("/api/v1/audit/checkpoints/")
+        assert refused.status_code == 403 and refused.json()["errors"][0]["code"] == \
+            "permission_denied"
+    assert AuditEvent.objects.filter(action=Action.AUDIT_CHECKPOINT).count() == 1
 
 
 def test_the_pages_list_filter_and_show_events(personas):
@@ -139,7 +144,13 @@ def test_the_pages_list_filter_and_show_events(personas):
     assert client.get("/audit/export/?format=csv").status_code == 200
     verify = client.get("/audit/verify/")
     assert b"The hash chain is intact" in verify.content
-    created = client.post("/audit/checkpoints/new/")
+    assert b"Sign a checkpoint now" not in verify.content  # an auditor
+    assert client.post("/audit/checkpoints/new/").status_code == 302
+    assert not AuditEvent.objects.filter(action=Action.AUDIT_CHECKPOINT).exists()
+    admin = Client()
+    admin.force_login(personas.admin)
+    assert b"Sign a checkpoint now" in admin.get("/audit/verify/").content
+    created = admin.post("/audit/checkpoints/new/")
     assert created.status_code == 302
     key = AuditEvent.objects.filter(action=Action.AUDIT_CHECKPOINT).get().details["storage_key"]
     download = client.get(f"/audit/checkpoints/{key}")
@@ -216,3 +227,26 @@ def test_a_typed_username_cannot_become_a_formula_in_the_csv_export(personas):
     document = json.loads(b"".join(api_as(personas.auditor).get("/api/v1/audit/export/", {
         "format": "json", "action": Action.LOGIN_FAILED}).streaming_content))
     assert document["events"][0]["object_repr"] == typed  # the JSON keeps the exact text
+
+
+def test_verify_and_checkpoints_are_rate_limited_per_user(personas, settings):
+    settings.ATTEST_AUDIT_VERIFY_RATE = "2/hour"
+    settings.ATTEST_AUDIT_CHECKPOINT_RATE = "1/hour"
+    auditor = api_as(personas.auditor)
+    assert [auditor.get("/api/v1/audit/verify/").status_code for _ in range(2)] == [200, 200]
+    refused = auditor.get("/api/v1/audit/verify/")
+    assert refused.status_code == 429 and int(refused["Retry-After"]) > 0
+    assert refused.json()["errors"][0]["code"] == "throttled"
+    page = Client()
+    page.force_login(personas.auditor)
+    shown = page.get("/audit/verify/")  # the page counts with the API
+    assert shown.status_code == 429 and b"Try again in" in shown.content
+    assert api_as(personas.owner).get("/api/v1/audit/verify/").status_code == 200  # per user
+    admin = api_as(personas.admin)
+    assert admin.post("/api/v1/audit/checkpoints/").status_code == 201
+    assert admin.post("/api/v1/audit/checkpoints/").status_code == 429
+    assert admin.get("/api/v1/audit/checkpoints/").status_code == 200  # reading is not limited
+    admin_page = Client()
+    admin_page.force_login(personas.admin)
+    admin_page.post("/audit/checkpoints/new/")
+    assert AuditEvent.objects.filter(action=Action.AUDIT_CHECKPOINT).count() == 1

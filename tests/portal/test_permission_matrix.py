@@ -99,8 +99,8 @@ def matrix(ctx) -> list[Case]:
         Case("audit-verify", "get", "/audit/verify/", table(
             s200=AUDIT_READERS, deny=("clinician", "reviewer", *HIDDEN), login=("anonymous",))),
         Case("audit-checkpoint-create", "post", "/audit/checkpoints/new/", table(
-            ok302=GLOBAL, deny=("owner", "pi", "irb", "clinician", "reviewer", *HIDDEN),
-            login=("anonymous",))),
+            ok302=("admin",), deny=("auditor", "owner", "pi", "irb", "clinician", "reviewer",
+                                    *HIDDEN), login=("anonymous",))),
         Case("audit-checkpoint", "get", f"/audit/checkpoints/{ctx['checkpoint_key']}", table(
             s200=GLOBAL, deny=("owner", "pi", "irb", "clinician", "reviewer", *HIDDEN),
             login=("anonymous",))),
@@ -225,8 +225,8 @@ def matrix(ctx) -> list[Case]:
             s200=GLOBAL, s403=("owner", "pi", "irb", "clinician", "reviewer", *HIDDEN),
             s401=("anonymous",)), api=True),
         Case("api-audit-checkpoints", "post", "/api/v1/audit/checkpoints/", table(
-            s201=GLOBAL, s403=("owner", "pi", "irb", "clinician", "reviewer", *HIDDEN),
-            s401=("anonymous",)), api=True),
+            s201=("admin",), s403=("auditor", "owner", "pi", "irb", "clinician", "reviewer",
+                                   *HIDDEN), s401=("anonymous",)), api=True),
         Case("api-models", "get", "/api/v1/models/", table(s200=everyone, s401=("anonymous",)),
              api=True),
         Case("api-models", "post", "/api/v1/models/", table(
