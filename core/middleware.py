@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
@@ -12,6 +13,9 @@ from core.api import json_413
 from core.context import ActorContext, context_for_user, new_request_id, reset_actor, set_actor
 from core.uploads import body_limit_message
 
+log = logging.getLogger(__name__)
+_untrusted_forwarding_seen = False
+
 
 def client_address(request) -> str | None:
     """The client's address, believing X-Forwarded-For only from configured proxies."""
@@ -19,6 +23,8 @@ def client_address(request) -> str | None:
     peer = meta.get("REMOTE_ADDR")
     trusted = settings.ATTEST_TRUSTED_PROXIES
     forwarded = meta.get("HTTP_X_FORWARDED_FOR")
+    if forwarded and not trusted:
+        _warn_untrusted_forwarding(peer)
     if not forwarded or not peer or peer not in trusted:
         return peer
     # Walk from the right, skipping our own proxies; the first other hop is the client.
@@ -30,6 +36,18 @@ def client_address(request) -> str | None:
         if hop not in trusted:
             return hop
     return peer
+
+
+def _warn_untrusted_forwarding(peer: str | None) -> None:
+    """Once per process: requests carry X-Forwarded-For, so a proxy is probably in front,
+    but none is trusted (the runtime side of the check ``attest.W001``)."""
+    global _untrusted_forwarding_seen
+    if _untrusted_forwarding_seen:
+        return
+    _untrusted_forwarding_seen = True
+    log.warning("A request from %s carries X-Forwarded-For but ATTEST_TRUSTED_PROXIES is empty: "
+                "if a proxy is in front, every client looks like it to the sign-in throttle "
+                "and the audit trail. Set ATTEST_TRUSTED_PROXIES to its address.", peer)
 
 
 class RequestContextMiddleware:

@@ -7,7 +7,6 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
-from rest_framework.throttling import AnonRateThrottle
 
 from core.api import AttestAPIView, error_responses
 from core.errors import ValidationFailed
@@ -16,7 +15,7 @@ from registry.roles import can_create_models, is_global_admin, is_global_auditor
 from registry.selectors import model_list_for_user, user_capabilities, user_model_roles
 
 from .models import ApiToken
-from .throttling import login_lock_seconds
+from .throttling import TokenThrottle, login_lock_seconds, wait_text
 from .tokens import api_token_create, api_token_revoke
 
 
@@ -31,10 +30,6 @@ class TokenSerializer(serializers.ModelSerializer):
     class Meta:
         model = ApiToken
         fields = ["id", "name", "prefix", "created_at", "expires_at", "last_used_at", "revoked_at"]
-
-
-class TokenThrottle(AnonRateThrottle):
-    rate = "20/min"
 
 
 class TokenListView(AttestAPIView):
@@ -57,7 +52,7 @@ class TokenListView(AttestAPIView):
 
     @extend_schema(request=TokenRequestSerializer, auth=[],
                    responses={201: OpenApiResponse(description="token (shown once) and its record"),
-                              **error_responses(400, 401)},
+                              **error_responses(400, 401, 429)},
                    summary="Exchange username + password for a personal API token")
     def post(self, request):
         body = TokenRequestSerializer(data=request.data)
@@ -67,7 +62,7 @@ class TokenListView(AttestAPIView):
         if wait:
             return Response({"errors": [{"field": None, "code": "locked",
                                          "message": "Too many failed sign-in attempts; try again "
-                                                    "later."}]},
+                                                    f"in {wait_text(wait)}."}]},
                             status=status.HTTP_429_TOO_MANY_REQUESTS,
                             headers={"Retry-After": str(wait)})
         user = authenticate(request._request, username=body.validated_data["username"],

@@ -215,12 +215,16 @@ if env_bool("ATTEST_BEHIND_TLS_PROXY", False):
 # X-Forwarded-For is believed only when the direct peer is one of these.
 ATTEST_TRUSTED_PROXIES = env_list("ATTEST_TRUSTED_PROXIES", [])
 ATTEST_TOKEN_DAYS = env_int("ATTEST_TOKEN_DAYS", 90, minimum=1)
-# Sign-in throttling: this many failures for one username or one address within
-# the window locks further attempts for the rest of the window.
+# Sign-in throttling (audits.throttling): wrong passwords within the window, per username
+# and per client address; past the allowance each further attempt waits, from the last
+# failure, the back-off (doubled per further failure, at most the window). An address's
+# count does not hold back a username that signed in from it within the familiar days.
 ATTEST_LOGIN_MAX_FAILURES = env_int("ATTEST_LOGIN_MAX_FAILURES", 5, minimum=1)
 ATTEST_LOGIN_MAX_FAILURES_PER_ADDRESS = env_int("ATTEST_LOGIN_MAX_FAILURES_PER_ADDRESS", 25,
                                                 minimum=1)
 ATTEST_LOGIN_WINDOW_MINUTES = env_int("ATTEST_LOGIN_WINDOW_MINUTES", 15, minimum=1)
+ATTEST_LOGIN_BACKOFF_SECONDS = env_int("ATTEST_LOGIN_BACKOFF_SECONDS", 60, minimum=1)
+ATTEST_LOGIN_FAMILIAR_DAYS = env_int("ATTEST_LOGIN_FAMILIAR_DAYS", 30, minimum=0)
 
 # --- audit trail anchoring ---------------------------------------------------------
 # Ed25519 private key (PEM) that signs audit checkpoints, as text or a file path.

@@ -19,7 +19,7 @@ from core.middleware import client_address
 from registry.selectors import model_versions_summary, versions_awaiting_signoff
 
 from .models import ApiToken
-from .throttling import login_lock_seconds
+from .throttling import login_lock_seconds, wait_text
 from .tokens import api_token_create, api_token_revoke
 
 
@@ -29,8 +29,8 @@ class AttestLoginForm(AuthenticationForm):
                                      address=client_address(self.request))
         if seconds:
             raise forms.ValidationError(
-                f"Too many failed sign-in attempts. Try again in {max(1, seconds // 60)} "
-                "minute(s), or ask an administrator.", code="locked")
+                f"Too many failed sign-in attempts. Try again in {wait_text(seconds)}, or ask "
+                "an administrator.", code="locked")
         return super().clean()
 
 
