@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import logging
 
+from django.core.exceptions import DisallowedHost, RequestDataTooBig
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, JsonResponse
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import exceptions as drf_exceptions
@@ -129,6 +129,13 @@ def error_responses(*codes: int) -> dict:
             503: "Service unavailable"}
     return {code: OpenApiResponse(ErrorSerializer, description=text.get(code, "Error"))
             for code in codes}
+
+
+def json_400(request, exception=None):
+    if isinstance(exception, DisallowedHost):
+        return JsonResponse(error_body("disallowed_host", "This host name is not served here "
+                                       "(ATTEST_ALLOWED_HOSTS).", "host"), status=400)
+    return JsonResponse(error_body("bad_request", "The request is not valid."), status=400)
 
 
 def json_404(request, exception=None):

@@ -10,10 +10,11 @@ from django.contrib.auth.views import LoginView
 from django.db import connection
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
+from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from core.api import json_404, json_500
+from core.api import json_400, json_404, json_500
 from core.errors import ApplicationError
 from core.middleware import client_address
 from registry.selectors import model_versions_summary, versions_awaiting_signoff
@@ -58,6 +59,14 @@ def healthz(request):
     except Exception:  # noqa: BLE001 - any database failure means unhealthy
         return JsonResponse({"status": "error", "database": "unreachable"}, status=503)
     return JsonResponse({"status": "ok", "database": connection.vendor})
+
+
+def bad_request(request, exception=None):
+    """Django's own 400s (a Host not in ATTEST_ALLOWED_HOSTS, too many form fields):
+    under /api/ in the API's error format, elsewhere Django's plain page."""
+    if request.path.startswith("/api/"):
+        return json_400(request, exception)
+    return defaults.bad_request(request, exception)
 
 
 def not_found(request, exception=None):

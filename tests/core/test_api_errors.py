@@ -80,3 +80,19 @@ def test_permission_denied_defaults_to_its_code(personas):
     response = _token_client(personas.clinician).get("/api/v1/audit/checkpoints/")
     assert response.status_code == 403
     assert response.json()["errors"][0]["code"] == "permission_denied"
+
+
+def test_a_host_not_served_answers_the_api_error_format(settings):
+    """Django's DisallowedHost was an HTML "Bad Request (400)" page, also under /api/."""
+    from django.test import Client
+
+    settings.ALLOWED_HOSTS = ["attest.example.org"]
+    client = Client(HTTP_HOST="evil.example")
+    response = client.get("/api/v1/models/")
+    assert response.status_code == 400 and response["Content-Type"] == "application/json"
+    assert response.json() == {"errors": [{"field": "host", "code": "disallowed_host",
+                                           "message": response.json()["errors"][0]["message"]}]}
+    assert client.post("/api/v1/auth/tokens/", {}, content_type="application/json").json()[
+        "errors"][0]["code"] == "disallowed_host"
+    page = client.get("/login/")  # a page keeps Django's own answer
+    assert page.status_code == 400 and not page["Content-Type"].startswith("application/json")
