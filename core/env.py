@@ -79,6 +79,28 @@ def env_rate(name: str, default: str) -> str:
     return value
 
 
+# What deploy/env.example puts where a secret goes.
+PLACEHOLDERS = ("change-me", "changeme")
+
+
+def refuse_placeholder(what: str, value: str | None) -> None:
+    """Refuse to start with a secret still set to the example's placeholder."""
+    if value and any(p in value.strip().lower() for p in PLACEHOLDERS):
+        raise ImproperlyConfigured(f"{what} is still the example's placeholder 'change-me': "
+                                   "replace it (e.g. with `openssl rand -hex 32`)")
+
+
+def url_password(url: str | None) -> str | None:
+    """The password inside a URL such as redis://:PASSWORD@host:6379/0."""
+    if not url:
+        return None
+    try:
+        password = urlparse(url).password
+    except ValueError:
+        return None
+    return unquote(password) if password else None
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     value = os.environ.get(name)
     if value is None or value == "":

@@ -24,6 +24,8 @@ from core.env import (
     env_path,
     env_rate,
     env_str,
+    refuse_placeholder,
+    url_password,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -31,13 +33,19 @@ DATA_DIR = env_path("ATTEST_DATA_DIR", BASE_DIR / "var")
 DEBUG = env_bool("ATTEST_DEBUG", False)
 
 
+# The deployment says it is production (compose sets it): no generated secret, and the
+# defaults below are those of a site served over HTTPS only.
+_PRODUCTION = env_bool("ATTEST_REQUIRE_SECRET_KEY", False)
+
+
 def _secret_key() -> str:
     key = env_str("ATTEST_SECRET_KEY")
     if key:
+        refuse_placeholder("ATTEST_SECRET_KEY", key)
         if len(key) < 32:
             raise ImproperlyConfigured("ATTEST_SECRET_KEY must be at least 32 characters")
         return key
-    if env_bool("ATTEST_REQUIRE_SECRET_KEY", False):
+    if _PRODUCTION:
         raise ImproperlyConfigured("ATTEST_SECRET_KEY is required in this deployment")
     # Embedded shape: a random key kept beside the SQLite file, so sessions
     # survive restarts without anyone having to invent a secret.
@@ -54,6 +62,7 @@ SECRET_KEY = _secret_key()
 # (comma-separated), so rotating ATTEST_SECRET_KEY does not sign everyone out at once.
 SECRET_KEY_FALLBACKS = env_list("ATTEST_SECRET_KEY_FALLBACKS", [])
 for _old in SECRET_KEY_FALLBACKS:
+    refuse_placeholder("ATTEST_SECRET_KEY_FALLBACKS", _old)
     if len(_old) < 32:
         raise ImproperlyConfigured("each of ATTEST_SECRET_KEY_FALLBACKS must be at least "
                                    "32 characters")
@@ -117,6 +126,8 @@ TEMPLATES = [
 _database_url = env_str("DATABASE_URL")
 if _database_url:
     _db = database_from_url(_database_url)
+    refuse_placeholder("The DATABASE_URL password (POSTGRES_APP_PASSWORD, or POSTGRES_PASSWORD "
+                       "for migrate, in compose)", _db.get("PASSWORD"))
 else:
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     _db = {"ENGINE": "django.db.backends.sqlite3", "NAME": str(DATA_DIR / "attest.sqlite3")}
@@ -162,6 +173,7 @@ else:
         "BACKEND": "registry.storage.AtomicFileSystemStorage",
         "OPTIONS": {"location": str(env_path("ATTEST_ARTIFACT_DIR", DATA_DIR / "artifacts"))},
     }
+refuse_placeholder("AWS_SECRET_ACCESS_KEY", env_str("AWS_SECRET_ACCESS_KEY"))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage",
                 "OPTIONS": {"location": str(DATA_DIR / "media")}},
@@ -198,7 +210,10 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
-SECURE_COOKIES = env_bool("ATTEST_SECURE_COOKIES", False)
+# In production (ATTEST_REQUIRE_SECRET_KEY) cookies are HTTPS-only, plain HTTP is redirected
+# and browsers are told to use HTTPS for a year; each stays overridable. /healthz/ is not
+# redirected: container health checks call it over plain HTTP.
+SECURE_COOKIES = env_bool("ATTEST_SECURE_COOKIES", _PRODUCTION)
 SESSION_COOKIE_SECURE = SECURE_COOKIES
 CSRF_COOKIE_SECURE = SECURE_COOKIES
 SESSION_COOKIE_HTTPONLY = True
@@ -208,8 +223,10 @@ SESSION_COOKIE_AGE = env_int("ATTEST_SESSION_HOURS", 8, minimum=1) * 3600
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-SECURE_SSL_REDIRECT = env_bool("ATTEST_SSL_REDIRECT", False)
-SECURE_HSTS_SECONDS = env_int("ATTEST_HSTS_SECONDS", 0, minimum=0)
+SECURE_SSL_REDIRECT = env_bool("ATTEST_SSL_REDIRECT", _PRODUCTION)
+SECURE_REDIRECT_EXEMPT = [r"^healthz/$"]
+SECURE_HSTS_SECONDS = env_int("ATTEST_HSTS_SECONDS", 31_536_000 if _PRODUCTION else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("ATTEST_HSTS_INCLUDE_SUBDOMAINS", _PRODUCTION)
 if env_bool("ATTEST_BEHIND_TLS_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # X-Forwarded-For is believed only when the direct peer is one of these.
@@ -286,6 +303,8 @@ SPECTACULAR_SETTINGS = {
 
 # --- Celery ----------------------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL")
+refuse_placeholder("The CELERY_BROKER_URL password (REDIS_PASSWORD in compose)",
+                   url_password(CELERY_BROKER_URL))
 CELERY_TASK_ALWAYS_EAGER = env_bool("ATTEST_CELERY_EAGER", CELERY_BROKER_URL is None)
 if CELERY_BROKER_URL is None:
     CELERY_BROKER_URL = "memory://"
@@ -344,6 +363,7 @@ EMAIL_HOST = env_str("ATTEST_EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("ATTEST_EMAIL_PORT", 25, minimum=1)
 EMAIL_HOST_USER = env_str("ATTEST_EMAIL_USER", "") or ""
 EMAIL_HOST_PASSWORD = env_str("ATTEST_EMAIL_PASSWORD", "") or ""
+refuse_placeholder("ATTEST_EMAIL_PASSWORD", EMAIL_HOST_PASSWORD)
 EMAIL_USE_TLS = env_bool("ATTEST_EMAIL_STARTTLS", False)
 EMAIL_USE_SSL = env_bool("ATTEST_EMAIL_SSL", False)
 if EMAIL_USE_TLS and EMAIL_USE_SSL:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -75,3 +76,54 @@ def test_old_secret_keys_and_smtp_login_come_from_the_environment(tmp_path):
     both = _settings_in_child({"ATTEST_DATA_DIR": str(tmp_path), "ATTEST_EMAIL_STARTTLS": "1",
                                "ATTEST_EMAIL_SSL": "1"})
     assert both.returncode != 0 and "at most one" in both.stderr
+
+
+_SECURITY = ("SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE", "SECURE_SSL_REDIRECT",
+             "SECURE_HSTS_SECONDS", "SECURE_HSTS_INCLUDE_SUBDOMAINS")
+
+
+def _security_settings(env: dict[str, str]) -> dict:
+    root = Path(__file__).resolve().parents[2]
+    names = ", ".join(f"{n!r}: s.{n}" for n in _SECURITY)
+    done = subprocess.run(
+        [sys.executable, "-c", f"import json, portal.settings as s; print(json.dumps({{{names}}}))"],
+        cwd=root, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "portal.settings", **env})
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_a_production_deployment_defaults_to_https_only(tmp_path):
+    production = {"ATTEST_DATA_DIR": str(tmp_path), "ATTEST_REQUIRE_SECRET_KEY": "true",
+                  "ATTEST_SECRET_KEY": "p" * 40}
+    assert _security_settings(production) == {
+        "SESSION_COOKIE_SECURE": True, "CSRF_COOKIE_SECURE": True, "SECURE_SSL_REDIRECT": True,
+        "SECURE_HSTS_SECONDS": 31_536_000, "SECURE_HSTS_INCLUDE_SUBDOMAINS": True}
+    overridden = _security_settings({**production, "ATTEST_SSL_REDIRECT": "false",
+                                     "ATTEST_HSTS_SECONDS": "0", "ATTEST_SECURE_COOKIES": "0"})
+    assert not overridden["SECURE_SSL_REDIRECT"] and overridden["SECURE_HSTS_SECONDS"] == 0
+    assert not overridden["SESSION_COOKIE_SECURE"]
+    embedded = _security_settings({"ATTEST_DATA_DIR": str(tmp_path)})
+    assert not any(embedded.values())
+
+
+@pytest.mark.parametrize("name,value", [
+    ("ATTEST_SECRET_KEY", "change-me"),
+    ("ATTEST_SECRET_KEY", "change-me-" + "x" * 40),
+    ("DATABASE_URL", "postgres://attest_app:change-me@postgres:5432/attest"),
+    ("CELERY_BROKER_URL", "redis://:change-me@redis:6379/0"),
+    ("AWS_SECRET_ACCESS_KEY", "change-me"),
+    ("ATTEST_EMAIL_PASSWORD", "CHANGE-ME"),
+])
+def test_the_example_placeholder_is_refused_as_a_secret(tmp_path, name, value):
+    started = _settings_in_child({"ATTEST_DATA_DIR": str(tmp_path), name: value})
+    assert started.returncode != 0
+    assert "placeholder 'change-me'" in started.stderr
+
+
+def test_every_placeholder_of_the_example_env_file_is_one_the_app_refuses():
+    root = Path(__file__).resolve().parents[2]
+    example = (root / "deploy" / "env.example").read_text()
+    placeholders = {line.split("=", 1)[1] for line in example.splitlines()
+                    if "=" in line and not line.startswith("#") and "change" in line.lower()}
+    assert placeholders == {"change-me"}
