@@ -150,6 +150,20 @@ else:
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# --- cache: what DRF's throttles count in (the token exchange rate, the audit rates) ------
+# Without ATTEST_CACHE_URL each process counts for itself (so a limit is per process);
+# with it (redis://…, compose: the broker's Redis, another database) they count together.
+_cache_url = env_str("ATTEST_CACHE_URL")
+if _cache_url:
+    if not _cache_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ImproperlyConfigured("ATTEST_CACHE_URL must be a redis:// (or rediss://) URL")
+    refuse_placeholder("The ATTEST_CACHE_URL password (REDIS_PASSWORD in compose)",
+                       url_password(_cache_url))
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                          "LOCATION": _cache_url, "KEY_PREFIX": "attest"}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
 # --- artifact storage -----------------------------------------------------------
 S3_BUCKET = env_str("ATTEST_S3_BUCKET")
 if S3_BUCKET:

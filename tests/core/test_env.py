@@ -127,3 +127,20 @@ def test_every_placeholder_of_the_example_env_file_is_one_the_app_refuses():
     placeholders = {line.split("=", 1)[1] for line in example.splitlines()
                     if "=" in line and not line.startswith("#") and "change" in line.lower()}
     assert placeholders == {"change-me"}
+
+
+def test_rate_limits_count_in_a_shared_cache_when_one_is_configured(tmp_path):
+    root = Path(__file__).resolve().parents[2]
+
+    def backend(env):
+        return subprocess.run(
+            [sys.executable, "-c", "import portal.settings as s; print(s.CACHES['default']"
+             "['BACKEND'].rsplit('.', 1)[-1])"], cwd=root, capture_output=True, text=True,
+            timeout=120, env={**os.environ, "DJANGO_SETTINGS_MODULE": "portal.settings",
+                              "ATTEST_DATA_DIR": str(tmp_path), **env})
+
+    assert backend({}).stdout.strip() == "LocMemCache"
+    assert backend({"ATTEST_CACHE_URL": "redis://:s3cret@redis:6379/1"}).stdout.strip() == \
+        "RedisCache"
+    assert "placeholder" in backend({"ATTEST_CACHE_URL": "redis://:change-me@redis:6379/1"}).stderr
+    assert "redis://" in backend({"ATTEST_CACHE_URL": "memcached://x"}).stderr
