@@ -15,6 +15,7 @@ urlpatterns = [
     path("models/<str:model>/review-stats/", views.ReviewStatsView.as_view(),
          name="api-review-stats"),
     path("reviews/", views.ReviewListView.as_view(), name="api-reviews"),
+    path("reviews/<str:item_id>/", views.ReviewDetailView.as_view(), name="api-review"),
     path("reviews/<str:item_id>/decision/", views.ReviewDecisionView.as_view(),
          name="api-review-decision"),
     path("models/<str:model>/batches/", batch_views.BatchListView.as_view(), name="api-batches"),

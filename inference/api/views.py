@@ -43,10 +43,23 @@ def prediction_as_dict(prediction, *, review=None, reveal_input: bool = False,
     }
     if review is not None:
         body["review_id"] = review.pk
+        body["review"] = review_outcome(review)
     if reveal_input:
         body["input"] = prediction.input
         body["input_purged"] = prediction.input is None
     return body
+
+
+def review_outcome(item) -> dict:
+    """How a prediction sent to review was decided (as its page says): open, or the
+    decision, final label, reason, comment, reviewer and time."""
+    return {
+        "id": item.pk, "status": item.status, "decision": item.decision or None,
+        "final_label": item.final_label or None, "reason_code": item.reason_code or None,
+        "comment": item.comment or None,
+        "reviewer": item.reviewer.username if item.reviewer_id else None,
+        "decided_at": item.decided_at.isoformat() if item.decided_at else None,
+    }
 
 
 PredictRequest = inline_serializer(name="PredictRequest", fields={
@@ -110,8 +123,11 @@ def predict_answer(*, user, model: str, read_body: Callable[[], Any]) -> dict:
 
 
 class PredictionDetailView(AttestAPIView):
-    @extend_schema(responses={200: OpenApiResponse(description="one logged prediction"),
-                              **error_responses(401, 404)})
+    @extend_schema(responses={200: OpenApiResponse(
+        description="one logged prediction; sent to review, its review (id, status, and once "
+                    "decided: decision, final_label, reason_code, comment, reviewer, "
+                    "decided_at)"), **error_responses(401, 404)},
+        summary="One logged prediction (raw input only with view_predictions)")
     def get(self, request, prediction_id):
         prediction = services.prediction_get_for_user(user=request.user, public_id=prediction_id)
         review = getattr(prediction, "review", None)
@@ -178,6 +194,19 @@ class ReviewListView(AttestAPIView):
             review_as_dict(i, reveal_input=reveal[i.model_id]) for i in items]})
 
 
+class ReviewDetailView(AttestAPIView):
+    @extend_schema(responses={200: OpenApiResponse(description="one review item, as in the "
+                                                   "queue"),
+                              **error_responses(401, 404)},
+                   summary="One review item (on models you review; 404 otherwise)")
+    def get(self, request, item_id):
+        item = selectors.review_item_get_for_user(user=request.user, item_id=item_id)
+        if item is None:
+            raise NotFound("No such review item.")
+        return Response(review_as_dict(item, reveal_input=selectors.can_see_raw_inputs(
+            user=request.user, prediction=item.prediction)))
+
+
 DecisionRequest = inline_serializer(name="ReviewDecision", fields={
     "decision": serializers.ChoiceField(choices=["accept", "override"]),
     "final_label": serializers.CharField(required=False),
@@ -191,7 +220,9 @@ class ReviewDecisionView(AttestAPIView):
 
     @extend_schema(request=DecisionRequest,
                    responses={200: OpenApiResponse(description="the decided item"),
-                              **error_responses(400, 401, 404, 409)})
+                              **error_responses(400, 401, 403, 404, 409)},
+                   summary="Accept or override a review item (403 own_prediction: not on a "
+                           "prediction you requested)")
     def post(self, request, item_id):
         item = selectors.review_item_get_for_user(user=request.user, item_id=item_id)
         if item is None:

@@ -87,6 +87,47 @@ def test_an_item_is_decided_once_and_only_by_reviewers(personas):
     assert again.status_code == 409 and again.json()["errors"][0]["code"] == "already_decided"
 
 
+def test_a_reviewed_prediction_says_how_it_was_decided(personas):
+    """GET /api/v1/predictions/{id}/ gave the model's label only; the page said more."""
+    version, ids = _routed(personas, 2)
+    item = ReviewItem.objects.get(pk=ids[0])
+    other = next(lb for lb in version.output_schema["labels"] if lb != item.prediction.label)
+    _decide(personas, ids[0], decision="override", final_label=other,
+            reason_code="clinical_judgement", comment="Biopsy disagrees.")
+    url = f"/api/v1/predictions/{item.prediction.public_id}/"
+    for who in ("clinician", "owner", "auditor", "reviewer"):
+        body = api_as(personas.get(who)).get(url).json()
+        assert body["label"] == item.prediction.label  # what the model said stays
+        review = body["review"]
+        assert review["status"] == "decided" and review["decision"] == "override"
+        assert review["final_label"] == other and review["reason_code"] == "clinical_judgement"
+        assert review["reviewer"] == "reviewer" and review["decided_at"]
+        assert review["comment"] == "Biopsy disagrees." and review["id"] == ids[0]
+    waiting = ReviewItem.objects.get(pk=ids[1]).prediction
+    open_review = api_as(personas.clinician).get(
+        f"/api/v1/predictions/{waiting.public_id}/").json()["review"]
+    assert open_review["status"] == "open" and open_review["decision"] is None
+    assert open_review["reviewer"] is None and open_review["decided_at"] is None
+    assert api_as(personas.outsider).get(url).status_code == 404
+
+
+def test_one_review_item_by_id_follows_the_queue_rules(personas):
+    _version, ids = _routed(personas)
+    _decide(personas, ids[0], decision="accept")
+    for who in ("reviewer", "clinician", "admin"):  # they hold review on the model
+        body = api_as(personas.get(who)).get(f"/api/v1/reviews/{ids[0]}/").json()
+        assert body["id"] == ids[0] and body["decision"] == "accept"
+        assert body["reviewer"] == "reviewer" and body["status"] == "decided"
+    assert "input" in api_as(personas.reviewer).get(f"/api/v1/reviews/{ids[0]}/").json()[
+        "prediction"]
+    for who in ("owner", "pi", "auditor", "viewer_other", "outsider"):  # may not review it
+        response = api_as(personas.get(who)).get(f"/api/v1/reviews/{ids[0]}/")
+        assert response.status_code == 404 and response.json()["errors"][0]["code"] == \
+            "not_found"
+    for bad in ("999999", "nope"):
+        assert api_as(personas.reviewer).get(f"/api/v1/reviews/{bad}/").status_code == 404
+
+
 def test_the_review_pages(personas):
     _version, ids = _routed(personas)
     client = Client()

@@ -324,6 +324,9 @@ def matrix(ctx) -> list[Case]:
                    s401=("anonymous",)), api=True, data="background-file", multipart=True),
         Case("api-reviews", "get", "/api/v1/reviews/", table(s200=everyone, s401=("anonymous",)),
              api=True),
+        Case("api-review", "get", f"/api/v1/reviews/{ctx['review_id']}/", table(
+            s200=("admin", "clinician", "reviewer"),
+            s404=("auditor", "owner", "pi", "irb", *HIDDEN), s401=("anonymous",)), api=True),
         Case("api-review-decision", "post", f"/api/v1/reviews/{ctx['review_id']}/decision/",
              table(s200=("admin", "reviewer"), s403=("clinician",),
                    s404=("auditor", "owner", "pi", "irb", *HIDDEN), s401=("anonymous",)),
