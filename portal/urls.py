@@ -1,10 +1,11 @@
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from drf_spectacular.views import SpectacularSwaggerSplitView
 
 from audits import urls as audit_urls
 
 from . import api, views
+from .schema import SchemaView
 
 api_v1 = [
     path("auth/tokens/", api.TokenListView.as_view(), name="api-tokens"),
@@ -28,7 +29,7 @@ urlpatterns = [
     path("", include("inference.page_urls")),
     path("", include("explain.urls")),
     path("api/v1/", include(api_v1)),
-    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/schema/", SchemaView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
 ]
 

@@ -198,7 +198,8 @@ class ReviewDetailView(AttestAPIView):
     @extend_schema(responses={200: OpenApiResponse(description="one review item, as in the "
                                                    "queue"),
                               **error_responses(401, 404)},
-                   summary="One review item (on models you review; 404 otherwise)")
+                   summary="One review item (on models you review; 404 otherwise)",
+                   operation_id="reviews_item_retrieve")
     def get(self, request, item_id):
         item = selectors.review_item_get_for_user(user=request.user, item_id=item_id)
         if item is None:
