@@ -18,7 +18,12 @@ from .access import (
     parse_event_filters,
 )
 from .chain import chain_head, verify_chain
-from .checkpoints import audit_checkpoint_write, checkpoint_list, public_key_pem
+from .checkpoints import (
+    audit_checkpoint_write,
+    checkpoint_latest,
+    checkpoint_list,
+    public_key_pem,
+)
 from .export import audit_export_response, event_as_dict
 from .selectors import (
     PAGE_SIZE,
@@ -133,3 +138,16 @@ class AuditCheckpointView(AttestAPIView):
         checkpoint = audit_checkpoint_write()
         return Response({**checkpoint.as_document(), "storage_key": checkpoint.storage_key},
                         status=status.HTTP_201_CREATED)
+
+
+class AuditCheckpointLatestView(AttestAPIView):
+    @extend_schema(responses={200: OpenApiResponse(description="the newest signed checkpoint: "
+                                                   "payload, signature, storage_key"),
+                              **error_responses(401, 403, 404)},
+                   summary="The newest signed checkpoint, to keep outside Attest")
+    def get(self, request):
+        audit_scope_global(request.user)
+        latest = checkpoint_latest()
+        if latest is None:
+            raise NotFound("No checkpoint has been signed yet.")
+        return Response(latest)

@@ -180,6 +180,15 @@ def checkpoint_list() -> list[dict]:
             .order_by("-seq")[:200]]
 
 
+def checkpoint_latest() -> dict | None:
+    """The newest signed checkpoint document ({payload, signature, storage_key}), or None."""
+    for details in checkpoint_list()[:1]:
+        document = json.loads(checkpoint_read(details["storage_key"]))
+        return {"payload": document["payload"], "signature": document["signature"],
+                "storage_key": details["storage_key"]}
+    return None
+
+
 def checkpoint_read(storage_key: str) -> bytes:
     if not storage_key.startswith("audit-checkpoints/") or ".." in storage_key:
         raise ValidationFailed("Not a checkpoint.", code="not_found")

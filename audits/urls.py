@@ -22,4 +22,6 @@ api_v1 = [
          name="api-audit-event"),
     path("audit/export/", api.AuditExportView.as_view(), name="api-audit-export"),
     path("audit/checkpoints/", api.AuditCheckpointView.as_view(), name="api-audit-checkpoints"),
+    path("audit/checkpoints/latest/", api.AuditCheckpointLatestView.as_view(),
+         name="api-audit-checkpoint-latest"),
 ]

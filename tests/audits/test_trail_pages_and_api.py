@@ -8,6 +8,7 @@ import pytest
 from django.test import Client
 
 from audits.chain import chain_head
+from audits.checkpoints import verify_against_checkpoint
 from audits.models import Action, AuditEvent
 from audits.services import audit_event_record
 from core import csvcells
@@ -250,3 +251,17 @@ def test_verify_and_checkpoints_are_rate_limited_per_user(personas, settings):
     admin_page.force_login(personas.admin)
     admin_page.post("/audit/checkpoints/new/")
     assert AuditEvent.objects.filter(action=Action.AUDIT_CHECKPOINT).count() == 1
+
+
+def test_auditors_keep_the_latest_signed_checkpoint(personas):
+    """Signing on demand is for administrators; what auditors keep elsewhere is the
+    newest checkpoint the server signed."""
+    assert api_as(personas.auditor).get(
+        "/api/v1/audit/checkpoints/latest/").status_code == 404  # none yet
+    created = api_as(personas.admin).post("/api/v1/audit/checkpoints/").json()
+    latest = api_as(personas.auditor).get("/api/v1/audit/checkpoints/latest/").json()
+    assert latest["payload"] == created["payload"]
+    assert latest["storage_key"] == created["storage_key"]
+    assert verify_against_checkpoint(json.dumps(
+        {"payload": latest["payload"], "signature": latest["signature"]}).encode()).ok
+    assert api_as(personas.owner).get("/api/v1/audit/checkpoints/latest/").status_code == 403

@@ -215,3 +215,22 @@ def test_help_runs_and_lists_exit_statuses(capsys):
     out = capsys.readouterr().out
     for code in (1, 2, 3, 4, 5, 6, 7, 70):
         assert f"  {code:>3}  " in out
+
+
+def test_checkpoints_are_signed_by_admins_and_kept_by_auditors(attest, logged_in, tmp_path):
+    logged_in("admin", "auditor")
+    early = attest("audit", "checkpoint", "-o", str(tmp_path / "none.json"), as_user="auditor")
+    assert early.status == errors.EXIT_DENIED
+    assert "No checkpoint has been signed yet" in early.error_line()
+    signed = attest("audit", "checkpoint", "-o", str(tmp_path / "admin.json"), "--json",
+                    as_user="admin")
+    assert signed.status == 0, signed.err
+    kept = attest("audit", "checkpoint", "-o", str(tmp_path / "auditor.json"), as_user="auditor")
+    assert kept.status == 0, kept.err
+    assert "Signing one on demand is for administrators" in kept.err + kept.out
+    assert json.loads((tmp_path / "auditor.json").read_text()) == json.loads(
+        (tmp_path / "admin.json").read_text())
+    latest = attest("audit", "checkpoint", "--latest", "-o", str(tmp_path / "latest.json"),
+                    as_user="admin")
+    assert latest.status == 0 and json.loads((tmp_path / "latest.json").read_text())[
+        "payload"] == signed.json["payload"]

@@ -224,6 +224,9 @@ def matrix(ctx) -> list[Case]:
         Case("api-audit-checkpoints", "get", "/api/v1/audit/checkpoints/", table(
             s200=GLOBAL, s403=("owner", "pi", "irb", "clinician", "reviewer", *HIDDEN),
             s401=("anonymous",)), api=True),
+        Case("api-audit-checkpoint-latest", "get", "/api/v1/audit/checkpoints/latest/", table(
+            s200=GLOBAL, s403=("owner", "pi", "irb", "clinician", "reviewer", *HIDDEN),
+            s401=("anonymous",)), api=True),
         Case("api-audit-checkpoints", "post", "/api/v1/audit/checkpoints/", table(
             s201=("admin",), s403=("auditor", "owner", "pi", "irb", "clinician", "reviewer",
                                    *HIDDEN), s401=("anonymous",)), api=True),

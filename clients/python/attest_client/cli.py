@@ -260,8 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("model", "version", "actor", "action", "since", "until"):
         p.add_argument(f"--{name}", dest=f"filter_{name}")
     p = command("checkpoint", "audit_checkpoint", "have the server sign its chain head "
-                "now and save the checkpoint (keep it somewhere else)", parent=audit)
+                "now (administrators) and save the checkpoint (keep it somewhere else); "
+                "others save the newest one the server signed", parent=audit)
     p.add_argument("--output", "-o", required=True, metavar="FILE.json")
+    p.add_argument("--latest", action="store_true", help="save the newest checkpoint the "
+                   "server signed, without signing a new one")
 
     # -- dossiers -------------------------------------------------------------------------
     dossiers = group("dossier", "compliance dossiers (PDF)")

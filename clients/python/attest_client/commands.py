@@ -33,6 +33,7 @@ from .errors import (
     AttestError,
     AuthError,
     CheckFailed,
+    DeniedError,
     NotFoundError,
     ServerUnavailable,
     UsageError,
@@ -745,14 +746,29 @@ def audit_export(args: argparse.Namespace) -> int:
 
 
 def audit_checkpoint(args: argparse.Namespace) -> int:
-    document = _client(args).audit_checkpoint_create()
+    """Sign a checkpoint now (administrators), or save the newest one the server signed
+    (``--latest``, and what auditors get: signing on demand is not theirs)."""
+    client = _client(args)
+    note = ""
+    if args.latest:
+        document = client.audit_checkpoint_latest()
+    else:
+        try:
+            document = client.audit_checkpoint_create()
+        except NotFoundError:
+            raise
+        except DeniedError:
+            document = client.audit_checkpoint_latest()
+            note = ("Signing one on demand is for administrators (the server signs one "
+                    "daily); this is the newest it signed. ")
     kept = {"payload": document["payload"], "signature": document["signature"]}
     target = Path(args.output).expanduser()
     _write_atomically(target, json.dumps(kept, indent=2, sort_keys=True) + "\n")
     payload = document["payload"]
     emit(args, {**kept, "output": str(target)},
-         f"Checkpoint of event #{payload['head_seq']} ({payload['head_hash'][:16]}…, key "
-         f"{payload['key_id']}) saved to {target}: keep a copy away from the server.")
+         f"{note}Checkpoint of event #{payload['head_seq']} ({payload['head_hash'][:16]}…, "
+         f"signed {payload['time']}, key {payload['key_id']}) saved to {target}: keep a copy "
+         "away from the server.")
     return EXIT_OK
 
 

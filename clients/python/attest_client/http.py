@@ -464,6 +464,9 @@ class Client:
     def audit_checkpoint_create(self) -> dict:
         return self.post(f"{API}/audit/checkpoints/", expect=(201,))
 
+    def audit_checkpoint_latest(self) -> dict:
+        return self.get(f"{API}/audit/checkpoints/latest/")
+
     def audit_checkpoints(self) -> dict:
         return self.get(f"{API}/audit/checkpoints/")
 
