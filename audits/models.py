@@ -60,6 +60,11 @@ class Action(models.TextChoices):
     VERSION_EXPLAINED = "explain.version_explained", "Version's explanation figures computed"
     BACKGROUND_UPLOADED = "explain.background_uploaded", "Explainer background sample stored"
     EXPLANATION_VALUES_PURGED = "explain.values_purged", "Input values purged from explanations"
+    # monitoring
+    OUTCOMES_RECORDED = "monitoring.outcomes_recorded", "Observed outcomes recorded"
+    MONITORING_POLICY_UPDATED = "monitoring.policy_updated", "Monitoring policy changed"
+    MONITORING_ALERT_RAISED = "monitoring.alert_raised", "Monitoring entered warning or alert"
+    MONITORING_ALERT_CLEARED = "monitoring.alert_cleared", "Monitoring alert cleared"
     # audit trail itself
     AUDIT_VERIFIED = "audit.verified", "Audit chain verified"
     AUDIT_EXPORTED = "audit.exported", "Audit trail exported"

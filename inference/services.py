@@ -10,6 +10,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -439,20 +440,53 @@ def review_decide(*, user, item: ReviewItem, decision: str, final_label: str = "
     return locked
 
 
+# Code that still needs raw inputs after they are logged registers here (monitoring's drift
+# counts, from monitoring.apps): inference imports none of it, since it sits above.
+# ``catch_up()`` does its pending work and answers the highest prediction id whose raw
+# input it no longer needs; the purge drops no input past the lowest answer.
+_input_consumers: dict[str, Callable[[], int]] = {}
+
+
+def input_consumer_register(*, name: str, catch_up: Callable[[], int]) -> None:
+    _input_consumers[name] = catch_up
+
+
+def _purge_bound() -> tuple[int | None, dict[str, int]]:
+    answers: dict[str, int] = {}
+    for name, catch_up in _input_consumers.items():
+        try:
+            answers[name] = int(catch_up())
+        except Exception:  # noqa: BLE001 - unknown progress: keep every input
+            log.exception("input consumer %s failed; no raw input is purged this time", name)
+            answers[name] = 0
+    return (min(answers.values()) if answers else None), answers
+
+
 def prediction_inputs_purge(*, now=None) -> dict[str, int]:
-    """Drop raw inputs older than each model's retention period; hashes stay."""
+    """Drop raw inputs older than each model's retention period; hashes stay. Inputs an
+    input consumer has not taken in yet are kept until a later purge (the event says
+    how many)."""
     now = now or timezone.now()
+    bound, consumers = _purge_bound()
     purged: dict[str, int] = {}
     for model in RegisteredModel.objects.all():
         cutoff = now - timedelta(days=model.retention_days)
         with transaction.atomic():
-            n = Prediction.objects.filter(model=model, created_at__lt=cutoff,
-                                          input__isnull=False).update(input=None, purged_at=now)
-            if n:
+            due = Prediction.objects.filter(model=model, created_at__lt=cutoff,
+                                            input__isnull=False)
+            held = 0
+            if bound is not None:
+                held = due.filter(id__gt=bound).count()
+                due = due.filter(id__lte=bound)
+            n = due.update(input=None, purged_at=now)
+            if n or held:
+                details = {"rows": n, "older_than": cutoff.isoformat(),
+                           "retention_days": model.retention_days}
+                if held:
+                    details |= {"held_back": held, "consumed_through": consumers}
                 audit_event_record(action=Action.PREDICTION_INPUTS_PURGED, obj=model,
-                                   model_id=model.pk, model_name=model.name,
-                                   details={"rows": n, "older_than": cutoff.isoformat(),
-                                            "retention_days": model.retention_days})
+                                   model_id=model.pk, model_name=model.name, details=details)
+            if n:
                 _explanation_values_purge(model=model, now=now)
         if n:
             purged[model.name] = n

@@ -117,6 +117,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "portal.context_processors.navigation",
+                "portal.context_processors.monitoring_banner",
             ],
         },
     },
@@ -348,7 +349,19 @@ CELERY_BEAT_SCHEDULE = {
                      "schedule": env_int("ATTEST_PURGE_SECONDS", 86400, minimum=3600)},
     "resume-stale-batches": {"task": "inference.resume_stale_batches", "schedule": 60},
     "resume-stale-explanations": {"task": "explain.resume_stale_jobs", "schedule": 60},
+    # Monitoring: count new prediction-log rows into drift bins, then (less often) compute
+    # every monitored version's figures, health table and alerts (monitoring/tasks.py).
+    "monitoring-aggregate": {"task": "monitoring.aggregate",
+                             "schedule": env_int("ATTEST_MONITORING_AGGREGATE_SECONDS", 300,
+                                                 minimum=30)},
+    "monitoring-evaluate": {"task": "monitoring.evaluate",
+                            "schedule": env_int("ATTEST_MONITORING_EVALUATE_SECONDS", 3600,
+                                                minimum=60)},
 }
+# Monitoring: the price of one CPU-hour (US dollars) for the inference-cost signal; a
+# model's monitoring policy may set its own.
+ATTEST_MONITORING_CPU_HOUR_PRICE = env_float("ATTEST_MONITORING_CPU_HOUR_PRICE", 0.05,
+                                             minimum=0.0, maximum=1000.0)
 # Batch jobs: rows of a job's first chunk and the seconds of work each later chunk is
 # sized to (one transaction each; progress advances per chunk; 0 s keeps the first size),
 # the GPU queue for ONNX versions, and when a job without progress is resumed.

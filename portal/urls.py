@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularSwaggerSplitView
 
 from audits import urls as audit_urls
+from monitoring import api as monitoring_api
 
 from . import api, views
 from .schema import SchemaView
@@ -15,6 +16,7 @@ api_v1 = [
     path("", include("registry.api.urls")),
     path("", include("inference.api.urls")),
     path("", include("explain.api.urls")),
+    *monitoring_api.urlpatterns,
 ]
 
 urlpatterns = [
@@ -28,6 +30,7 @@ urlpatterns = [
     path("", include("inference.urls")),
     path("", include("inference.page_urls")),
     path("", include("explain.urls")),
+    path("", include("monitoring.urls")),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SchemaView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET
 from core.api import json_400, json_404, json_500
 from core.errors import ApplicationError
 from core.middleware import client_address
+from monitoring.selectors import alerts_for_user
 from registry.selectors import model_versions_summary, versions_awaiting_signoff
 
 from .models import ApiToken
@@ -46,6 +47,7 @@ def home(request):
     """The dashboard: what awaits the user, then the models they can see."""
     return render(request, "portal/home.html", {
         "awaiting": versions_awaiting_signoff(user=request.user),
+        "monitoring_banners": alerts_for_user(user=request.user),
         "models": model_versions_summary(user=request.user),
     })
 

@@ -24,6 +24,7 @@ class Capability(models.TextChoices):
     VIEW_PREDICTIONS = "view_predictions", "See raw prediction inputs"
     REVIEW = "review", "Work the human-review queue"
     VIEW_AUDIT = "view_audit", "Browse the model's audit trail"
+    RECORD_OUTCOMES = "record_outcomes", "Record observed outcomes of predictions"
     DOWNLOAD_ARTIFACT = "download_artifact", "Download model artifacts"
     GENERATE_DOSSIER = "generate_dossier", "Generate compliance dossiers"
     MANAGE_ACCESS = "manage_access", "Grant and revoke access"
@@ -44,13 +45,14 @@ ROLE_CAPABILITIES: dict[str, frozenset[str]] = {
     ModelRole.OWNER: frozenset({
         C.VIEW_MODEL, C.REGISTER_VERSION, C.EDIT_DRAFT, C.SUBMIT_VERSION, C.PROMOTE, C.ROLLBACK,
         C.RUN_SHADOW, C.PREDICT, C.VIEW_PREDICTIONS, C.VIEW_AUDIT, C.DOWNLOAD_ARTIFACT,
-        C.GENERATE_DOSSIER, C.MANAGE_ACCESS,
+        C.GENERATE_DOSSIER, C.MANAGE_ACCESS, C.RECORD_OUTCOMES,
     }),
     ModelRole.APPROVER: frozenset({
         C.VIEW_MODEL, C.SIGN_RELEASE, C.VIEW_AUDIT, C.DOWNLOAD_ARTIFACT, C.GENERATE_DOSSIER,
     }),
     ModelRole.IRB: frozenset({C.VIEW_MODEL, C.SIGN_RELEASE, C.VIEW_AUDIT, C.GENERATE_DOSSIER}),
-    ModelRole.CLINICIAN: frozenset({C.VIEW_MODEL, C.PREDICT, C.VIEW_PREDICTIONS, C.REVIEW}),
+    ModelRole.CLINICIAN: frozenset({C.VIEW_MODEL, C.PREDICT, C.VIEW_PREDICTIONS, C.REVIEW,
+                                    C.RECORD_OUTCOMES}),
     ModelRole.REVIEWER: frozenset({C.VIEW_MODEL, C.REVIEW, C.VIEW_PREDICTIONS}),
     ModelRole.AUDITOR: frozenset({
         C.VIEW_MODEL, C.VIEW_AUDIT, C.DOWNLOAD_ARTIFACT, C.GENERATE_DOSSIER,

@@ -176,7 +176,8 @@ def build_output_schema(declared: Any, *, classes: list[str]) -> dict:
 
 
 def validate_metrics(metrics: Any) -> dict:
-    """``{"overall": {name: number}, "subgroups": [{"name", "n", "metrics": {...}}]}``."""
+    """``{"overall": {name: number}, "subgroups": [{"name", "n", "metrics": {...}}]}``, and
+    optionally ``"calibration"``: the validation reliability curve (see below)."""
     if metrics in (None, {}):
         return {"overall": {}, "subgroups": []}
     problems: list[ErrorItem] = []
@@ -203,13 +204,40 @@ def validate_metrics(metrics: Any) -> dict:
         if not isinstance(values, dict) or not all(_is_number(v) for v in values.values()):
             problems.append(ErrorItem("invalid_metrics", "metrics must map names to numbers.",
                                       f"{path}.metrics"))
-    extra = set(metrics) - {"overall", "subgroups"}
+    calibration = metrics.get("calibration")
+    if calibration is not None:
+        problems.extend(_calibration_problems(calibration))
+    extra = set(metrics) - {"overall", "subgroups", "calibration"}
     if extra:
         problems.append(ErrorItem("unknown_key", f"Unknown metrics keys: {', '.join(sorted(extra))}.",
                                   "metadata.metrics"))
     if problems:
         raise ValidationFailed(items=problems)
-    return {"overall": overall, "subgroups": subgroups}
+    out = {"overall": overall, "subgroups": subgroups}
+    if calibration is not None:  # absent stays absent: content hashes of older versions hold
+        out["calibration"] = calibration
+    return out
+
+
+def _calibration_problems(calibration: Any) -> list[ErrorItem]:
+    """The validation reliability curve, as monitoring compares live scores with it:
+    ``[{"mean_score", "observed_rate", "n"}]``, one item per score bin."""
+    where = "metadata.metrics.calibration"
+    if not isinstance(calibration, list):
+        return [ErrorItem("invalid_metrics", "calibration must be a list of bins.", where)]
+    problems = []
+    for index, item in enumerate(calibration):
+        ok = (isinstance(item, dict) and set(item) <= {"mean_score", "observed_rate", "n",
+                                                         "lower", "upper"}
+              and all(_is_number(item.get(k)) and 0 <= item[k] <= 1
+                      for k in ("mean_score", "observed_rate"))
+              and isinstance(item.get("n"), int) and not isinstance(item.get("n"), bool)
+              and item["n"] >= 0)
+        if not ok:
+            problems.append(ErrorItem("invalid_metrics", "Each calibration bin needs mean_score "
+                                      "and observed_rate between 0 and 1 and a count n.",
+                                      f"{where}.{index}"))
+    return problems
 
 
 def validate_threshold(value: Any) -> float:

@@ -1,0 +1,340 @@
+"""Counting the prediction log into hourly and daily bins, after the fact.
+
+Nothing is added to the insert path of a prediction: this job reads the log behind an
+id watermark (``AggregationState.last_id``) and adds each new row to the counts of its
+version and its hour and UTC day (``VersionCounts``, ``FeatureCounts``, binned on the
+training profile as ``monitoring.layout`` describes). A window's drift is then a sum of
+a few dozen count arrays, and stays reportable after the raw inputs are purged.
+
+The steps, one transaction per chunk (so a crash loses nothing and counts nothing twice):
+
+1. Lock the watermark row and read the next rows by id, stopping before the first row
+   younger than ``inference.log.ANCHOR_SETTLE`` (a transaction begun earlier may still
+   commit a lower id; the log's anchors wait for the same reason).
+2. Sort the rows into live traffic and testing (``monitoring.live``).
+3. Bin every live row's input values, score, latency and flags with numpy, per version
+   and bucket, and add the sums to the stored rows (update or create).
+4. Move the watermark to the chunk's last id and commit.
+
+Retention: ``inference.services.prediction_inputs_purge`` asks this module (registered
+as an *input consumer* in ``monitoring.apps``) to catch up first, and purges no row
+past the watermark, so no raw input is dropped before it was counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import orjson
+from django.db import transaction
+from django.db.models import TextField
+from django.db.models.functions import Cast
+from django.utils import timezone
+
+from inference.log import ANCHOR_SETTLE
+from inference.models import Prediction, Routing
+from registry.models import ModelVersion
+
+from . import stats
+from .layout import FeatureLayout, feature_layouts
+from .live import Interval, live_mask, production_intervals
+from .models import AggregationState, FeatureCounts, Period, VersionCounts
+
+log = logging.getLogger(__name__)
+
+CHUNK_ROWS = 20_000
+HOUR_ROWS_KEPT = timedelta(hours=72)  # hourly counts serve the 24-hour window only
+_FIELDS = ("id", "version_id", "created_at", "input_text", "score", "label", "routing", "ood",
+           "batch_id", "latency_ms")
+
+
+def watermark() -> int:
+    state = AggregationState.objects.filter(name="prediction-log").first()
+    return state.last_id if state else 0
+
+
+def aggregate_predictions(*, settle: timedelta = ANCHOR_SETTLE, chunk_rows: int = CHUNK_ROWS,
+                          max_rows: int | None = None) -> int:
+    """Count every settled row after the watermark; return the new watermark."""
+    done = 0
+    cache: dict[int, _VersionInfo] = {}
+    while True:
+        with transaction.atomic():
+            state, _ = AggregationState.objects.select_for_update().get_or_create(
+                name="prediction-log")
+            limit = chunk_rows if max_rows is None else min(chunk_rows, max_rows - done)
+            if limit <= 0:
+                return state.last_id
+            rows = _settled_rows(state.last_id, limit, timezone.now() - settle)
+            if not rows:
+                return state.last_id
+            _count(rows, cache)
+            state.last_id = rows[-1][0]
+            state.save(update_fields=["last_id", "updated_at"])
+        done += len(rows)
+        if len(rows) < limit:
+            break
+    _drop_old_hours()
+    return watermark()
+
+
+def catch_up_for_purge() -> int:
+    """The purge's question (``inference.services.input_consumer_register``): how far
+    have raw inputs been counted? Catch up first; on any failure answer the watermark as
+    it stands, so the purge keeps every input not yet counted."""
+    try:
+        return aggregate_predictions()
+    except Exception:  # noqa: BLE001 - the purge must go on, bounded by what is counted
+        log.exception("monitoring could not count the prediction log before a purge")
+        return watermark()
+
+
+def _settled_rows(after: int, limit: int, cutoff: datetime) -> list[tuple]:
+    rows = list(Prediction.objects.filter(id__gt=after).order_by("id")
+                .annotate(input_text=Cast("input", TextField()))
+                .values_list(*_FIELDS)[:limit])
+    for i, row in enumerate(rows):
+        if row[2] > cutoff:
+            return rows[:i]
+    return rows
+
+
+class _VersionInfo:
+    def __init__(self, version: ModelVersion, intervals: list[Interval]) -> None:
+        self.version = version
+        self.layouts: list[FeatureLayout] = feature_layouts(version)
+        self.intervals = intervals
+        labels = version.output_schema.get("labels") or []
+        self.positive = version.output_schema.get("positive_label",
+                                                  labels[-1] if labels else None)
+
+
+def _infos(version_ids: set[int], cache: dict[int, _VersionInfo]) -> None:
+    missing = version_ids - set(cache)
+    if not missing:
+        return
+    intervals = production_intervals(missing)
+    for version in ModelVersion.objects.filter(pk__in=missing).select_related("dataset"):
+        cache[version.pk] = _VersionInfo(version, intervals.get(version.pk, []))
+
+
+def _count(rows: list[tuple], cache: dict[int, _VersionInfo]) -> None:
+    by_version: dict[int, list[tuple]] = defaultdict(list)
+    for row in rows:
+        by_version[row[1]].append(row)
+    _infos(set(by_version), cache)
+    version_rows: dict[tuple, dict] = {}
+    feature_rows: dict[tuple, list] = {}
+    for version_id, group in by_version.items():
+        info = cache.get(version_id)
+        if info is None:  # a reference without its row: verify_predictions reports it
+            continue
+        _count_version(info, group, version_rows, feature_rows)
+    _store(version_rows, feature_rows)
+
+
+def _buckets(times: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per period: the distinct bucket starts (epoch s) and each row's bucket index."""
+    out = {}
+    for period, size in ((Period.HOUR, 3600), (Period.DAY, 86400)):
+        starts = (times // size) * size
+        unique, index = np.unique(starts, return_inverse=True)
+        out[period] = (unique, index)
+    return out
+
+
+def _count_version(info: _VersionInfo, group: list[tuple], version_rows: dict,
+                   feature_rows: dict) -> None:
+    times = np.fromiter((r[2].timestamp() for r in group), dtype=float, count=len(group))
+    live = live_mask(info.intervals, times)
+    vid = info.version.pk
+    if not live.all():
+        for period, (starts, index) in _buckets(times[~live]).items():
+            for b, n in enumerate(np.bincount(index, minlength=len(starts))):
+                if n:
+                    _version_row(version_rows, vid, period, starts[b])["testing"] += int(n)
+    if not live.any():
+        return
+    rows = [r for r, keep in zip(group, live, strict=True) if keep]
+    n = len(rows)
+    times = times[live]
+    scores = np.fromiter((r[4] for r in rows), dtype=float, count=n)
+    single = np.fromiter((r[8] is None for r in rows), dtype=bool, count=n)
+    review = np.fromiter((r[6] == Routing.REVIEW for r in rows), dtype=bool, count=n)
+    flagged = np.fromiter((bool(r[7]) for r in rows), dtype=bool, count=n)
+    latency = np.fromiter((r[9] for r in rows), dtype=float, count=n)
+    has_input = np.fromiter((r[3] is not None for r in rows), dtype=bool, count=n)
+    score_ids = stats.score_bin(scores)
+    latency_ids = stats.latency_bin(latency)
+    label_names, label_ids = np.unique(np.array([r[5] for r in rows], dtype=object).astype(str),
+                                       return_inverse=True)
+    n_latency = len(stats.LATENCY_EDGES) - 1
+    buckets = _buckets(times)
+    for period, (starts, index) in buckets.items():
+        k = len(starts)
+
+        def per_bucket(mask=None, weights=None, index=index, k=k):
+            i = index if mask is None else index[mask]
+            w = None if weights is None else (weights if mask is None else weights[mask])
+            return np.bincount(i, weights=w, minlength=k)
+
+        def grid(ids, width, mask=None, weights=None, index=index, k=k):
+            i, j = (index, ids) if mask is None else (index[mask], ids[mask])
+            w = None if weights is None else (weights if mask is None else weights[mask])
+            return np.bincount(i * width + j, weights=w, minlength=k * width).reshape(k, width)
+
+        totals, singles = per_bucket(), per_bucket(single)
+        reviews, oods, inputs = per_bucket(review), per_bucket(flagged), per_bucket(has_input)
+        latency_sum = per_bucket(weights=latency)
+        score_counts = grid(score_ids, stats.SCORE_BINS)
+        score_sums = grid(score_ids, stats.SCORE_BINS, weights=scores)
+        labels = grid(label_ids, len(label_names))
+        latencies = grid(latency_ids, n_latency, mask=single)
+        for b in range(k):
+            row = _version_row(version_rows, vid, period, starts[b])
+            row["predictions"] += int(totals[b])
+            row["singles"] += int(singles[b])
+            row["batch_rows"] += int(totals[b] - singles[b])
+            row["routed_to_review"] += int(reviews[b])
+            row["ood"] += int(oods[b])
+            row["inputs_unavailable"] += int(totals[b] - inputs[b])
+            row["latency_ms_sum"] += float(latency_sum[b])
+            row["score_counts"] += score_counts[b]
+            row["score_sums"] += score_sums[b]
+            for j in np.flatnonzero(labels[b]):
+                row["labels"][str(label_names[j])] += int(labels[b, j])
+            for j in np.flatnonzero(latencies[b]):
+                row["latency_counts"][int(j)] += int(latencies[b, j])
+        for i in np.flatnonzero(flagged):
+            row = _version_row(version_rows, vid, period, starts[index[i]])
+            for flag in rows[i][7]:
+                row["ood_codes"][flag.get("code") or "ood"] += 1
+    if not info.layouts or not has_input.any():
+        return
+    texts = [r[3] for r in rows if r[3] is not None]
+    inputs = orjson.loads(("[" + ",".join(texts) + "]").encode()) if texts else []
+    present = {period: (starts, index[has_input]) for period, (starts, index) in buckets.items()}
+    for layout in info.layouts:
+        name = layout.name
+        bins, missing = layout.bin_values([d.get(name) for d in inputs])
+        for period, (starts, index) in present.items():
+            k = len(starts)
+            counted = np.bincount(index[~missing] * layout.size + bins[~missing],
+                                  minlength=k * layout.size).reshape(k, layout.size)
+            misses = np.bincount(index[missing], minlength=k)
+            for b in range(k):
+                if not counted[b].any() and not misses[b]:
+                    continue
+                key = (vid, period, _when(starts[b]), name)
+                entry = feature_rows.get(key)
+                if entry is None:
+                    feature_rows[key] = [counted[b].astype(np.int64), int(misses[b])]
+                else:
+                    entry[0] = entry[0] + counted[b]
+                    entry[1] += int(misses[b])
+
+
+def _when(epoch: float) -> datetime:
+    return datetime.fromtimestamp(float(epoch), tz=UTC)
+
+
+def _version_row(version_rows: dict, vid: int, period: str, start: float) -> dict:
+    key = (vid, period, _when(start))
+    row = version_rows.get(key)
+    if row is None:
+        row = version_rows[key] = {
+            "predictions": 0, "singles": 0, "batch_rows": 0, "routed_to_review": 0, "ood": 0,
+            "inputs_unavailable": 0, "testing": 0, "latency_ms_sum": 0.0,
+            "score_counts": np.zeros(stats.SCORE_BINS, dtype=np.int64),
+            "score_sums": np.zeros(stats.SCORE_BINS), "labels": defaultdict(int),
+            "ood_codes": defaultdict(int), "latency_counts": defaultdict(int)}
+    return row
+
+
+_SUMMED = ("predictions", "singles", "batch_rows", "routed_to_review", "ood",
+           "inputs_unavailable", "testing")
+
+
+def _add_dict(stored: dict, new: dict) -> dict:
+    out = dict(stored or {})
+    for key, value in new.items():
+        out[str(key)] = out.get(str(key), 0) + value
+    return out
+
+
+def _add_list(stored: list, new: np.ndarray, *, floats: bool = False) -> list:
+    base = np.asarray(stored, dtype=float if floats else np.int64) if stored else \
+        np.zeros(len(new), dtype=float if floats else np.int64)
+    total = base + new
+    return [round(x, 6) for x in total.tolist()] if floats else total.tolist()
+
+
+def _store(version_rows: dict, feature_rows: dict) -> None:
+    if version_rows:
+        existing = _existing(VersionCounts, {(v, p, s) for v, p, s in version_rows})
+        create, update = [], []
+        for key, new in version_rows.items():
+            row = existing.get(key) or VersionCounts(version_id=key[0], period=key[1],
+                                                     start=key[2])
+            for name in _SUMMED:
+                setattr(row, name, getattr(row, name) + new[name])
+            row.latency_ms_sum += new["latency_ms_sum"]
+            row.score_counts = _add_list(row.score_counts, new["score_counts"])
+            row.score_sums = _add_list(row.score_sums, new["score_sums"], floats=True)
+            row.labels = _add_dict(row.labels, new["labels"])
+            row.ood_codes = _add_dict(row.ood_codes, new["ood_codes"])
+            row.latency_counts = _add_dict(row.latency_counts, new["latency_counts"])
+            (update if row.pk else create).append(row)
+        VersionCounts.objects.bulk_create(create, batch_size=500)
+        VersionCounts.objects.bulk_update(update, [*_SUMMED, "latency_ms_sum", "score_counts",
+                                                   "score_sums", "labels", "ood_codes",
+                                                   "latency_counts"], batch_size=500)
+    if feature_rows:
+        existing = _existing(FeatureCounts, {(v, p, s) for v, p, s, _f in feature_rows},
+                             feature=True)
+        create, update = [], []
+        for key, (counts, missing) in feature_rows.items():
+            row = existing.get(key)
+            if row is None:
+                create.append(FeatureCounts(version_id=key[0], period=key[1], start=key[2],
+                                            feature=key[3], counts=counts.tolist(),
+                                            missing=missing))
+                continue
+            row.counts = _add_list(row.counts, counts)
+            row.missing += missing
+            update.append(row)
+        FeatureCounts.objects.bulk_create(create, batch_size=500)
+        FeatureCounts.objects.bulk_update(update, ["counts", "missing"], batch_size=500)
+
+
+def _existing(model, keys: set[tuple], *, feature: bool = False) -> dict:
+    """Stored rows for (version, period, start) keys, by their full key."""
+    by_version: dict[tuple, set] = defaultdict(set)
+    for version_id, period, start in keys:
+        by_version[(version_id, period)].add(start)
+    out = {}
+    for (version_id, period), starts in by_version.items():
+        query = model.objects.filter(version_id=version_id, period=period,
+                                     start__in=sorted(starts))
+        for row in query:
+            key = (row.version_id, row.period, row.start)
+            out[(*key, row.feature) if feature else key] = row
+    return out
+
+
+def _drop_old_hours() -> None:
+    cutoff = timezone.now() - HOUR_ROWS_KEPT
+    FeatureCounts.objects.filter(period=Period.HOUR, start__lt=cutoff).delete()
+    VersionCounts.objects.filter(period=Period.HOUR, start__lt=cutoff).delete()
+
+
+def aggregation_lag() -> dict:
+    """How far the counts trail the log (for the page and the health check)."""
+    last = watermark()
+    newest = Prediction.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    return {"aggregated_through": last, "newest": newest, "behind": max(0, newest - last),
+            "checked_at": time.time()}

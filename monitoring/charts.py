@@ -1,0 +1,306 @@
+"""Server-rendered SVG charts an IRB can read, each with a text alternative.
+
+Every chart is an ``<svg role="img">`` with a ``<title>`` and a ``<desc>`` that says in
+words what it shows (the largest values, the thresholds crossed), and comes with the
+rows of a data table the page renders beneath it. Series differ by colour *and* by
+dash pattern and marker shape, so they read in greyscale and for colour-blind readers.
+No JavaScript, no external assets: the page is the same in a browser and in the
+dossier's PDF.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from html import escape
+
+from django.utils.safestring import SafeString, mark_safe
+
+WIDTH, HEIGHT = 680, 240
+MARGIN = {"left": 56, "right": 16, "top": 28, "bottom": 58}
+# Okabe–Ito colours, distinguishable with the common colour-vision deficiencies.
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
+DASHES = ("", "6 3", "2 3", "8 3 2 3", "1 4", "10 4")
+MARKERS = ("circle", "square", "triangle", "diamond", "circle", "square")
+_ids = itertools.count(1)
+
+
+@dataclass
+class Chart:
+    svg: SafeString
+    title: str
+    summary: str
+    columns: list[str] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)
+
+
+def _fmt(value: float | None, kind: str = "g") -> str:
+    if value is None:
+        return "—"
+    if kind == "pct":
+        return f"{value:.1%}"
+    if kind == "psi":
+        return f"{value:.3f}"
+    return f"{value:.3g}"
+
+
+def _marker(shape: str, x: float, y: float, color: str) -> str:
+    if shape == "square":
+        return f'<rect x="{x - 3:.1f}" y="{y - 3:.1f}" width="6" height="6" fill="{color}"/>'
+    if shape == "triangle":
+        return (f'<polygon points="{x:.1f},{y - 4:.1f} {x - 4:.1f},{y + 3:.1f} {x + 4:.1f},'
+                f'{y + 3:.1f}" fill="{color}"/>')
+    if shape == "diamond":
+        return (f'<polygon points="{x:.1f},{y - 4:.1f} {x - 4:.1f},{y:.1f} {x:.1f},{y + 4:.1f} '
+                f'{x + 4:.1f},{y:.1f}" fill="{color}"/>')
+    return f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}"/>'
+
+
+def _frame(title: str, desc: str, body: list[str]) -> SafeString:
+    n = next(_ids)
+    return mark_safe(  # noqa: S308 - every text below went through escape()
+        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+        f'aria-labelledby="chart-t{n} chart-d{n}" xmlns="http://www.w3.org/2000/svg" '
+        f'font-family="DejaVu Sans, sans-serif" font-size="11">'
+        f'<title id="chart-t{n}">{escape(title)}</title><desc id="chart-d{n}">{escape(desc)}</desc>'
+        + "".join(body) + "</svg>")
+
+
+def line_chart(*, title: str, x_labels: list[str], series: list[dict], y_kind: str = "g",
+               thresholds: list[tuple[float, str]] = (), y_label: str = "",
+               y_max: float | None = None, summary: str = "") -> Chart:
+    """``series``: [{"name", "values": [float | None per x]}]; gaps where None."""
+    left, right = MARGIN["left"], WIDTH - MARGIN["right"]
+    top, bottom = MARGIN["top"], HEIGHT - MARGIN["bottom"]
+    values = [v for s in series for v in s["values"] if v is not None]
+    peak = max([*values, *(t for t, _ in thresholds), 1e-9])
+    top_value = y_max if y_max is not None else peak * 1.12
+    n = max(1, len(x_labels) - 1)
+
+    def x(i: int) -> float:
+        return left + (right - left) * i / n
+
+    def y(v: float) -> float:
+        return bottom - (bottom - top) * min(v, top_value) / top_value
+
+    body = [f'<line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="#555"/>',
+            f'<line x1="{left}" y1="{top}" x2="{left}" y2="{bottom}" stroke="#555"/>']
+    for k in range(5):
+        v = top_value * k / 4
+        body.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end">'
+                    f'{escape(_fmt(v, y_kind))}</text>')
+        body.append(f'<line x1="{left}" y1="{y(v):.1f}" x2="{right}" y2="{y(v):.1f}" '
+                    'stroke="#ddd" stroke-width="0.5"/>')
+    step = max(1, len(x_labels) // 6)
+    for i, label in enumerate(x_labels):
+        if i % step == 0 or i == len(x_labels) - 1:
+            body.append(f'<text x="{x(i):.1f}" y="{bottom + 16}" text-anchor="middle">'
+                        f'{escape(label[5:] if len(label) == 10 else label)}</text>')
+    for value, label in thresholds:
+        body.append(f'<line x1="{left}" y1="{y(value):.1f}" x2="{right}" y2="{y(value):.1f}" '
+                    'stroke="#999" stroke-dasharray="4 4"/>')
+        body.append(f'<text x="{right - 2}" y="{y(value) - 3:.1f}" text-anchor="end" '
+                    f'fill="#555">{escape(label)}</text>')
+    for k, s in enumerate(series):
+        color, dash, shape = PALETTE[k % 7], DASHES[k % 6], MARKERS[k % 6]
+        segment: list[str] = []
+        for i, v in enumerate(s["values"]):
+            if v is None:
+                if len(segment) > 1:
+                    body.append(_polyline(segment, color, dash))
+                segment = []
+                continue
+            segment.append(f"{x(i):.1f},{y(v):.1f}")
+            body.append(_marker(shape, x(i), y(v), color))
+        if len(segment) > 1:
+            body.append(_polyline(segment, color, dash))
+        lx = left + 8 + (k % 3) * 200
+        ly = bottom + 34 + (k // 3) * 14
+        body.append(f'<line x1="{lx}" y1="{ly - 4}" x2="{lx + 22}" y2="{ly - 4}" '
+                    f'stroke="{color}" stroke-width="2" stroke-dasharray="{dash}"/>'
+                    + _marker(shape, lx + 11, ly - 4, color)
+                    + f'<text x="{lx + 28}" y="{ly}">{escape(s["name"][:28])}</text>')
+    if y_label:
+        body.append(f'<text x="{left}" y="{top - 10}">{escape(y_label)}</text>')
+    rows = [[label, *[_fmt(s["values"][i], y_kind) for s in series]]
+            for i, label in enumerate(x_labels)]
+    return Chart(_frame(title, summary or title, body), title, summary or title,
+                 ["Day", *[s["name"] for s in series]], rows)
+
+
+def _polyline(points: list[str], color: str, dash: str) -> str:
+    return (f'<polyline points="{" ".join(points)}" fill="none" stroke="{color}" '
+            f'stroke-width="2" stroke-dasharray="{dash}"/>')
+
+
+def drift_chart(series: dict, thresholds: dict) -> Chart:
+    """Daily PSI of the features that drifted most, against the thresholds."""
+    days = [d["day"] for d in series["days"]]
+    ranked = sorted(series["drift"].items(),
+                    key=lambda kv: -max((v[0] or 0) for v in kv[1].values()))[:5]
+    lines = [{"name": name, "values": [values.get(day, (None, ""))[0] for day in days]}
+             for name, values in ranked]
+    warn, alert = thresholds["data_drift_psi"]["warning"], thresholds["data_drift_psi"]["alert"]
+    crossed = [f"{name} (peak {max((v or 0) for v in line['values']):.2f})"
+               for name, line in zip((n for n, _ in ranked), lines, strict=True)
+               if max((v or 0) for v in line["values"]) >= alert]
+    summary = (f"Daily PSI over {len(days)} days for the {len(lines)} features that drifted "
+               f"most; warning at {warn}, alert at {alert}. "
+               + (f"Past the alert line: {', '.join(crossed)}." if crossed else
+                  "No feature passed the alert line on any day."))
+    return line_chart(title="Feature drift per day (PSI against the training profile)",
+                      x_labels=days, series=lines, y_kind="psi", summary=summary,
+                      thresholds=[(warn, f"warning {warn}"), (alert, f"alert {alert}")],
+                      y_label="PSI")
+
+
+def rates_chart(series: dict) -> Chart:
+    days = [d["day"] for d in series["days"]]
+    lines = [{"name": "review rate", "values": [d.get("review_rate") for d in series["days"]]},
+             {"name": "override rate", "values": [d.get("override_rate")
+                                                  for d in series["days"]]},
+             {"name": "OOD rate", "values": [d.get("ood_rate") for d in series["days"]]}]
+    total = sum(d.get("predictions") or 0 for d in series["days"])
+    summary = (f"{total} live predictions over {len(days)} days. Share routed to review, "
+               "share of decided reviews overridden and share flagged out of distribution, "
+               "per day.")
+    chart = line_chart(title="Review, override and out-of-distribution rates per day",
+                       x_labels=days, series=lines, y_kind="pct", summary=summary,
+                       y_label="share of the day's predictions or reviews")
+    chart.columns.insert(1, "Predictions")
+    for row, day in zip(chart.rows, series["days"], strict=True):
+        row.insert(1, str(day.get("predictions") or 0))
+    return chart
+
+
+def performance_chart(series: dict) -> Chart:
+    days = [d["day"] for d in series["days"]]
+    lines = [{"name": "estimated accuracy", "values": [d.get("estimated_accuracy")
+                                                       for d in series["days"]]},
+             {"name": "observed accuracy", "values": [
+                 d.get("observed_accuracy") if (d.get("outcomes") or 0) >= 10 else None
+                 for d in series["days"]]}]
+    summary = ("Accuracy per day: estimated from the scores alone (assumes calibrated scores), "
+               "and observed from outcomes where a day has at least 10.")
+    chart = line_chart(title="Estimated and observed accuracy per day", x_labels=days,
+                       series=lines, y_kind="pct", summary=summary, y_max=1.0,
+                       y_label="accuracy")
+    chart.columns.append("Outcomes")
+    for row, day in zip(chart.rows, series["days"], strict=True):
+        row.append(str(day.get("outcomes") or 0))
+    return chart
+
+
+def histogram_chart(drift: dict) -> Chart:
+    """A feature's live distribution over the training profile's bins, against training."""
+    labels = drift.get("labels") or []
+    reference = list(drift.get("reference") or [])
+    counts = drift.get("counts")
+    name = drift["feature"]
+    title = f"{name}: live values against training"
+    if counts is None or not labels:
+        text = drift.get("withheld") or "No live values in this window."
+        return Chart(_frame(title, text, [f'<text x="20" y="40">{escape(text)}</text>']),
+                     title, text)
+    if drift["kind"] == "numeric":
+        reference = [0.0, *reference, 0.0]
+    total = sum(counts) or 1
+    live = [c / total for c in counts]
+    left, right = MARGIN["left"], WIDTH - MARGIN["right"]
+    top, bottom = MARGIN["top"], HEIGHT - MARGIN["bottom"]
+    peak = max([*live, *reference, 1e-9]) * 1.12
+    slot = (right - left) / len(labels)
+
+    def y(v: float) -> float:
+        return bottom - (bottom - top) * v / peak
+
+    body = [f'<line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="#555"/>',
+            '<defs><pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse" '
+            'patternTransform="rotate(45)"><line x1="0" y1="0" x2="0" y2="6" stroke="#777" '
+            'stroke-width="2"/></pattern></defs>']
+    for k in range(5):
+        v = peak * k / 4
+        body.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{v:.0%}</text>')
+    for i, label in enumerate(labels):
+        x0 = left + i * slot
+        w = slot * 0.4
+        body.append(f'<rect x="{x0 + slot * 0.08:.1f}" y="{y(reference[i]):.1f}" width="{w:.1f}" '
+                    f'height="{bottom - y(reference[i]):.1f}" fill="url(#hatch)" stroke="#555"/>')
+        body.append(f'<rect x="{x0 + slot * 0.5:.1f}" y="{y(live[i]):.1f}" width="{w:.1f}" '
+                    f'height="{bottom - y(live[i]):.1f}" fill="{PALETTE[0]}"/>')
+        if len(labels) <= 14:
+            body.append(f'<text x="{x0 + slot / 2:.1f}" y="{bottom + 14}" text-anchor="middle" '
+                        f'font-size="9">{escape(label[:14])}</text>')
+    body.append(f'<rect x="{left + 8}" y="{HEIGHT - 16}" width="12" height="10" '
+                'fill="url(#hatch)" stroke="#555"/>'
+                f'<text x="{left + 26}" y="{HEIGHT - 7}">training (profile)</text>'
+                f'<rect x="{left + 160}" y="{HEIGHT - 16}" width="12" height="10" '
+                f'fill="{PALETTE[0]}"/><text x="{left + 178}" y="{HEIGHT - 7}">live, this window '
+                f'({total} values)</text>')
+    moved = max(range(len(labels)), key=lambda i: abs(live[i] - reference[i]))
+    summary = (f"Share of {name}'s values per training-profile bin, training (hatched) against "
+               f"this window (solid). The largest difference is in bin {labels[moved]}: "
+               f"{live[moved]:.1%} live against {reference[moved]:.1%} in training. "
+               f"PSI {_fmt(drift.get('psi'), 'psi')}.")
+    rows = [[label, f"{reference[i]:.1%}", f"{live[i]:.1%}", str(counts[i])]
+            for i, label in enumerate(labels)]
+    return Chart(_frame(title, summary, body), title, summary,
+                 ["Bin", "Training share", "Live share", "Live count"], rows)
+
+
+def calibration_chart(live: list[dict], validation: list[dict]) -> Chart:
+    """Observed rate against mean score per bin: live outcomes and validation."""
+    left, right = MARGIN["left"], WIDTH - MARGIN["right"]
+    top, bottom = MARGIN["top"], HEIGHT - MARGIN["bottom"]
+    side = min(right - left, bottom - top)
+    right = left + side
+
+    def x(v: float) -> float:
+        return left + side * v
+
+    def y(v: float) -> float:
+        return bottom - (bottom - top) * v
+
+    body = [f'<line x1="{x(0)}" y1="{y(0)}" x2="{x(1)}" y2="{y(1)}" stroke="#999" '
+            'stroke-dasharray="4 4"/>',
+            f'<line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="#555"/>',
+            f'<line x1="{left}" y1="{top}" x2="{left}" y2="{bottom}" stroke="#555"/>',
+            f'<text x="{(left + right) / 2}" y="{bottom + 30}" text-anchor="middle">mean score'
+            '</text>', f'<text x="{left}" y="{top - 10}">observed rate of the positive label'
+                       '</text>']
+    for k in range(6):
+        v = k / 5
+        body.append(f'<text x="{x(v):.1f}" y="{bottom + 14}" text-anchor="middle">{v:.1f}</text>')
+        body.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{v:.1f}</text>')
+    for k, (name, bins) in enumerate((("live outcomes", live), ("validation", validation))):
+        if not bins:
+            continue
+        color, dash, shape = PALETTE[k], DASHES[k], MARKERS[k]
+        points = [f"{x(b['mean_score']):.1f},{y(b['observed_rate']):.1f}" for b in bins]
+        if len(points) > 1:
+            body.append(_polyline(points, color, dash))
+        body += [_marker(shape, x(b["mean_score"]), y(b["observed_rate"]), color) for b in bins]
+        lx = right + 24
+        body.append(f'<line x1="{lx}" y1="{top + 20 + k * 18}" x2="{lx + 22}" '
+                    f'y2="{top + 20 + k * 18}" stroke="{color}" stroke-width="2" '
+                    f'stroke-dasharray="{dash}"/>'
+                    + _marker(shape, lx + 11, top + 20 + k * 18, color)
+                    + f'<text x="{lx + 28}" y="{top + 24 + k * 18}">{name}</text>')
+    body.append(f'<text x="{right + 24}" y="{top + 60}" fill="#555">dashed diagonal: perfectly '
+                'calibrated</text>')
+
+    def gap(bins: list[dict]) -> str:
+        total = sum(b.get("n", 0) for b in bins)
+        if not total:
+            return "—"
+        return f"{sum(b['n'] * abs(b['observed_rate'] - b['mean_score']) for b in bins) / total:.3f}"
+
+    summary = (f"Calibration: for each score bin, the share of cases that were positive against "
+               f"the mean score. Live outcomes: {len(live)} bins, ECE {gap(live)}; validation: "
+               f"{len(validation)} bins, ECE {gap(validation)}. On the diagonal, a score of s "
+               "means a positive outcome s of the time.")
+    rows = [[name, f"{b['mean_score']:.3f}", f"{b['observed_rate']:.3f}", str(b.get("n", ""))]
+            for name, bins in (("live", live), ("validation", validation)) for b in bins]
+    return Chart(_frame("Calibration curve: live outcomes and validation", summary, body),
+                 "Calibration curve: live outcomes and validation", summary,
+                 ["Curve", "Mean score", "Observed rate", "Cases"], rows)
