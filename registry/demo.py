@@ -81,7 +81,7 @@ reviewers override with a reason code. A rising override rate is a retraining si
 """
 
 
-def _password(username: str) -> str:
+def demo_password(username: str) -> str:
     return next(d.password for d in DEMO_USERS if d.username == username)
 
 
@@ -108,19 +108,27 @@ def _users():
     return created
 
 
-def _data():
+def breast_cancer_frame():
+    """The WDBC data as scikit-learn bundles it, with a ``diagnosis`` column."""
     from sklearn.datasets import load_breast_cancer
-    from sklearn.model_selection import train_test_split
 
     bunch = load_breast_cancer(as_frame=True)
     frame = bunch.frame.copy()
     frame["diagnosis"] = np.where(frame.pop("target") == 0, "malignant", "benign")
+    return frame
+
+
+def demo_data():
+    """(training split, held-out split, feature names), as the demo versions use them."""
+    from sklearn.model_selection import train_test_split
+
+    frame = breast_cancer_frame()
     train, test = train_test_split(frame, test_size=0.25, random_state=7,
                                    stratify=frame["diagnosis"])
-    return train, test, list(bunch.feature_names)
+    return train, test, [c for c in frame.columns if c != "diagnosis"]
 
 
-def _metrics(model, test, features) -> dict:
+def demo_metrics(model, test, features) -> dict:
     from sklearn.metrics import accuracy_score, brier_score_loss, recall_score, roc_auc_score
 
     def block(df) -> dict:
@@ -144,10 +152,40 @@ def _metrics(model, test, features) -> dict:
         ("mean texture ≥ median", test[test["mean texture"] >= texture_median]),
     ]
     return {"overall": block(test),
-            "subgroups": [{"name": n, "n": len(g), "metrics": block(g)} for n, g in groups]}
+            "subgroups": [{"name": n, "n": len(g), "metrics": block(g)} for n, g in groups],
+            "calibration": _calibration(model, test, features)}
 
 
-def _skops_file(model, name: str) -> File:
+def _calibration(model, test, features) -> list[dict]:
+    """The held-out reliability curve (10 equal-width score bins, as scikit-learn's
+    calibration_curve bins them), which monitoring sets beside the live one."""
+    y = (test["diagnosis"] == "malignant").to_numpy(dtype=int)
+    proba = model.predict_proba(test[features])[:, list(model.classes_).index("malignant")]
+    ids = np.searchsorted(np.linspace(0, 1, 11)[1:-1], proba)
+    bins = []
+    for i in range(10):
+        inside = ids == i
+        if inside.any():
+            bins.append({"mean_score": round(float(proba[inside].mean()), 4),
+                         "observed_rate": round(float(y[inside].mean()), 4),
+                         "n": int(inside.sum())})
+    return bins
+
+
+def subgroup_rules() -> list[dict]:
+    """The validation subgroups as rules on the inputs (monitoring's policy), so live
+    outcomes are reported per subgroup beside the same validation figures."""
+    _train, test, _features = demo_data()
+    area, texture = float(test["mean area"].median()), float(test["mean texture"].median())
+    return [{"name": "mean area < median", "feature": "mean area", "op": "<", "value": area},
+            {"name": "mean area ≥ median", "feature": "mean area", "op": ">=", "value": area},
+            {"name": "mean texture < median", "feature": "mean texture", "op": "<",
+             "value": texture},
+            {"name": "mean texture ≥ median", "feature": "mean texture", "op": ">=",
+             "value": texture}]
+
+
+def skops_file(model, name: str) -> File:
     import skops.io as sio
 
     return File(io.BytesIO(sio.dumps(model)), name=name)
@@ -174,7 +212,7 @@ def run_demo(*, stdout) -> dict:
             if demo.role and demo.role != ModelRole.OWNER:
                 services.access_grant(user=owner, model=model, grantee=users[demo.username],
                                       role=demo.role)
-        train, test, features = _data()
+        train, test, features = demo_data()
         dataset = DatasetVersion.objects.filter(name=DATASET_NAME, version="2024.1").first()
         if dataset is None:
             with tempfile.TemporaryDirectory() as tmp:
@@ -198,7 +236,7 @@ def run_demo(*, stdout) -> dict:
                                             random_state=7)
             gb.fit(train[features], train["diagnosis"])
             v1 = services.model_version_register(
-                user=owner, model=model, artifact=_skops_file(gb, "gb.skops"), metadata={
+                user=owner, model=model, artifact=skops_file(gb, "gb.skops"), metadata={
                     "dataset": dataset.pk, "trusted_types": ["sklearn.tree._tree.Tree"],
                     "description": "Gradient boosting, 150 trees of depth 3.",
                     "output_schema": {"positive_label": "malignant",
@@ -206,7 +244,7 @@ def run_demo(*, stdout) -> dict:
                                                       "benign": "Benign"}},
                     "code_reference": "https://example.org/lab/wdbc-model@4e1c2a9",
                     "hyperparameters": gb.get_params() | {"random_state": 7},
-                    "metrics": _metrics(gb, test, features), "confidence_threshold": 0.85,
+                    "metrics": demo_metrics(gb, test, features), "confidence_threshold": 0.85,
                     "ood_policy": "review", "model_card": MODEL_CARD, "runbook": RUNBOOK})
             services.model_version_submit(user=owner, version=v1)
             for who, meaning, comment in (
@@ -214,18 +252,18 @@ def run_demo(*, stdout) -> dict:
                     ("irb", "irb_approval", "Use is within protocol DEMO-0001.")):
                 with acting_as(users[who], via="command"):
                     release.signoff_record(user=users[who], version=v1, meaning=meaning,
-                                           decision="approve", password=_password(who),
+                                           decision="approve", password=demo_password(who),
                                            comment=comment)
             release.version_promote(user=owner, version=v1)
             lr = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.5))
             lr.fit(train[features], train["diagnosis"])
             v2 = services.model_version_register(
-                user=owner, model=model, artifact=_skops_file(lr, "lr.skops"), metadata={
+                user=owner, model=model, artifact=skops_file(lr, "lr.skops"), metadata={
                     "dataset": f"{DATASET_NAME}@2024.1",
                     "description": "Candidate: standardized logistic regression (C=0.5).",
                     "output_schema": {"positive_label": "malignant"},
                     "hyperparameters": {"C": 0.5, "max_iter": 2000},
-                    "metrics": _metrics(lr, test, features), "confidence_threshold": 0.8,
+                    "metrics": demo_metrics(lr, test, features), "confidence_threshold": 0.8,
                     "model_card": MODEL_CARD, "runbook": RUNBOOK})
             services.model_version_submit(user=owner, version=v2)
     stdout.write(f"Demo model '{MODEL_NAME}' is ready: v1 in production (signed by pi and irb), "

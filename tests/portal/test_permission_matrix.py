@@ -17,6 +17,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from audits.checkpoints import audit_checkpoint_write
@@ -343,6 +344,36 @@ def matrix(ctx) -> list[Case]:
             s401=("anonymous",)), api=True, data="new-dataset", multipart=True),
         Case("api-dataset", "get", f"/api/v1/datasets/{ctx['dataset_id']}/", table(
             s200=VIEWERS, s404=HIDDEN, s401=("anonymous",)), api=True),
+        # -- monitoring: figures for every member; runs and policy for owners; outcomes
+        # for those who record them (owners, clinicians) ------------------------------
+        Case("monitoring:page", "get", f"/models/{m}/monitoring/", table(
+            s200=VIEWERS, s404=HIDDEN, login=("anonymous",))),
+        Case("monitoring:run", "post", f"/models/{m}/monitoring/run/", table(
+            ok302=EDITORS, deny=("auditor", "pi", "irb", "clinician", "reviewer"), s404=HIDDEN,
+            login=("anonymous",)), data={"version": 4}),
+        Case("monitoring:policy", "post", f"/models/{m}/monitoring/policy/", table(
+            ok302=EDITORS, deny=("auditor", "pi", "irb", "clinician", "reviewer"), s404=HIDDEN,
+            login=("anonymous",)), data={"thresholds": "", "subgroups": "",
+                                         "cpu_hour_price": "0.1"}),
+        Case("monitoring:outcomes", "get", f"/models/{m}/outcomes/", table(
+            s200=("admin", "owner", "clinician"), deny=("auditor", "pi", "irb", "reviewer"),
+            s404=HIDDEN, login=("anonymous",))),
+        Case("monitoring:outcomes", "post", f"/models/{m}/outcomes/", table(
+            ok302=("admin", "owner", "clinician"), deny=("auditor", "pi", "irb", "reviewer"),
+            s404=HIDDEN, login=("anonymous",)), data="outcome-file"),
+        Case("api-monitoring", "get", f"/api/v1/models/{m}/monitoring/", table(
+            s200=VIEWERS, s404=HIDDEN, s401=("anonymous",)), api=True),
+        Case("api-monitoring-runs", "post", f"/api/v1/models/{m}/monitoring/runs/", table(
+            s201=EDITORS, s403=("auditor", "pi", "irb", "clinician", "reviewer"), s404=HIDDEN,
+            s401=("anonymous",)), api=True, data={"version": 4}, format="json"),
+        Case("api-monitoring-policy", "get", f"/api/v1/models/{m}/monitoring/policy/", table(
+            s200=VIEWERS, s404=HIDDEN, s401=("anonymous",)), api=True),
+        Case("api-monitoring-policy", "put", f"/api/v1/models/{m}/monitoring/policy/", table(
+            s200=EDITORS, s403=("auditor", "pi", "irb", "clinician", "reviewer"), s404=HIDDEN,
+            s401=("anonymous",)), api=True, data={"cpu_hour_price": 0.1}, format="json"),
+        Case("api-outcomes", "post", f"/api/v1/models/{m}/outcomes/", table(
+            s201=("admin", "owner", "clinician"), s403=("auditor", "pi", "irb", "reviewer"),
+            s404=HIDDEN, s401=("anonymous",)), api=True, data="outcome-row", format="json"),
         # -- batch jobs (a finished one and a queued one, both the clinician's) --------
         Case("batches:model-batches", "get", f"/models/{m}/batches/", table(
             s200=("admin", "owner", "clinician"), deny=("auditor", "pi", "irb", "reviewer"),
@@ -476,6 +507,12 @@ def _request(case: Case, persona: str, ctx) -> Any:
                                            .replace(b",diagnosis", b"")
                                            .replace(b",malignant", b"").replace(b",benign", b"")),
                 "deidentification": "Safe Harbor"}
+    elif data in ("outcome-row", "outcome-file"):
+        row = {"prediction_id": ctx["prediction_id"], "outcome": "1",
+               "outcome_date": timezone.now().date().isoformat()}
+        data = {"outcomes": [row]} if data == "outcome-row" else {"file": SimpleUploadedFile(
+            "outcomes.csv", ("prediction_id,outcome,outcome_date\n"
+                             + ",".join(row.values()) + "\n").encode())}
     elif data == "new-dataset":
         data = {"name": "matrix-data", "version": "1", "source": "test",
                 "file": SimpleUploadedFile("d.csv", training_csv())}

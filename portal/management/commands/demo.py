@@ -1,4 +1,5 @@
-"""Set up the demo: users per role and a real breast-cancer model (idempotent)."""
+"""Set up the demo: users per role, a real breast-cancer model and six weeks of its
+history (predictions, reviews, outcomes, a rollback, a drift), idempotent."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from core.errors import ApplicationError
 
 
 class Command(BaseCommand):
-    help = "Create demo users (one per role) and register a real demo model."
+    help = ("Create demo users (one per role), register a real demo model and replay a few "
+            "weeks of its history so every page has something to show.")
 
     def add_arguments(self, parser):
         parser.add_argument("--force", action="store_true",
@@ -20,9 +22,11 @@ class Command(BaseCommand):
         if env_bool("ATTEST_REQUIRE_SECRET_KEY", False) and not options["force"]:
             raise CommandError("refusing to create demo users with known passwords in a production "
                                "deployment (use --force if you really mean it)")
-        from registry.demo import run_demo
+        # The history needs inference and monitoring, which sit above the registry: the
+        # command lives in the shell, the one layer that may use them all.
+        from portal.demo import run_demo_with_history
 
         try:
-            run_demo(stdout=self.stdout)
+            run_demo_with_history(stdout=self.stdout)
         except ApplicationError as exc:
             raise CommandError(f"demo failed: {exc.message}") from None
