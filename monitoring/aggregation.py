@@ -24,6 +24,7 @@ past the watermark, so no raw input is dropped before it was counted.
 from __future__ import annotations
 
 import logging
+import operator
 import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -48,8 +49,11 @@ log = logging.getLogger(__name__)
 
 CHUNK_ROWS = 20_000
 HOUR_ROWS_KEPT = timedelta(hours=72)  # hourly counts serve the 24-hour window only
-_FIELDS = ("id", "version_id", "created_at", "input_text", "score", "label", "routing", "ood",
-           "batch_id", "latency_ms")
+# Times, flags and inputs come back as their stored text and are parsed in bulk (numpy
+# reads a million ISO times in ~0.1 s): Django's per-row converters cost more than the
+# counting itself.
+_FIELDS = ("id", "version_id", "created_text", "input_text", "score", "label", "routing",
+           "ood_text", "batch_id", "latency_ms")
 
 
 def watermark() -> int:
@@ -69,10 +73,10 @@ def aggregate_predictions(*, settle: timedelta = ANCHOR_SETTLE, chunk_rows: int 
             limit = chunk_rows if max_rows is None else min(chunk_rows, max_rows - done)
             if limit <= 0:
                 return state.last_id
-            rows = _settled_rows(state.last_id, limit, timezone.now() - settle)
+            rows, times = _settled_rows(state.last_id, limit, timezone.now() - settle)
             if not rows:
                 return state.last_id
-            _count(rows, cache)
+            _count(rows, times, cache)
             state.last_id = rows[-1][0]
             state.save(update_fields=["last_id", "updated_at"])
         done += len(rows)
@@ -93,14 +97,29 @@ def catch_up_for_purge() -> int:
         return watermark()
 
 
-def _settled_rows(after: int, limit: int, cutoff: datetime) -> list[tuple]:
+def _settled_rows(after: int, limit: int, cutoff: datetime) -> tuple[list[tuple], np.ndarray]:
+    """The next rows by id and their times (epoch seconds), up to the first row younger
+    than ``cutoff``."""
     rows = list(Prediction.objects.filter(id__gt=after).order_by("id")
-                .annotate(input_text=Cast("input", TextField()))
+                .annotate(created_text=Cast("created_at", TextField()),
+                          input_text=Cast("input", TextField()),
+                          ood_text=Cast("ood", TextField()))
                 .values_list(*_FIELDS)[:limit])
-    for i, row in enumerate(rows):
-        if row[2] > cutoff:
-            return rows[:i]
-    return rows
+    times = epoch_seconds([r[2] for r in rows])
+    young = np.flatnonzero(times > cutoff.timestamp())
+    if len(young):
+        rows, times = rows[:young[0]], times[:young[0]]
+    return rows, times
+
+
+def epoch_seconds(texts: list[str]) -> np.ndarray:
+    """UTC times as the database renders them as text (SQLite: ``2026-01-31 12:00:00.5``;
+    PostgreSQL in the UTC session Django opens: the same with ``+00``)."""
+    if not texts:
+        return np.zeros(0)
+    stamps = np.array([t.partition("+")[0].replace("T", " ") for t in texts],
+                      dtype="datetime64[us]")
+    return stamps.astype(np.int64) / 1e6
 
 
 class _VersionInfo:
@@ -122,41 +141,43 @@ def _infos(version_ids: set[int], cache: dict[int, _VersionInfo]) -> None:
         cache[version.pk] = _VersionInfo(version, intervals.get(version.pk, []))
 
 
-def _count(rows: list[tuple], cache: dict[int, _VersionInfo]) -> None:
-    by_version: dict[int, list[tuple]] = defaultdict(list)
-    for row in rows:
-        by_version[row[1]].append(row)
-    _infos(set(by_version), cache)
+def _count(rows: list[tuple], times: np.ndarray, cache: dict[int, _VersionInfo]) -> None:
+    versions = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
+    _infos({int(v) for v in np.unique(versions)}, cache)
     version_rows: dict[tuple, dict] = {}
     feature_rows: dict[tuple, list] = {}
-    for version_id, group in by_version.items():
-        info = cache.get(version_id)
+    for version_id in np.unique(versions):
+        info = cache.get(int(version_id))
         if info is None:  # a reference without its row: verify_predictions reports it
             continue
-        _count_version(info, group, version_rows, feature_rows)
+        picked = np.flatnonzero(versions == version_id)
+        _count_version(info, [rows[i] for i in picked], times[picked], version_rows,
+                       feature_rows)
     _store(version_rows, feature_rows)
 
 
-def _buckets(times: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per period: the distinct bucket starts (epoch s) and each row's bucket index."""
+def _buckets(times: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per period: the distinct bucket starts (epoch s), each row's bucket index, and
+    which buckets are kept (hourly ones serve the 24-hour window only)."""
     out = {}
+    oldest_hour = (timezone.now() - HOUR_ROWS_KEPT).timestamp()
     for period, size in ((Period.HOUR, 3600), (Period.DAY, 86400)):
         starts = (times // size) * size
         unique, index = np.unique(starts, return_inverse=True)
-        out[period] = (unique, index)
+        keep = unique >= oldest_hour if period == Period.HOUR else np.ones(len(unique), bool)
+        out[period] = (unique, index, keep)
     return out
 
 
-def _count_version(info: _VersionInfo, group: list[tuple], version_rows: dict,
-                   feature_rows: dict) -> None:
-    times = np.fromiter((r[2].timestamp() for r in group), dtype=float, count=len(group))
+def _count_version(info: _VersionInfo, group: list[tuple], times: np.ndarray,
+                   version_rows: dict, feature_rows: dict) -> None:
     live = live_mask(info.intervals, times)
     vid = info.version.pk
     if not live.all():
-        for period, (starts, index) in _buckets(times[~live]).items():
-            for b, n in enumerate(np.bincount(index, minlength=len(starts))):
-                if n:
-                    _version_row(version_rows, vid, period, starts[b])["testing"] += int(n)
+        for period, (starts, index, keep) in _buckets(times[~live]).items():
+            counts = np.bincount(index, minlength=len(starts))
+            for b in np.flatnonzero(keep & (counts > 0)):
+                _version_row(version_rows, vid, period, starts[b])["testing"] += int(counts[b])
     if not live.any():
         return
     rows = [r for r, keep in zip(group, live, strict=True) if keep]
@@ -165,7 +186,7 @@ def _count_version(info: _VersionInfo, group: list[tuple], version_rows: dict,
     scores = np.fromiter((r[4] for r in rows), dtype=float, count=n)
     single = np.fromiter((r[8] is None for r in rows), dtype=bool, count=n)
     review = np.fromiter((r[6] == Routing.REVIEW for r in rows), dtype=bool, count=n)
-    flagged = np.fromiter((bool(r[7]) for r in rows), dtype=bool, count=n)
+    flagged = np.fromiter((r[7] not in (None, "[]") for r in rows), dtype=bool, count=n)
     latency = np.fromiter((r[9] for r in rows), dtype=float, count=n)
     has_input = np.fromiter((r[3] is not None for r in rows), dtype=bool, count=n)
     score_ids = stats.score_bin(scores)
@@ -174,7 +195,7 @@ def _count_version(info: _VersionInfo, group: list[tuple], version_rows: dict,
                                        return_inverse=True)
     n_latency = len(stats.LATENCY_EDGES) - 1
     buckets = _buckets(times)
-    for period, (starts, index) in buckets.items():
+    for period, (starts, index, keep) in buckets.items():
         k = len(starts)
 
         def per_bucket(mask=None, weights=None, index=index, k=k):
@@ -194,7 +215,7 @@ def _count_version(info: _VersionInfo, group: list[tuple], version_rows: dict,
         score_sums = grid(score_ids, stats.SCORE_BINS, weights=scores)
         labels = grid(label_ids, len(label_names))
         latencies = grid(latency_ids, n_latency, mask=single)
-        for b in range(k):
+        for b in np.flatnonzero(keep):
             row = _version_row(version_rows, vid, period, starts[b])
             row["predictions"] += int(totals[b])
             row["singles"] += int(singles[b])
@@ -209,26 +230,29 @@ def _count_version(info: _VersionInfo, group: list[tuple], version_rows: dict,
                 row["labels"][str(label_names[j])] += int(labels[b, j])
             for j in np.flatnonzero(latencies[b]):
                 row["latency_counts"][int(j)] += int(latencies[b, j])
-        for i in np.flatnonzero(flagged):
+        for i in np.flatnonzero(flagged & keep[index]):
             row = _version_row(version_rows, vid, period, starts[index[i]])
-            for flag in rows[i][7]:
+            for flag in orjson.loads(rows[i][7]):
                 row["ood_codes"][flag.get("code") or "ood"] += 1
     if not info.layouts or not has_input.any():
         return
     texts = [r[3] for r in rows if r[3] is not None]
     inputs = orjson.loads(("[" + ",".join(texts) + "]").encode()) if texts else []
-    present = {period: (starts, index[has_input]) for period, (starts, index) in buckets.items()}
+    present = {period: (starts, index[has_input], keep)
+               for period, (starts, index, keep) in buckets.items()}
+    numeric = _numeric_matrix(info.layouts, inputs)
     for layout in info.layouts:
         name = layout.name
-        bins, missing = layout.bin_values([d.get(name) for d in inputs])
-        for period, (starts, index) in present.items():
+        if numeric is not None and name in numeric[0]:
+            bins, missing = layout.bin_numbers(numeric[1][:, numeric[0][name]])
+        else:
+            bins, missing = layout.bin_values([d.get(name) for d in inputs])
+        for period, (starts, index, keep) in present.items():
             k = len(starts)
             counted = np.bincount(index[~missing] * layout.size + bins[~missing],
                                   minlength=k * layout.size).reshape(k, layout.size)
             misses = np.bincount(index[missing], minlength=k)
-            for b in range(k):
-                if not counted[b].any() and not misses[b]:
-                    continue
+            for b in np.flatnonzero(keep & ((counted.sum(axis=1) > 0) | (misses > 0))):
                 key = (vid, period, _when(starts[b]), name)
                 entry = feature_rows.get(key)
                 if entry is None:
@@ -236,6 +260,23 @@ def _count_version(info: _VersionInfo, group: list[tuple], version_rows: dict,
                 else:
                     entry[0] = entry[0] + counted[b]
                     entry[1] += int(misses[b])
+
+
+def _numeric_matrix(layouts: list[FeatureLayout], inputs: list[dict]):
+    """The numeric features of every input as one float matrix (None becomes NaN), in
+    one pass at C speed; None when an input lacks a key or holds a non-number there
+    (each feature is then binned from its values one by one)."""
+    names = [layout.name for layout in layouts if layout.kind == "numeric"]
+    if not names or not inputs:
+        return None
+    getter = operator.itemgetter(*names)
+    try:
+        matrix = np.array(list(map(getter, inputs)), dtype=float)
+    except (KeyError, TypeError, ValueError):
+        return None
+    if matrix.ndim == 1:
+        matrix = matrix.reshape(-1, 1)
+    return {name: j for j, name in enumerate(names)}, matrix
 
 
 def _when(epoch: float) -> datetime:

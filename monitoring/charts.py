@@ -56,10 +56,10 @@ def _marker(shape: str, x: float, y: float, color: str) -> str:
     return f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}"/>'
 
 
-def _frame(title: str, desc: str, body: list[str]) -> SafeString:
+def _frame(title: str, desc: str, body: list[str], *, height: int = HEIGHT) -> SafeString:
     n = next(_ids)
     return mark_safe(  # noqa: S308 - every text below went through escape()
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+        f'<svg class="chart" viewBox="0 0 {WIDTH} {height}" role="img" '
         f'aria-labelledby="chart-t{n} chart-d{n}" xmlns="http://www.w3.org/2000/svg" '
         f'font-family="DejaVu Sans, sans-serif" font-size="11">'
         f'<title id="chart-t{n}">{escape(title)}</title><desc id="chart-d{n}">{escape(desc)}</desc>'
@@ -74,7 +74,7 @@ def line_chart(*, title: str, x_labels: list[str], series: list[dict], y_kind: s
     top, bottom = MARGIN["top"], HEIGHT - MARGIN["bottom"]
     values = [v for s in series for v in s["values"] if v is not None]
     peak = max([*values, *(t for t, _ in thresholds), 1e-9])
-    top_value = y_max if y_max is not None else peak * 1.12
+    top_value = y_max if y_max is not None else _nice(peak * 1.08)
     n = max(1, len(x_labels) - 1)
 
     def x(i: int) -> float:
@@ -128,26 +128,47 @@ def line_chart(*, title: str, x_labels: list[str], series: list[dict], y_kind: s
                  ["Day", *[s["name"] for s in series]], rows)
 
 
+def _nice(value: float) -> float:
+    """The next round number at or above ``value`` (1, 2, 2.5 or 5 × a power of ten)."""
+    import math
+
+    power = 10 ** math.floor(math.log10(value))
+    for step in (1, 2, 2.5, 5, 10):
+        if value <= step * power:
+            return step * power
+    return 10 * power
+
+
 def _polyline(points: list[str], color: str, dash: str) -> str:
     return (f'<polyline points="{" ".join(points)}" fill="none" stroke="{color}" '
             f'stroke-width="2" stroke-dasharray="{dash}"/>')
 
 
 def drift_chart(series: dict, thresholds: dict) -> Chart:
-    """Daily PSI of the features that drifted most, against the thresholds."""
+    """Daily PSI of the features that drifted most, against the thresholds. Days with
+    too few values for a verdict are gaps (their PSI is noise, not drift)."""
     days = [d["day"] for d in series["days"]]
-    ranked = sorted(series["drift"].items(),
-                    key=lambda kv: -max((v[0] or 0) for v in kv[1].values()))[:5]
-    lines = [{"name": name, "values": [values.get(day, (None, ""))[0] for day in days]}
-             for name, values in ranked]
+
+    def judged(values: dict) -> list:
+        return [values.get(day, (None, ""))[0] if values.get(day, (None, ""))[1]
+                not in ("no_data", "") else None for day in days]
+
+    def rank(item) -> tuple:
+        values = judged(item[1])
+        alerts = sum(1 for day in days if item[1].get(day, (None, ""))[1] == "alert")
+        return (-alerts, -max((v or 0) for v in values))
+
+    ranked = sorted(series["drift"].items(), key=rank)[:5]
+    lines = [{"name": name, "values": judged(values)} for name, values in ranked]
     warn, alert = thresholds["data_drift_psi"]["warning"], thresholds["data_drift_psi"]["alert"]
-    crossed = [f"{name} (peak {max((v or 0) for v in line['values']):.2f})"
-               for name, line in zip((n for n, _ in ranked), lines, strict=True)
-               if max((v or 0) for v in line["values"]) >= alert]
+    alert_days = {name: sum(1 for day in days if values.get(day, (None, ""))[1] == "alert")
+                  for name, values in ranked}
+    crossed = [f"{name} ({n} day{'s' if n != 1 else ''})" for name, n in alert_days.items() if n]
     summary = (f"Daily PSI over {len(days)} days for the {len(lines)} features that drifted "
-               f"most; warning at {warn}, alert at {alert}. "
-               + (f"Past the alert line: {', '.join(crossed)}." if crossed else
-                  "No feature passed the alert line on any day."))
+               f"most; warning at {warn}, alert at {alert}; days with too few values for a "
+               "verdict are left out. "
+               + (f"Days in alert: {', '.join(crossed)}." if crossed else
+                  "No feature was in alert on any day."))
     return line_chart(title="Feature drift per day (PSI against the training profile)",
                       x_labels=days, series=lines, y_kind="psi", summary=summary,
                       thresholds=[(warn, f"warning {warn}"), (alert, f"alert {alert}")],
@@ -207,8 +228,8 @@ def histogram_chart(drift: dict) -> Chart:
     total = sum(counts) or 1
     live = [c / total for c in counts]
     left, right = MARGIN["left"], WIDTH - MARGIN["right"]
-    top, bottom = MARGIN["top"], HEIGHT - MARGIN["bottom"]
-    peak = max([*live, *reference, 1e-9]) * 1.12
+    top, bottom = MARGIN["top"], HEIGHT - MARGIN["bottom"] - 24
+    peak = _nice(max([*live, *reference, 1e-9]) * 1.08)
     slot = (right - left) / len(labels)
 
     def y(v: float) -> float:
@@ -228,9 +249,11 @@ def histogram_chart(drift: dict) -> Chart:
                     f'height="{bottom - y(reference[i]):.1f}" fill="url(#hatch)" stroke="#555"/>')
         body.append(f'<rect x="{x0 + slot * 0.5:.1f}" y="{y(live[i]):.1f}" width="{w:.1f}" '
                     f'height="{bottom - y(live[i]):.1f}" fill="{PALETTE[0]}"/>')
-        if len(labels) <= 14:
-            body.append(f'<text x="{x0 + slot / 2:.1f}" y="{bottom + 14}" text-anchor="middle" '
-                        f'font-size="9">{escape(label[:14])}</text>')
+        if len(labels) <= 24:
+            cx = x0 + slot / 2
+            body.append(f'<text x="{cx:.1f}" y="{bottom + 10}" text-anchor="end" font-size="9" '
+                        f'transform="rotate(-35 {cx:.1f} {bottom + 10})">'
+                        f'{escape(label[:18])}</text>')
     body.append(f'<rect x="{left + 8}" y="{HEIGHT - 16}" width="12" height="10" '
                 'fill="url(#hatch)" stroke="#555"/>'
                 f'<text x="{left + 26}" y="{HEIGHT - 7}">training (profile)</text>'
@@ -250,10 +273,8 @@ def histogram_chart(drift: dict) -> Chart:
 
 def calibration_chart(live: list[dict], validation: list[dict]) -> Chart:
     """Observed rate against mean score per bin: live outcomes and validation."""
-    left, right = MARGIN["left"], WIDTH - MARGIN["right"]
-    top, bottom = MARGIN["top"], HEIGHT - MARGIN["bottom"]
-    side = min(right - left, bottom - top)
-    right = left + side
+    left, top, side = MARGIN["left"], MARGIN["top"], 280
+    right, bottom = left + side, top + side
 
     def x(v: float) -> float:
         return left + side * v
@@ -301,6 +322,7 @@ def calibration_chart(live: list[dict], validation: list[dict]) -> Chart:
                "means a positive outcome s of the time.")
     rows = [[name, f"{b['mean_score']:.3f}", f"{b['observed_rate']:.3f}", str(b.get("n", ""))]
             for name, bins in (("live", live), ("validation", validation)) for b in bins]
-    return Chart(_frame("Calibration curve: live outcomes and validation", summary, body),
+    return Chart(_frame("Calibration curve: live outcomes and validation", summary, body,
+                        height=bottom + 44),
                  "Calibration curve: live outcomes and validation", summary,
                  ["Curve", "Mean score", "Observed rate", "Cases"], rows)

@@ -64,6 +64,9 @@ class Context:
     reviews: list[tuple] = field(default_factory=list)
     outcomes: list[tuple] = field(default_factory=list)
     rejections: list[tuple] = field(default_factory=list)
+    # Calibration on every live outcome loaded, whatever the window: the evidence for
+    # trusting an estimate in a window whose own outcomes have not arrived yet.
+    calibration_so_far: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -107,12 +110,16 @@ def evaluation_context(version: ModelVersion, *, since: datetime, now: datetime,
                                  "prediction__label", "subgroups"))
     rejections = list(RejectionCount.objects.filter(version=version, day__gte=since.date())
                       .values_list("day", "code").annotate(n=Sum("count")))
+    positive = version.output_schema.get("positive_label", labels[-1] if labels else None)
+    y, score, _predicted = _outcome_arrays(outcomes, positive)
+    so_far = stats.calibration(y, score)
+    so_far["enough"] = bool(len(y) >= thresholds["min_outcomes"] and 0 < y.sum() < len(y))
     return Context(version=version, thresholds=thresholds, layouts=layouts, intervals=intervals,
                    subgroups=list(policy.subgroups) if policy else [],
-                   price=_price(policy), positive=version.output_schema.get(
-                       "positive_label", labels[-1] if labels else None),
+                   price=_price(policy), positive=positive,
                    store=store, baseline=baseline, baseline_window=baseline_window,
-                   reviews=reviews, outcomes=outcomes, rejections=rejections)
+                   reviews=reviews, outcomes=outcomes, rejections=rejections,
+                   calibration_so_far=so_far)
 
 
 def _price(policy: MonitoringPolicy | None) -> float:
@@ -310,11 +317,17 @@ def _performance(rows: list[tuple], counts: Counts, ctx: Context) -> dict:
 
 
 def _trust(validation: dict, observed: dict, ctx: Context) -> tuple[str, str]:
+    """Whether scores are calibrated enough to estimate from: live outcomes decide once
+    there are enough of them (this window's, else all of the version's so far), the
+    validation figures before that."""
     limit = ctx.thresholds["max_calibration_error"]
-    live_ece = observed["calibration"].get("ece")
-    if observed.get("enough") and live_ece is not None and live_ece > limit:
-        return "untrusted", (f"live outcomes show the scores are miscalibrated (ECE "
-                             f"{live_ece:.3f} > {limit}): the estimate cannot be trusted")
+    evidence = observed["calibration"] if observed.get("enough") else ctx.calibration_so_far
+    if evidence.get("enough", observed.get("enough")) and evidence.get("ece") is not None:
+        ece, n = evidence["ece"], evidence["n"]
+        if ece > limit:
+            return "untrusted", (f"{n} live outcomes show the scores are miscalibrated (ECE "
+                                 f"{ece:.3f} > {limit}): the estimate cannot be trusted")
+        return "trusted", f"{n} live outcomes show calibrated scores (ECE {ece:.3f} ≤ {limit})"
     ece = validation["ece"]
     if ece is None:
         return "unchecked", ("the version's validation metrics give no calibration (add "
@@ -457,7 +470,7 @@ def _health_row(key: str, figures: dict, t: dict) -> dict:
             drifting = [d["feature"] for d in judged if d["status"] in (Status.WARNING,
                                                                          Status.ALERT)]
             evidence = (f"{top['feature']}: PSI {top['psi']:.3f}, {top['test'].upper()} "
-                        f"p = {_p(top['p_value'])}"
+                        f"{_p(top['p_value'])}"
                         + (f"; drifting: {', '.join(drifting)}" if drifting else ""))
     elif key == "score_drift_psi":
         d = figures["score_drift"]
@@ -518,7 +531,10 @@ def _health_row(key: str, figures: dict, t: dict) -> dict:
 
 
 def _p(value: float | None) -> str:
-    return "—" if value is None else (f"{value:.3g}" if value >= 0.001 else "< 0.001")
+    """"p = 0.012" or "p < 0.001"."""
+    if value is None:
+        return "p —"
+    return f"p = {value:.3g}" if value >= 0.001 else "p < 0.001"
 
 
 def _severity(status: str) -> int:
@@ -560,7 +576,7 @@ def retraining_signal(health: list[dict], by_window: dict[str, dict], t: dict,
     for d in drift_window.get("drift", []):
         if d["status"] == Status.ALERT:
             evidence.append(f"Input drift in {d['feature']}: PSI {d['psi']:.3f} (alert above "
-                            f"{t['data_drift_psi']['alert']}), {d['test'].upper()} p = "
+                            f"{t['data_drift_psi']['alert']}), {d['test'].upper()} "
                             f"{_p(d['p_value'])}.")
     for key in ("performance_drop", "score_drift_psi", "subgroup_error_spread"):
         row = by_key[key]
@@ -658,7 +674,9 @@ def _day_rows(code: str, data: dict) -> list[Figure]:
         "review_rate": data["rates"]["review_rate"]["value"],
         "ood_rate": data["rates"]["ood_rate"]["value"],
         "score_psi": data["score_drift"].get("psi"),
-        "override_rate": data["overrides"]["override_rate"],
+        # a rate of two reviews says little: the chart leaves such days out
+        "override_rate": (data["overrides"]["override_rate"]
+                          if data["overrides"]["decided"] >= 5 else None),
         "decided": data["overrides"]["decided"],
         "estimated_accuracy": perf["estimated"].get("accuracy"),
         "estimated_auc": perf["estimated"].get("auc"),
@@ -692,7 +710,7 @@ def _alert_candidates(health: list[dict], by_window: dict, t: dict, retraining: 
         window = t[key]["window"]
         for d in (by_window.get(window) or {}).get("drift", []):
             value = d[value_key]
-            text = (f"PSI {value:.3f}, {d['test'].upper()} p = {_p(d['p_value'])}"
+            text = (f"PSI {value:.3f}, {d['test'].upper()} {_p(d['p_value'])}"
                     if key == "data_drift_psi" and value is not None else
                     format_value(value, SPECS[key].unit))
             out.append({"signal": key, "feature": d["feature"], "status": d[status_key],

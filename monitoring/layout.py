@@ -71,7 +71,12 @@ class FeatureLayout:
             return idx, missing
         numbers = np.fromiter((np.nan if (v is None or isinstance(v, str | bool)) else v
                                for v in values), dtype=float, count=n)
-        missing |= np.isnan(numbers)
+        bins, absent = self.bin_numbers(numbers)
+        return bins, missing | absent
+
+    def bin_numbers(self, numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(bin index, missing mask) for a float array of a numeric feature (NaN: missing)."""
+        missing = np.isnan(numbers)
         edges = np.asarray(self.edges)
         k = self.size - 2
         idx = np.searchsorted(edges, numbers, side="right")

@@ -26,7 +26,7 @@ from registry.selectors import model_get_for_user, model_list_for_user, user_cap
 from . import charts
 from .aggregation import aggregation_lag
 from .evaluation import ROLLING, evaluation_context, window_figures
-from .health import STATUS_TEXT, Status, default_thresholds, effective_thresholds
+from .health import SEVERITY, STATUS_TEXT, Status, default_thresholds, effective_thresholds
 from .live import production_intervals
 from .models import Alert, Figure, MonitoringPolicy, MonitoringRun, VersionCounts
 from .windows import LABELS, range_window
@@ -176,8 +176,11 @@ def monitoring_view(*, user, model_name: str, params) -> dict:
             out["figures"]["window"] = run.windows.get(window_code)
             out["figures"]["computed"] = run.computed_at.isoformat()
     if out["figures"] is not None:
+        # the most severe first, then the largest PSI: a drifting feature leads the table
         order = {f["name"]: i for i, f in enumerate(version.input_schema or [])}
-        out["figures"]["drift"].sort(key=lambda d: order.get(d["feature"], 10**6))
+        out["figures"]["drift"].sort(key=lambda d: (SEVERITY.get(d["status"], 9),
+                                                    -(d.get("psi") or 0),
+                                                    order.get(d["feature"], 10**6)))
         _withhold_small_cells(out["figures"], thresholds["min_predictions"])
     return out
 

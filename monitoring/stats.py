@@ -15,9 +15,9 @@ The tests and their defaults (documented in docs/operations.md, "Monitoring"):
 * **Numeric features: Kolmogorov–Smirnov**, two-sample, against the profile's
   distribution. The profile knows the training CDF only at its quantile edges, so the
   statistic is the largest gap between the two CDFs *at those edges*: a lower bound of
-  the exact KS statistic, and the p-value (``scipy.stats.kstwo`` at the effective size
-  ``n·m/(n+m)``, m = training values) is conservative. It is labelled approximate
-  wherever it is shown.
+  the exact KS statistic, so the p-value (at the effective size ``n·m/(n+m)``, m =
+  training values; exact below 35, Kolmogorov's limit with Stephens' correction above,
+  see ``ks_p_value``) is conservative. It is labelled approximate wherever it is shown.
 * **Categorical and boolean features: chi-square** test of homogeneity on the 2 × k
   table (live counts, training counts rebuilt from shares × training count); categories
   whose expected count is below 5 are pooled, as the test needs.
@@ -76,12 +76,34 @@ def binned_ks(counts: Sequence[int], reference: Sequence[float], n_reference: in
     live = np.concatenate(([c[0]], c[0] + np.cumsum(c[1:k]), [n - c[-1]])) / n
     ref = np.concatenate(([0.0], np.cumsum(np.asarray(reference, dtype=float))[:k - 1], [1.0]))
     d = float(np.max(np.abs(live - ref)))
-    from scipy.stats import kstwo
-
-    effective = max(1, round(n * n_reference / (n + n_reference)))
-    p = float(kstwo.sf(d, effective)) if d > 0 else 1.0
-    return TestResult("ks", d, min(1.0, max(0.0, p)), True,
+    effective = n * n_reference / (n + n_reference)
+    return TestResult("ks", d, ks_p_value(d, effective), True,
                       "approximate: the training CDF is known at its quantile edges only")
+
+
+KS_EXACT_BELOW = 35
+
+
+def ks_p_value(d: float, effective: float) -> float:
+    """P(D ≥ d) for the KS statistic at effective size ``effective`` (n·m/(n+m)).
+
+    Chosen by size: below ``KS_EXACT_BELOW`` the exact distribution
+    (``scipy.stats.kstwo``, ~0.4 ms a call); above it Kolmogorov's limit with Stephens'
+    small-sample correction, ``Q((√n + 0.12 + 0.11/√n)·d)`` (~1 µs; within 0.02 of the
+    exact value at 35, 0.003 at 2,000), since a run computes hundreds of them.
+    """
+    if d <= 0:
+        return 1.0
+    if effective < KS_EXACT_BELOW:
+        from scipy.stats import kstwo
+
+        p = float(kstwo.sf(d, max(1, round(effective))))
+    else:
+        from scipy.special import kolmogorov
+
+        root = math.sqrt(effective)
+        p = float(kolmogorov((root + 0.12 + 0.11 / root) * d))
+    return min(1.0, max(0.0, p))
 
 
 def chi_square(counts: Sequence[int], reference: Sequence[float], n_reference: int) -> TestResult:
