@@ -270,3 +270,23 @@ def can_run(caps) -> bool:
 
 def can_record_outcomes(caps) -> bool:
     return Capability.RECORD_OUTCOMES in caps
+
+
+def monitoring_evidence(*, version: ModelVersion) -> dict | None:
+    """A version's latest monitoring run as evidence (for the dossier, whose own service
+    checks ``generate_dossier``): when it was computed, from which rows, the thresholds
+    applied, the health table, the retraining signal, the open alerts and the 30-day and
+    since-promotion figures. None when the version was never monitored."""
+    run = latest_run(version)
+    if run is None:
+        return None
+    figures = {window: _signal_figures(list(run.figures.filter(window=window)))
+               for window in ("30d", "since_promotion")}
+    return {"computed_at": run.computed_at.isoformat(), "aggregated_through":
+            run.aggregated_through, "windows": run.windows, "thresholds": run.thresholds,
+            "health": run.summary.get("health", []),
+            "retraining": run.summary.get("retraining"),
+            "alerts": [{"signal": a.signal, "feature": a.feature, "level": a.level,
+                        "message": a.message, "opened_at": a.opened_at.isoformat()}
+                       for a in Alert.objects.filter(version=version, cleared_at__isnull=True)],
+            "figures": figures}

@@ -27,6 +27,7 @@ Idempotent: the history is replayed only when the demo model is created by this 
 
 from __future__ import annotations
 
+import contextlib
 import io
 from datetime import timedelta
 
@@ -162,10 +163,8 @@ class _History:
                 if self.rng.random() < 0.3:  # a malformed request now and then
                     broken = dict(inputs[0])
                     broken.pop(self.features[int(self.rng.integers(len(self.features)))])
-                    try:
+                    with contextlib.suppress(ValidationFailed):  # refused and counted
                         prediction_create(user=clinician, model=self.model, instances=[broken])
-                    except ValidationFailed:
-                        pass
             for result, positive in zip(results, truth, strict=True):
                 prediction = result.prediction
                 self.truth[prediction.pk] = int(positive)

@@ -169,3 +169,15 @@ def test_banners_on_the_model_pages_and_the_dashboard(client_as, personas, monit
         assert "mean texture" in body and "runbook's retraining procedure" in body
     # another model's member sees nothing of it
     assert "retraining suggested" not in text(client_as("viewer_other").get("/"))
+
+
+def test_the_dossier_can_take_the_latest_run_as_evidence(personas, monitored):
+    import json
+
+    from monitoring.selectors import monitoring_evidence
+
+    evidence = monitoring_evidence(version=monitored)
+    assert evidence["health"] == MonitoringRun.objects.get(version=monitored).summary["health"]
+    assert {a["signal"] for a in evidence["alerts"]} >= {"data_drift_psi", "retraining"}
+    assert evidence["figures"]["30d"]["performance"]["observed"]["n"] == 200
+    json.dumps(evidence)  # plain values, ready for the dossier's attachments
