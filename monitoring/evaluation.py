@@ -107,7 +107,7 @@ def evaluation_context(version: ModelVersion, *, since: datetime, now: datetime,
     outcomes = list(Outcome.objects.filter(version=version, predicted_at__gte=since)
                     .filter(live_q(intervals, "predicted_at"))
                     .values_list("predicted_at", "positive", "prediction__score",
-                                 "prediction__label", "subgroups"))
+                                 "prediction__label", "membership__names"))
     rejections = list(RejectionCount.objects.filter(version=version, day__gte=since.date())
                       .values_list("day", "code").annotate(n=Sum("count")))
     positive = version.output_schema.get("positive_label", labels[-1] if labels else None)

@@ -155,9 +155,6 @@ class Outcome(models.Model):
     outcome_date = models.DateField()
     # The prediction's time, copied so windows select outcomes without joining the log.
     predicted_at = models.DateTimeField()
-    # Subgroups (MonitoringPolicy.subgroups) the input belonged to, decided when the
-    # outcome arrived from the raw input; null when the input was already purged.
-    subgroups = models.JSONField(null=True, blank=True)
     upload = models.ForeignKey(OutcomeUpload, on_delete=models.PROTECT, related_name="outcomes")
     recorded_at = models.DateTimeField()
 
@@ -168,6 +165,19 @@ class Outcome(models.Model):
 
     def __str__(self) -> str:
         return f"outcome {self.label} of prediction {self.prediction_id}"
+
+
+class OutcomeSubgroups(models.Model):
+    """The subgroups (``MonitoringPolicy.subgroups``) an outcome's input belonged to,
+    decided from the raw input when the outcome arrived, and again when the policy's
+    subgroups change while the input is kept. Derived, so kept apart from the outcome,
+    which never changes. ``names`` is null when the input was already purged."""
+
+    outcome = models.OneToOneField(Outcome, on_delete=models.CASCADE, related_name="membership")
+    names = models.JSONField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"subgroups of outcome {self.outcome_id}"
 
 
 class RunTrigger(models.TextChoices):

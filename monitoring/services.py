@@ -44,6 +44,7 @@ from .models import (
     MonitoringRun,
     Outcome,
     OutcomeSource,
+    OutcomeSubgroups,
     OutcomeUpload,
     RunTrigger,
 )
@@ -358,6 +359,7 @@ def outcomes_record(*, user, model: RegisteredModel, rows: list[dict], source: s
     subgroup_rules = _subgroup_rules(model)
     outcomes: list[Outcome] = []
     accepted: list[tuple[uuid.UUID, Outcome]] = []
+    memberships: list[list[str] | None] = []
     for i, public_id, row in parsed:
         if public_id is None:
             continue
@@ -397,10 +399,10 @@ def outcomes_record(*, user, model: RegisteredModel, rows: list[dict], source: s
             continue
         outcome = Outcome(
             prediction_id=prediction["id"], model=model, version_id=version.pk, label=value[0],
-            positive=value[1], outcome_date=day, predicted_at=prediction["created_at"],
-            subgroups=subgroups_of(prediction.get("input"), subgroup_rules))
+            positive=value[1], outcome_date=day, predicted_at=prediction["created_at"])
         outcomes.append(outcome)
         accepted.append((public_id, outcome))
+        memberships.append(subgroups_of(prediction.get("input"), subgroup_rules))
     if problems:
         shown = problems[:MAX_ERRORS_LISTED]
         if len(problems) > MAX_ERRORS_LISTED:
@@ -413,28 +415,33 @@ def outcomes_record(*, user, model: RegisteredModel, rows: list[dict], source: s
         key=lambda r: r["prediction_id"]))
     digest = sha256 or hashlib.sha256(canonical).hexdigest()
     now = timezone.now()
+    public_id = uuid.uuid4()
+    by_version: dict[str, int] = {}
+    for outcome in outcomes:
+        label = f"v{versions[outcome.version_id].number}"
+        by_version[label] = by_version.get(label, 0) + 1
     try:
         with transaction.atomic():
-            upload = OutcomeUpload.objects.create(
-                public_id=uuid.uuid4(), model=model, source=source, file_name=file_name[:200],
-                sha256=digest, rows=len(outcomes), recorded_by=user, recorded_at=now)
-            for outcome in outcomes:
-                outcome.upload, outcome.recorded_at = upload, now
-            Outcome.objects.bulk_create(outcomes, batch_size=2000)
-            by_version: dict[str, int] = {}
-            for outcome in outcomes:
-                label = f"v{versions[outcome.version_id].number}"
-                by_version[label] = by_version.get(label, 0) + 1
+            # The event first, so the upload row is written once, complete, with its seq.
             event = audit_event_record(
-                action=Action.OUTCOMES_RECORDED, obj=upload, object_repr=str(upload)[:300],
+                action=Action.OUTCOMES_RECORDED, object_type="monitoring.outcomeupload",
+                object_id=str(public_id),
+                object_repr=f"{len(outcomes)} outcomes for {model.name} ({source})",
                 model_id=model.pk, model_name=model.name,
                 details={"rows": len(outcomes), "source": source, "file_name": file_name,
                          "sha256": digest, "by_version": by_version,
                          "positives": sum(1 for o in outcomes if o.positive),
-                         "upload": str(upload.public_id)})
-            # OutcomeUpload is append-only for the ORM's update(); save() sets the seq once.
-            upload.event_seq = event.seq
-            upload.save(update_fields=["event_seq"])
+                         "upload": str(public_id)})
+            upload = OutcomeUpload.objects.create(
+                public_id=public_id, model=model, source=source, file_name=file_name[:200],
+                sha256=digest, rows=len(outcomes), recorded_by=user, recorded_at=now,
+                event_seq=event.seq)
+            for outcome in outcomes:
+                outcome.upload, outcome.recorded_at = upload, now
+            Outcome.objects.bulk_create(outcomes, batch_size=2000)
+            OutcomeSubgroups.objects.bulk_create(
+                [OutcomeSubgroups(outcome=o, names=names)
+                 for o, names in zip(outcomes, memberships, strict=True)], batch_size=2000)
     except IntegrityError:
         raise Conflict("Some of these predictions received an outcome at the same moment from "
                        "another upload; nothing was recorded. Send the file again to see "
@@ -599,16 +606,18 @@ def monitoring_policy_update(*, user, model: RegisteredModel, thresholds: Any = 
 
 
 def _regroup_outcomes(model: RegisteredModel, rules: list[dict]) -> int:
-    """Outcomes are append-only; their subgroup memberships are derived and re-decided
-    here (a raw-SQL-free bulk update through a plain queryset of the same table)."""
-    rows = list(Outcome.objects.filter(model=model).values_list("pk", "prediction__input"))
+    """Decide the subgroups of the model's outcomes again, from the raw inputs still kept;
+    an outcome whose input is gone keeps what was decided when it arrived."""
+    rows = list(Outcome.objects.filter(model=model, prediction__input__isnull=False)
+                .values_list("pk", "prediction__input"))
+    memberships = {m.outcome_id: m for m in
+                   OutcomeSubgroups.objects.filter(outcome_id__in=[pk for pk, _ in rows])}
     changed = []
     for pk, values in rows:
-        outcome = Outcome(pk=pk, subgroups=subgroups_of(values, rules))
-        changed.append(outcome)
-    from django.db.models import QuerySet
-
-    for start in range(0, len(changed), 1000):
-        # The append-only queryset refuses update(); memberships are not evidence.
-        QuerySet(model=Outcome).bulk_update(changed[start:start + 1000], ["subgroups"])
+        membership = memberships.get(pk) or OutcomeSubgroups(outcome_id=pk)
+        membership.names = subgroups_of(values, rules)
+        changed.append(membership)
+    OutcomeSubgroups.objects.bulk_create([m for m in changed if m.pk is None], batch_size=1000)
+    OutcomeSubgroups.objects.bulk_update([m for m in changed if m.pk is not None], ["names"],
+                                         batch_size=1000)
     return len(changed)

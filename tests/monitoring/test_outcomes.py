@@ -216,3 +216,21 @@ def test_outcome_bodies_that_are_not_lists_are_structured_400s(personas):
     response = client.post(_outcomes_url(personas), {"file": io.BytesIO(b"\xff\xfe")},
                            format="multipart")
     assert response.status_code == 400
+
+
+def test_subgroups_defined_after_the_outcomes_are_decided_again_from_kept_inputs(personas):
+    version = released_version(personas, confidence_threshold=0.6)
+    rows, y = labelled_sample(60, seed=12)
+    results = log_rows(personas, rows)
+    record(personas, results, y)
+    Prediction.objects.filter(pk=results[0].prediction.pk).update(input=None,
+                                                                  purged_at=results[0]
+                                                                  .prediction.created_at)
+    monitoring_policy_update(user=personas.owner, model=personas.model, subgroups=[
+        {"name": "large", "feature": "mean radius", "op": ">=", "value": 15.0}])
+    event = AuditEvent.objects.get(action=Action.MONITORING_POLICY_UPDATED)
+    assert event.details == {"outcomes_regrouped": 59}  # the purged one keeps its (none)
+    run = count_and_run(version)
+    observed = run.figures.get(window="7d", signal="performance").detail["observed"]
+    large = rows["mean radius"].to_numpy()[1:] >= 15.0
+    assert observed["subgroups"][0]["n"] == int(large.sum())
