@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db.models import Sum
 from django.utils import timezone
 
-from inference.models import RejectionCount, ReviewDecision, ReviewItem, ReviewStatus
+from inference.models import Prediction, RejectionCount, ReviewDecision, ReviewItem, ReviewStatus
 from registry.models import ModelVersion, VersionState
 
 from . import stats
@@ -42,9 +42,8 @@ from .windows import ROLLING, Counts, CountStore, Window, day_window, rolling_wi
 SERIES_DAYS = 30
 FEATURE_LABELS = {"data_drift_psi": "Data drift", "missing_rate_increase": "Missing values above "
                   "training"}
-ATTRIBUTION_GAP = ("No explanations are recorded for this version: attribution drift compares "
-                   "the global SHAP importance of recent predictions with the version's, and "
-                   "needs the explanation service.")
+# The most recent SHAP explanations of a version that attribution drift reads per run.
+ATTRIBUTION_LIMIT = 20_000
 
 
 @dataclass
@@ -67,6 +66,10 @@ class Context:
     # Calibration on every live outcome loaded, whatever the window: the evidence for
     # trusting an estimate in a window whose own outcomes have not arrived yet.
     calibration_so_far: dict = field(default_factory=dict)
+    # Attribution drift: the version's global importance (feature -> share of mean |SHAP|)
+    # and the explained live predictions, as (time, feature -> |SHAP|).
+    importance: dict | None = None
+    explained: list[tuple] = field(default_factory=list)
 
 
 @dataclass
@@ -114,12 +117,72 @@ def evaluation_context(version: ModelVersion, *, since: datetime, now: datetime,
     y, score, _predicted = _outcome_arrays(outcomes, positive)
     so_far = stats.calibration(y, score)
     so_far["enough"] = bool(len(y) >= thresholds["min_outcomes"] and 0 < y.sum() < len(y))
+    importance, explained = _attributions(version, since, live)
     return Context(version=version, thresholds=thresholds, layouts=layouts, intervals=intervals,
                    subgroups=list(policy.subgroups) if policy else [],
                    price=_price(policy), positive=positive,
                    store=store, baseline=baseline, baseline_window=baseline_window,
                    reviews=reviews, outcomes=outcomes, rejections=rejections,
-                   calibration_so_far=so_far)
+                   calibration_so_far=so_far, importance=importance, explained=explained)
+
+
+def _attributions(version: ModelVersion, since: datetime, live) -> tuple[dict | None, list]:
+    """The version's global SHAP importance as shares, and for each live prediction since
+    ``since`` whose input has a SHAP explanation, its |contribution| per feature."""
+    from explain.models import Explanation, Method
+    from explain.selectors import version_explanation_latest
+
+    figures = version_explanation_latest(version=version)
+    importance = None
+    if figures is not None:
+        features = (figures.content or {}).get("global_importance", {}).get("features", [])
+        total = sum(abs(f["mean_abs"]) for f in features)
+        if total > 0:
+            importance = {f["feature"]: abs(f["mean_abs"]) / total for f in features}
+    by_input = {}
+    for sha, content in (Explanation.objects.filter(version=version, method=Method.SHAP)
+                         .order_by("-id").values_list("input_sha256", "content")
+                         [:ATTRIBUTION_LIMIT]):
+        by_input.setdefault(sha, {c["feature"]: abs(c["contribution"])
+                                  for c in (content or {}).get("contributions", [])})
+    explained = []
+    shas = list(by_input)
+    for start in range(0, len(shas), 2000):
+        for when, sha in (Prediction.objects.filter(version=version, created_at__gte=since,
+                                                    input_sha256__in=shas[start:start + 2000])
+                          .filter(live).values_list("created_at", "input_sha256")):
+            explained.append((when, by_input[sha]))
+    return importance, explained
+
+
+def _attribution_drift(rows: list[tuple], ctx: Context) -> dict:
+    """Total variation distance between the shares of mean |SHAP| per feature over the
+    window's explained predictions and the version's global importance (0: the same
+    ranking and weights; 1: disjoint)."""
+    if ctx.importance is None:
+        return {"status": Status.UNAVAILABLE, "value": None, "n": len(rows),
+                "verdict": "the version's global importance is not computed (explanations "
+                           "run when a version is submitted; `manage.py explain_versions`)"}
+    if len(rows) < ctx.thresholds["min_predictions"]:
+        return {"status": Status.NO_DATA, "value": None, "n": len(rows),
+                "verdict": f"{len(rows)} explained predictions in the window; a verdict "
+                           f"needs {ctx.thresholds['min_predictions']}"}
+    sums: dict[str, float] = defaultdict(float)
+    for _when, contributions in rows:
+        for feature, value in contributions.items():
+            sums[feature] += value
+    total = sum(sums.values()) or 1.0
+    recent = {f: v / total for f, v in sums.items()}
+    features = set(recent) | set(ctx.importance)
+    value = 0.5 * sum(abs(recent.get(f, 0.0) - ctx.importance.get(f, 0.0)) for f in features)
+    moved = sorted(features, key=lambda f: -abs(recent.get(f, 0.0) - ctx.importance.get(f, 0.0)))
+    return {"status": status_of(value, "attribution_drift", ctx.thresholds), "value": value,
+            "n": len(rows), "moved": [{"feature": f, "recent": recent.get(f, 0.0),
+                                       "version": ctx.importance.get(f, 0.0)}
+                                      for f in moved[:5]],
+            "verdict": (f"{len(rows)} explained predictions; most moved: {moved[0]} "
+                        f"({recent.get(moved[0], 0.0):.0%} of the attribution now, "
+                        f"{ctx.importance.get(moved[0], 0.0):.0%} for the version)")}
 
 
 def _price(policy: MonitoringPolicy | None) -> float:
@@ -442,8 +505,8 @@ def window_figures(window: Window, ctx: Context, *, detail: bool = True) -> dict
                          "an upper bound, × the price per CPU-hour"},
         "overrides": overrides,
         "performance": perf,
-        "attribution_drift": {"status": Status.UNAVAILABLE, "value": None,
-                              "verdict": ATTRIBUTION_GAP},
+        "attribution_drift": _attribution_drift(
+            [r for r in ctx.explained if window.start <= r[0] < window.end], ctx),
     }
     out["performance_drop"] = _performance_drop(perf, ctx)
     out["subgroup_error_spread"] = _spread(perf, ctx)
@@ -654,7 +717,8 @@ def _rows(code: str, data: dict) -> list[Figure]:
                                   data["subgroup_error_spread"]),
         "calibration_ece": (data["calibration_ece"]["value"], data["calibration_ece"]["status"],
                             data["calibration_ece"]),
-        "attribution_drift": (None, Status.UNAVAILABLE, data["attribution_drift"]),
+        "attribution_drift": (data["attribution_drift"]["value"],
+                              data["attribution_drift"]["status"], data["attribution_drift"]),
     }
     for key, item in data["rates"].items():
         scalar[key] = (item["value"], item["status"], item)

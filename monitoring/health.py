@@ -73,7 +73,8 @@ SIGNALS: tuple[SignalSpec, ...] = (
     SignalSpec("missing_rate_increase", "Missing values above training", "points", 0.05, 0.10,
                "7d", "Largest rise of a feature's missing-value rate over its training rate."),
     SignalSpec("attribution_drift", "Attribution drift", "ratio", 0.10, 0.25, "30d",
-               "Global SHAP importance of recent predictions against the version's."),
+               "Total variation distance between the shares of mean |SHAP| per feature over "
+               "the window's explained predictions and the version's global importance."),
     SignalSpec("cost_per_1000", "Inference cost per 1,000 predictions", "usd", 0.50, 1.00, "7d",
                "CPU time per prediction × the price per CPU-hour (estimated from the logged "
                "latency, see docs/operations.md)."),

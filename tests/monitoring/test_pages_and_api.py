@@ -58,7 +58,7 @@ def test_the_health_table_is_sorted_by_severity_with_thresholds_beside_each(
     order = {"alert": 0, "warning": 1, "unavailable": 2, "no_data": 3, "ok": 4}
     assert statuses == sorted(statuses, key=order.get) and statuses[0] == "alert"
     assert table.count("OK below") == 14  # every signal states its thresholds
-    assert "Attribution drift" in table and "No explanations are recorded" in table
+    assert "Attribution drift" in table and "global importance is not computed" in table
 
 
 def test_charts_are_svg_with_titles_descriptions_and_data_tables(client_as, personas, monitored):
