@@ -27,3 +27,18 @@ def typical_input(version: ModelVersion) -> dict:
         q = columns[feature["name"]]["quantiles"]
         row[feature["name"]] = q[len(q) // 2]
     return row
+
+
+def purge_later(*, now=None, days: int = 400) -> dict:
+    """The retention purge as it would run ``days`` from now (or at ``now``). By then
+    monitoring, which the purge waits for, has long counted every row: it counts a row
+    once the log has settled (30 s), so here it is asked to count them all first."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from inference.services import prediction_inputs_purge
+    from monitoring.aggregation import aggregate_predictions
+
+    aggregate_predictions(settle=timedelta(0))
+    return prediction_inputs_purge(now=now or timezone.now() + timedelta(days=days))

@@ -4,15 +4,13 @@ out-of-distribution details, four eyes on the review queue, its pages."""
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 
 import pytest
 from django.test import Client, override_settings
-from django.utils import timezone
 
 from inference.models import Prediction, ReviewItem
 from inference.selectors import ood_flags
-from inference.services import prediction_inputs_purge, review_decide
+from inference.services import review_decide
 from inference.templatetags.inference_tags import reason_text
 from inference.validation import check_input
 from registry.services import model_version_submit
@@ -20,7 +18,7 @@ from registry.templatetags.registry_tags import percent
 
 from ..conftest import api_as
 from ..registry.helpers import register_version
-from .helpers import released_version, typical_input
+from .helpers import purge_later, released_version, typical_input
 
 pytestmark = pytest.mark.django_db
 
@@ -150,7 +148,7 @@ def test_readers_without_raw_inputs_see_no_values_in_the_flags(personas):
             "mean radius is outside the validated range.", who
     owner = api_as(personas.owner).get(f"/api/v1/predictions/{body['id']}/").json()
     assert owner["ood"] == prediction.ood  # may see raw inputs: the flags as logged
-    prediction_inputs_purge(now=timezone.now() + timedelta(days=400))
+    purge_later()
     purged = api_as(personas.owner).get(f"/api/v1/predictions/{body['id']}/").json()
     assert purged["input_purged"] and purged["ood"][0]["message"] == \
         "mean radius is outside the validated range."

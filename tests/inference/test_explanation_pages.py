@@ -5,20 +5,17 @@ values only for those who may see them, the OOD caveat."""
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 
 import pytest
 from django.test import Client
-from django.utils import timezone
 
 from explain.models import Explanation
 from inference.models import ReviewItem
-from inference.services import prediction_inputs_purge
 
 from ..conftest import api_as
 from ..explain.helpers import forest, released_of
 from ..pages import text
-from .helpers import typical_input
+from .helpers import purge_later, typical_input
 
 pytestmark = pytest.mark.django_db
 
@@ -128,7 +125,7 @@ def test_after_the_purge_the_page_keeps_the_contributions_without_values(persona
     version = released_of(personas, forest())
     prediction = _predict(personas, version, **{"mean radius": 19.5})
     _as(personas.clinician).get(f"/predictions/{prediction['id']}/")
-    prediction_inputs_purge(now=timezone.now() + timedelta(days=400))
+    purge_later()
     page = text(_as(personas.clinician).get(f"/predictions/{prediction['id']}/"))
     _svg(page)
     assert "19.5" not in page and "purged with the raw input" in page

@@ -10,11 +10,10 @@ from django.utils import timezone
 from audits.models import Action, AuditEvent
 from explain.models import Explanation, ExplanationJob
 from inference.models import Prediction
-from inference.services import prediction_inputs_purge
 
 from ..conftest import api_as
 from ..explain.helpers import forest, released_of
-from .helpers import typical_input
+from .helpers import purge_later, typical_input
 
 pytestmark = pytest.mark.django_db
 
@@ -170,7 +169,7 @@ def test_purging_the_raw_input_removes_values_from_explanations_and_refuses_new_
     stored = Explanation.objects.get()
     contributions = stored.content["contributions"]
     later = timezone.now() + timedelta(days=personas.model.retention_days + 1)
-    prediction_inputs_purge(now=later)
+    purge_later(now=later)
     stored.refresh_from_db()
     assert stored.values is None and stored.values_purged_at is not None
     assert stored.content["contributions"] == contributions
@@ -197,7 +196,7 @@ def test_a_value_still_logged_by_a_later_prediction_is_kept(personas):
 
     with mock.patch("django.utils.timezone.now", return_value=later - timedelta(days=1)):
         _predict(personas, version)
-    prediction_inputs_purge(now=later)
+    purge_later(now=later)
     assert Explanation.objects.get().values is not None
 
 
@@ -211,7 +210,7 @@ def test_a_job_for_a_purged_input_fails_with_the_reason(personas, settings, monk
     listed = api_as(personas.clinician).get(_url(prediction_id))
     assert listed.status_code == 202  # pending
     assert listed.json()["jobs"][0]["status_url"] == response.json()["status_url"]
-    prediction_inputs_purge(now=timezone.now() + timedelta(days=400))
+    purge_later()
     assert api_as(personas.clinician).get(_url(prediction_id)).status_code == 200
     job = ExplanationJob.objects.get()
     assert job.status == "failed" and job.error_code == "input_purged" and job.input is None
