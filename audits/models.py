@@ -36,6 +36,8 @@ class Action(models.TextChoices):
     ARTIFACT_UPLOADED = "registry.artifact_uploaded", "Artifact stored"
     ARTIFACT_DOWNLOADED = "registry.artifact_downloaded", "Artifact downloaded"
     ARTIFACT_INTEGRITY_FAILED = "registry.artifact_integrity_failed", "Artifact hash mismatch"
+    TRUSTED_TYPE_ADDED = "registry.trusted_type_added", "Type added to the skops allowlist"
+    TRUSTED_TYPE_REMOVED = "registry.trusted_type_removed", "Type removed from the skops allowlist"
     # release workflow
     POLICY_UPDATED = "release.policy_updated", "Release policy changed"
     SIGNOFF_RECORDED = "release.signoff_recorded", "Sign-off recorded"

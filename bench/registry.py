@@ -423,6 +423,7 @@ def register_split(args: argparse.Namespace, model: ModelFile, targets: list[Bac
     from registry.artifacts import inspect_artifact
     from registry.models import ArtifactFormat
     from registry.runtime import bind_features, dry_run, load_model
+    from registry.sandbox import sandbox_run
     from registry.storage import blob_delete, blob_read_verified
 
     schema = [{"name": n, "type": "number"} for n in model.feature_names]
@@ -439,7 +440,7 @@ def register_split(args: argparse.Namespace, model: ModelFile, targets: list[Bac
                         data = handle.read()
                     t2 = clock()
                     info = inspect_artifact(data, artifact_format=ArtifactFormat.SKOPS,
-                                            trusted_types=TRUSTED_TYPES)
+                                            allowed=frozenset(TRUSTED_TYPES))
                     t3 = clock()
                     loaded = load_model(data, artifact_format=ArtifactFormat.SKOPS,
                                         trusted_types=info.untrusted_types)
@@ -449,10 +450,22 @@ def register_split(args: argparse.Namespace, model: ModelFile, targets: list[Bac
                     t5 = clock()
                     key = store_spooled(path, sha)
                     t6 = clock()
+
+                    def first_contact(data=data):
+                        found = inspect_artifact(data, artifact_format=ArtifactFormat.SKOPS,
+                                                 allowed=frozenset(TRUSTED_TYPES))
+                        model_ = load_model(data, artifact_format=ArtifactFormat.SKOPS,
+                                            trusted_types=found.untrusted_types)
+                        bind_features(model_, model.feature_names)
+                        return dry_run(model_, schema, {}, n_labels=2)["ok"]
+
+                    t6a = clock()
+                    sandboxed_ok = sandbox_run(first_contact, what="benchmark model")
+                    t6b = clock()
                 finally:
                     os.unlink(path)
                 del data, loaded
-                if not dry["ok"]:
+                if not dry["ok"] or not sandboxed_ok:
                     raise BenchError("the dry run of the benchmark model failed")
                 try:
                     t7 = clock()
@@ -472,6 +485,7 @@ def register_split(args: argparse.Namespace, model: ModelFile, targets: list[Bac
                 ("register: load_model (skops)", t4 - t3),
                 ("register: bind + dry run", t5 - t4),
                 ("register: blob_put", t6 - t5),
+                ("register: sandboxed inspect+load+dry run (fork)", t6b - t6a),
                 ("load: blob_read_verified", t8 - t7),
                 ("load: load_model (skops)", t9 - t8),
             ):

@@ -23,6 +23,8 @@ def navigation(request):
     if is_global_admin(user) or is_global_auditor(user) or model_list_for_user(
             user=user, capability=Capability.VIEW_AUDIT).exists():
         nav.append(("Audit trail", "audit-events"))
+    if is_global_admin(user) or can_create_models(user):
+        nav.append(("Trusted types", "registry:trusted-types"))
     nav.append(("API", "api-docs"))
     return {
         "nav": nav,

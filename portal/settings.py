@@ -199,6 +199,21 @@ STORAGES = {
 
 # --- uploads ----------------------------------------------------------------------
 ATTEST_MAX_UPLOAD_BYTES = env_int("ATTEST_MAX_UPLOAD_MB", 512, minimum=1) * 1024 * 1024
+# A skops file is a zip: its members are checked against these, from the headers, before
+# anything is decompressed (registry.artifacts.check_zip_limits).
+ATTEST_SKOPS_MAX_MEMBER_BYTES = env_int("ATTEST_SKOPS_MAX_MEMBER_MB", 512, minimum=1) * 1024 * 1024
+ATTEST_SKOPS_MAX_EXPANDED_BYTES = env_int("ATTEST_SKOPS_MAX_EXPANDED_MB", 2048,
+                                          minimum=1) * 1024 * 1024
+ATTEST_SKOPS_MAX_SCHEMA_BYTES = env_int("ATTEST_SKOPS_MAX_SCHEMA_MB", 16, minimum=1) * 1024 * 1024
+ATTEST_SKOPS_MAX_RATIO = env_int("ATTEST_SKOPS_MAX_RATIO", 100, minimum=2)
+ATTEST_SKOPS_MAX_MEMBERS = env_int("ATTEST_SKOPS_MAX_MEMBERS", 100_000, minimum=10)
+# The first inspection, load and dry run of an upload, and its ONNX conversion, run in a
+# forked child without database connection, secrets or environment, under these limits
+# (registry.sandbox). Memory is what the child may map beyond what the parent already had.
+ATTEST_SANDBOX = env_bool("ATTEST_SANDBOX", True)
+ATTEST_SANDBOX_CPU_SECONDS = env_int("ATTEST_SANDBOX_CPU_SECONDS", 120, minimum=1)
+ATTEST_SANDBOX_MEMORY_MB = env_int("ATTEST_SANDBOX_MEMORY_MB", 4096, minimum=64)
+ATTEST_SANDBOX_TIMEOUT_SECONDS = env_int("ATTEST_SANDBOX_TIMEOUT_SECONDS", 300, minimum=1)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_TEMP_DIR = env_str("ATTEST_UPLOAD_TEMP_DIR")

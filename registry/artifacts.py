@@ -18,9 +18,12 @@ import zlib
 from dataclasses import dataclass, field
 from itertools import islice
 
+from django.conf import settings
+
 from core.errors import ErrorItem, ValidationFailed
 
 from .models import ArtifactFormat
+from .trust import HOW_TO_ASK, forbidden_reason, untrusted_refusal
 
 CONVERT_HELP = (
     "Pickle and joblib files can run arbitrary code when loaded, so Attest refuses them. "
@@ -29,15 +32,6 @@ CONVERT_HELP = (
     "to_onnx; open('model.onnx','wb').write(to_onnx(model, X[:1].astype('float32'))"
     ".SerializeToString())` — and upload that file."
 )
-
-# Modules whose objects have no business in a model file: refused even when the
-# uploader lists them as trusted.
-FORBIDDEN_MODULE_ROOTS = frozenset({
-    "builtins", "os", "posix", "nt", "sys", "subprocess", "shutil", "socket", "pickle",
-    "marshal", "importlib", "runpy", "code", "codeop", "ctypes", "types", "io", "pathlib",
-    "tempfile", "webbrowser", "http", "urllib", "requests", "shelve", "dill", "cloudpickle",
-    "joblib", "operator", "functools", "inspect", "pty", "signal", "multiprocessing",
-})
 
 _PICKLE_FIRST_OPS = {"PROTO", "FRAME", "MARK", "GLOBAL", "STACK_GLOBAL", "EMPTY_DICT",
                      "EMPTY_LIST", "EMPTY_TUPLE", "INST", "OBJ", "SHORT_BINUNICODE"}
@@ -109,13 +103,16 @@ def _refuse(message: str, code: str) -> ValidationFailed:
     return ValidationFailed(message, code=code, field="artifact")
 
 
-def inspect_artifact(data: bytes, *, artifact_format: str, trusted_types: list[str]) -> ArtifactInfo:
+def inspect_artifact(data: bytes, *, artifact_format: str,
+                     allowed: frozenset[str]) -> ArtifactInfo:
     """Check an upload is what it claims and safe to load; raise ValidationFailed otherwise.
 
     1. Empty files and pickle/joblib content are refused first, by content.
-    2. skops: the zip must be intact and hold skops' schema.json; every type
-       skops does not trust by default must be listed in ``trusted_types``
-       and come from an allowed module.
+    2. skops: the zip's members are checked against size and ratio limits from
+       their headers before anything is decompressed, then for integrity; the
+       archive must hold skops' schema.json, and every type skops does not trust
+       by default must be on the administrators' allowlist ``allowed``
+       (``registry.trust.trusted_type_names()``).
     3. onnx: the bytes must parse as an ONNX graph.
     """
     if not data:
@@ -124,14 +121,55 @@ def inspect_artifact(data: bytes, *, artifact_format: str, trusted_types: list[s
     if pickled:
         raise _refuse(f"The artifact is {pickled}. {CONVERT_HELP}", "pickle_refused")
     if artifact_format == ArtifactFormat.SKOPS:
-        return _inspect_skops(data, trusted_types)
+        return _inspect_skops(data, allowed)
     if artifact_format == ArtifactFormat.ONNX:
         return _inspect_onnx(data)
     raise ValidationFailed(f"Unknown artifact format {artifact_format!r}; use 'skops' or 'onnx'.",
                            code="unsupported_format", field="metadata.format")
 
 
-def _inspect_skops(data: bytes, trusted_types: list[str]) -> ArtifactInfo:
+def _mb(n: int) -> str:
+    return f"{n / (1024 * 1024):,.1f} MB"
+
+
+def check_zip_limits(archive: zipfile.ZipFile) -> None:
+    """Refuse a zip whose members would expand past the limits, from the headers alone.
+
+    Python's zipfile never yields more than a member's declared size (and fails
+    its CRC if the data say otherwise), so checking the declared sizes bounds
+    what any later read decompresses.
+    """
+    member_limit = settings.ATTEST_SKOPS_MAX_MEMBER_BYTES
+    total_limit = settings.ATTEST_SKOPS_MAX_EXPANDED_BYTES
+    schema_limit = settings.ATTEST_SKOPS_MAX_SCHEMA_BYTES
+    ratio_limit = settings.ATTEST_SKOPS_MAX_RATIO
+    members = archive.infolist()
+    if len(members) > settings.ATTEST_SKOPS_MAX_MEMBERS:
+        raise _refuse(f"The skops archive has {len(members):,} members; at most "
+                      f"{settings.ATTEST_SKOPS_MAX_MEMBERS:,} are accepted.", "archive_too_large")
+    total = 0
+    for info in members:
+        total += info.file_size
+        if info.filename == "schema.json" and info.file_size > schema_limit:
+            raise _refuse(f"The skops archive's schema.json expands to {_mb(info.file_size)}; "
+                          f"at most {_mb(schema_limit)} is accepted.", "archive_too_large")
+        if info.file_size > member_limit:
+            raise _refuse(f"The skops archive's member {info.filename[:100]} expands to "
+                          f"{_mb(info.file_size)}; at most {_mb(member_limit)} per member is "
+                          "accepted.", "archive_too_large")
+        # Ratio: only past 1 MB, where a bomb starts to cost (small arrays of zeros compress
+        # very well and harmlessly).
+        if info.file_size > 1024 * 1024 and info.file_size > ratio_limit * max(info.compress_size, 1):
+            raise _refuse(f"The skops archive's member {info.filename[:100]} expands "
+                          f"{info.file_size / max(info.compress_size, 1):,.0f} times (to "
+                          f"{_mb(info.file_size)}); more than {ratio_limit} times is refused as "
+                          "a decompression bomb.", "archive_too_large")
+    if total > total_limit:
+        raise _refuse(f"The skops archive expands to {_mb(total)} in all; at most "
+                      f"{_mb(total_limit)} is accepted.", "archive_too_large")
+
+
+def _inspect_skops(data: bytes, allowed: frozenset[str]) -> ArtifactInfo:
     import skops.io as sio
 
     if data[:4] != b"PK\x03\x04":
@@ -139,8 +177,11 @@ def _inspect_skops(data: bytes, trusted_types: list[str]) -> ArtifactInfo:
                       "Save the model with skops.io.dump(model, 'model.skops').", "not_skops")
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            check_zip_limits(archive)
             broken = archive.testzip()
             names = set(archive.namelist())
+    except ValidationFailed:
+        raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError) as exc:
         raise _refuse(f"The skops archive is corrupt ({exc}).", "corrupt_file") from exc
     except Exception as exc:  # noqa: BLE001 - zlib/CRC errors come in several classes
@@ -156,24 +197,26 @@ def _inspect_skops(data: bytes, trusted_types: list[str]) -> ArtifactInfo:
     except Exception as exc:  # noqa: BLE001 - malformed schema.json in many ways
         raise _refuse(f"The skops file cannot be read ({exc.__class__.__name__}: {exc}).",
                       "corrupt_file") from exc
-    forbidden = [t for t in untrusted if t.split(".", 1)[0] in FORBIDDEN_MODULE_ROOTS]
+    forbidden = [t for t in untrusted if forbidden_reason(t)]
     if forbidden:
-        raise _refuse("The skops file refers to types that no model needs and that can run code: "
-                      + ", ".join(forbidden) + ". It is refused.", "forbidden_types")
-    unknown = [t for t in untrusted if t not in set(trusted_types)]
-    if unknown:
         raise ValidationFailed(
-            items=[ErrorItem(
-                code="untrusted_types",
-                field="metadata.trusted_types",
-                message=("The skops file contains types that are not trusted by default: "
-                         + ", ".join(unknown) + ". If you recognise them as parts of your "
-                         "model, list them in metadata.trusted_types, e.g. \"trusted_types\": "
-                         + "[" + ", ".join(f'"{t}"' for t in unknown) + "]."),
-            )],
-            extra={"untrusted_types": unknown},
-        )
+            items=[_refuse_item("The skops file refers to types that no model needs and that "
+                                "can run code: " + ", ".join(forbidden[:20])
+                                + ". It is refused.", "forbidden_types")],
+            extra={"untrusted_types": forbidden})
+    refused = untrusted_refusal(untrusted, allowed)
+    if refused:
+        raise ValidationFailed(
+            items=[_refuse_item("The skops file contains types that this server does not "
+                                "trust: " + ", ".join(refused[:20])
+                                + (f" and {len(refused) - 20} more" if len(refused) > 20 else "")
+                                + ". " + HOW_TO_ASK, "untrusted_types")],
+            extra={"untrusted_types": refused})
     return ArtifactInfo(ArtifactFormat.SKOPS, untrusted_types=untrusted)
+
+
+def _refuse_item(message: str, code: str) -> ErrorItem:
+    return ErrorItem(code=code, message=message, field="artifact")
 
 
 def _inspect_onnx(data: bytes) -> ArtifactInfo:

@@ -108,10 +108,6 @@ class VersionRegisterForm(forms.Form):
                                    label="Out-of-distribution inputs")
     code_reference = forms.CharField(required=False, max_length=300,
                                      help_text="Repository and commit, e.g. git@…:lab/model@3f2a1c9")
-    trusted_types = forms.CharField(
-        required=False, widget=forms.Textarea(attrs={"rows": 2, "class": "mono"}),
-        help_text="skops types beyond its defaults that you vouch for, one per line "
-                  "(e.g. sklearn.tree._tree.Tree).")
     hyperparameters = JSONTextField(expect=dict)
     metrics = JSONTextField(expect=dict, help_text='{"overall": {"auc": 0.91}, "subgroups": '
                             '[{"name": "age ≥ 65", "n": 120, "metrics": {"auc": 0.88}}]}')
@@ -144,8 +140,6 @@ class VersionRegisterForm(forms.Form):
                 output[key] = data[key]
         if output:
             meta["output_schema"] = output
-        if lines(data.get("trusted_types", "")):
-            meta["trusted_types"] = lines(data["trusted_types"])
         for key in ("description", "code_reference", "model_card", "runbook"):
             if data.get(key):
                 meta[key] = data[key]
@@ -185,7 +179,7 @@ class VersionEditForm(forms.Form):
 _FIELD_ROOTS = {
     "metadata.input_schema": "input_schema", "metadata.output_schema": "labels",
     "metadata.dataset": "dataset", "metadata.format": "artifact_format",
-    "metadata.trusted_types": "trusted_types", "metadata.metrics": "metrics",
+    "metadata.metrics": "metrics",
     "metadata.hyperparameters": "hyperparameters", "metadata.model_card": "model_card",
     "metadata.runbook": "runbook", "metadata.confidence_threshold": "confidence_threshold",
     "metadata.ood_policy": "ood_policy", "metadata.code_reference": "code_reference",
@@ -257,3 +251,16 @@ class PolicyForm(forms.Form):
     required_signoffs = forms.CharField(
         help_text="Sign-off meanings each release needs, comma-separated (pi_approval is signed "
                   "by approvers, irb_approval by IRB members; other meanings by either).")
+
+
+class TrustedTypeForm(forms.Form):
+    """Add (name + reason) or remove (name) one entry of the skops allowlist."""
+
+    action = forms.ChoiceField(choices=[("add", "add"), ("remove", "remove")],
+                               widget=forms.HiddenInput)
+    name = forms.CharField(max_length=300, label="Type name",
+                           widget=forms.TextInput(attrs={"class": "mono"}),
+                           help_text="Exact dotted name, as skops.io.get_untrusted_types "
+                                     "reports it, e.g. sklearn.tree._tree.Tree.")
+    reason = forms.CharField(max_length=500, required=False,
+                             help_text="Why model files may hold it (shown to uploaders).")

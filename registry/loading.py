@@ -25,11 +25,12 @@ from typing import Literal
 
 from audits.models import Action
 from audits.services import audit_event_record
-from core.errors import IntegrityFailure
+from core.errors import IntegrityFailure, ValidationFailed
 
 from .models import ArtifactFormat, ModelVersion, ServingEngine, ServingRuntime, VersionState
 from .runtime import LoadedModel, load_model
 from .storage import blob_read_verified
+from .trust import HOW_TO_ASK, trusted_type_names, untrusted_refusal
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,15 @@ def artifact_model_load(*, version: ModelVersion) -> LoadedModel:
     if cached is not None and cached.feature_names == names:
         return cached
     data = artifact_read_verified(version=version)
+    # The allowlist is checked again on every load: a version stored with a type an
+    # administrator has since removed (or that an older build let an uploader trust)
+    # is not loaded.
+    refused = untrusted_refusal(list(version.trusted_types or []), trusted_type_names())
+    if refused:
+        raise ValidationFailed(
+            f"{version} holds types that are not on the trusted model types: "
+            + ", ".join(refused[:20]) + f". It is not loaded. {HOW_TO_ASK}",
+            code="untrusted_types", field="artifact", extra={"untrusted_types": refused})
     loaded = load_model(data, artifact_format=version.artifact_format,
                         trusted_types=version.trusted_types, feature_names=names)
     model_cache.put(version.artifact_sha256, loaded)

@@ -287,3 +287,23 @@ class ServingRuntime(models.Model):
     def __str__(self) -> str:
         return f"{self.version}: {self.status} (single {self.single_runtime}, " \
                f"batch {self.batch_runtime})"
+
+
+class TrustedType(models.Model):
+    """One exact type name a skops file may contain beyond skops' own defaults.
+
+    Curated by administrators (``registry.trust``); an upload never widens it.
+    Seeded with the scikit-learn internals the common classifiers need.
+    """
+
+    name = models.CharField(max_length=300, unique=True)
+    reason = models.CharField(max_length=500, blank=True)
+    added_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                 on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

@@ -13,6 +13,7 @@ on every load as it does for artifacts. The reference sample is
 
 from __future__ import annotations
 
+import base64
 import gc
 import hashlib
 import io
@@ -38,6 +39,7 @@ from .models import (
 )
 from .reference import SAMPLE_SEED, reference_sample
 from .runtime import LoadedModel, bind_features, load_model
+from .sandbox import sandbox_run
 from .storage import blob_put
 
 log = logging.getLogger(__name__)
@@ -102,7 +104,8 @@ def serving_runtime_build(*, version: ModelVersion, data: bytes,
         return _save(version, fields)
 
     timings = {ServingEngine.SKLEARN: _time_registered(loaded, sample)}
-    converted, converter, problem = _convert(loaded.estimator, version.input_schema, sample)
+    converted, converter, problem = _convert_sandboxed(loaded.estimator, version.input_schema,
+                                                       sample)
     fields["converter"] = converter
     onnx_model = None
     if converted is not None:
@@ -164,6 +167,24 @@ def _final_estimator(estimator):
     while hasattr(estimator, "steps"):  # Pipeline, possibly nested
         estimator = estimator.steps[-1][1]
     return estimator
+
+
+def _convert_sandboxed(estimator, schema: list[dict],
+                       sample: list[dict]) -> tuple[bytes | None, str, str]:
+    """``_convert`` in a limited child process (registry.sandbox); the graph comes back
+    as data (base64 in JSON) and is then checked here like any uploaded ONNX file."""
+    def convert() -> dict:
+        onx, converter, problem = _convert(estimator, schema, sample)
+        return {"onnx": base64.b64encode(onx).decode() if onx is not None else None,
+                "converter": converter, "problem": problem}
+
+    try:
+        answer = sandbox_run(convert, what="ONNX conversion")
+    except ValidationFailed as exc:
+        return None, "", exc.message
+    onx = answer.get("onnx") if isinstance(answer, dict) else None
+    return (base64.b64decode(onx) if isinstance(onx, str) else None,
+            str(answer.get("converter") or ""), str(answer.get("problem") or ""))
 
 
 def _convert(estimator, schema: list[dict], sample: list[dict]) -> tuple[bytes | None, str, str]:

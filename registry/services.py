@@ -43,6 +43,7 @@ from .onnx_evidence import serving_runtime_build
 from .reproducibility import reproducibility_check, reproducibility_parse, reproducibility_summary
 from .roles import Capability, ModelRole, can_create_models, is_global_admin
 from .runtime import LoadedModel, bind_features, declared_features, dry_run, load_model
+from .sandbox import sandbox_run
 from .schema import (
     build_input_schema,
     build_output_schema,
@@ -52,6 +53,7 @@ from .schema import (
 )
 from .selectors import model_list_for_user, require_capability
 from .storage import blob_delete, blob_put, spool_upload
+from .trust import trusted_type_names
 
 log = logging.getLogger(__name__)
 
@@ -409,11 +411,12 @@ def model_version_register(*, user, model: RegisteredModel, artifact, metadata: 
                                   + ".", "metadata"))
     if artifact is None:
         problems.append(ErrorItem("required", "An artifact file is required.", "artifact"))
+    # trusted_types is accepted for older clients but never widens trust: the types a
+    # skops file may hold are the administrators' allowlist (registry.trust).
     trusted = metadata.get("trusted_types", [])
     if not isinstance(trusted, list) or not all(isinstance(t, str) for t in trusted):
         problems.append(ErrorItem("invalid", "trusted_types must be a list of type names.",
                                   "metadata.trusted_types"))
-        trusted = []
     if "dataset" not in metadata:
         problems.append(ErrorItem("required", "metadata.dataset must name the training dataset "
                                   "version.", "metadata.dataset"))
@@ -435,10 +438,20 @@ def model_version_register(*, user, model: RegisteredModel, artifact, metadata: 
             raise ValidationFailed(f"The artifact is {pickled}. {CONVERT_HELP}",
                                    code="pickle_refused", field="artifact")
         fmt = _artifact_format(metadata, getattr(artifact, "name", ""))
-        info = inspect_artifact(data, artifact_format=fmt, trusted_types=trusted)
-        loaded = load_model(data, artifact_format=fmt, trusted_types=info.untrusted_types)
-        schema, output, dry = _prepare_interface(loaded=loaded, metadata=metadata, dataset=dataset)
-        reproducibility = reproducibility_check(loaded=loaded, input_schema=schema, claim=claim)
+        allowed = trusted_type_names()
+
+        def examine() -> tuple:
+            info = inspect_artifact(data, artifact_format=fmt, allowed=allowed)
+            loaded = load_model(data, artifact_format=fmt, trusted_types=info.untrusted_types)
+            schema, output, dry = _prepare_interface(loaded=loaded, metadata=metadata,
+                                                     dataset=dataset)
+            evidence = reproducibility_check(loaded=loaded, input_schema=schema, claim=claim)
+            return info, loaded, schema, output, dry, evidence
+
+        # First contact in a limited child process (registry.sandbox); only a file that
+        # passed there is examined again, and kept, by this process.
+        sandbox_run(lambda: bool(examine()), what="model file")
+        info, loaded, schema, output, dry, reproducibility = examine()
         with open(path, "rb") as handle:
             key, created = blob_put(handle, sha)
         with transaction.atomic():

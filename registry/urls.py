@@ -29,6 +29,7 @@ urlpatterns = [
          name="version-discard"),
     path("models/<str:model>/versions/<str:version>/shadow/", views.version_shadow,
          name="version-shadow"),
+    path("trusted-types/", views.trusted_types, name="trusted-types"),
     path("datasets/", views.dataset_list, name="dataset-list"),
     path("datasets/new/", views.dataset_create, name="dataset-create"),
     path("datasets/<str:dataset_id>/", views.dataset_detail, name="dataset-detail"),

@@ -16,7 +16,7 @@ from core.moments import parse_moment
 from core.pages import page_view
 from core.uploads import upload_limit_message
 
-from . import release, selectors, services
+from . import release, selectors, services, trust
 from .compare import compare_versions
 from .extensions import version_sections
 from .forms import (
@@ -26,6 +26,7 @@ from .forms import (
     PolicyForm,
     RollbackForm,
     SignoffForm,
+    TrustedTypeForm,
     VersionEditForm,
     VersionRegisterForm,
     add_service_errors,
@@ -33,7 +34,7 @@ from .forms import (
 )
 from .lifecycle import allowed_next
 from .models import VersionState
-from .roles import ROLE_CAPABILITIES, Capability, ModelRole, can_create_models
+from .roles import ROLE_CAPABILITIES, Capability, ModelRole, can_create_models, is_global_admin
 
 page = page_view("registry:model-list")
 
@@ -213,6 +214,40 @@ def version_artifact(request, model, version):
     response["Content-Disposition"] = (
         f'attachment; filename="{obj.model.name}-v{obj.number}.{obj.artifact_format}"')
     return response
+
+
+@page
+@require_http_methods(["GET", "POST"])
+def trusted_types(request):
+    """The skops allowlist: everyone signed in sees it; administrators change it."""
+    form = TrustedTypeForm(request.POST or None, initial={"action": "add"})
+    if request.method == "POST":
+        if not form.is_valid():
+            messages.error(request, "Give the exact type name (at most 300 characters).")
+        elif form.cleaned_data["action"] == "remove":
+            name = form.cleaned_data["name"]
+            try:
+                trust.trusted_type_remove(user=request.user, name=name)
+            except NotFound as exc:
+                messages.error(request, exc.message)
+            else:
+                messages.success(request, f"{name} is no longer trusted; versions holding it "
+                                          "will not load until it is trusted again.")
+            return redirect("registry:trusted-types")
+        else:
+            try:
+                entry = trust.trusted_type_add(user=request.user, name=form.cleaned_data["name"],
+                                               reason=form.cleaned_data["reason"])
+            except PermissionDenied:
+                raise
+            except ApplicationError as exc:
+                messages.error(request, exc.message)
+            else:
+                messages.success(request, f"{entry.name} is now trusted in model files.")
+                return redirect("registry:trusted-types")
+    return render(request, "registry/trusted_types.html", {
+        "entries": trust.trusted_type_list(), "form": form,
+        "can_edit": is_global_admin(request.user), "how_to_ask": trust.HOW_TO_ASK})
 
 
 @page

@@ -123,11 +123,23 @@ def _audit_triggers(request):
         for table in APPEND_ONLY_TABLES:
             run(connection, install=True, table=table)
         run_prediction_triggers(connection, install=True)
+    _trusted_types_reseed()
     yield
     if transactional and connection.vendor == "sqlite":
         for table in APPEND_ONLY_TABLES:
             run(connection, install=False, table=table)
         run_prediction_triggers(connection, install=False)
+
+
+def _trusted_types_reseed() -> None:
+    """Put back the skops allowlist's seed rows (migration 0006) when a transactional
+    test's flush emptied the table, as a fresh installation has them."""
+    from registry.models import TrustedType
+    from registry.trust import DEFAULT_TRUSTED_TYPES
+
+    if not TrustedType.objects.exists():
+        TrustedType.objects.bulk_create(
+            [TrustedType(name=n, reason=r) for n, r in DEFAULT_TRUSTED_TYPES.items()])
 
 
 # -- page tests' fixtures (helpers in tests/pages.py); a module's own fixture of the

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from ..lifecycle import allowed_next
-from ..models import DatasetVersion, ModelVersion, RegisteredModel
+from ..models import DatasetVersion, ModelVersion, RegisteredModel, TrustedType
 
 
 class ModelCreateSerializer(serializers.Serializer):
@@ -184,3 +184,18 @@ class ReasonSerializer(serializers.Serializer):
 
 class ModelPatchSerializer(serializers.Serializer):
     required_signoffs = serializers.ListField(child=serializers.CharField())
+
+
+class TrustedTypeSerializer(serializers.ModelSerializer):
+    added_by = serializers.CharField(source="added_by.username", default=None, allow_null=True)
+
+    class Meta:
+        model = TrustedType
+        fields = ["name", "reason", "added_by", "created_at"]
+
+
+class TrustedTypeCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=300, help_text="Exact dotted name, e.g. "
+                                 "sklearn.tree._tree.Tree (as skops.io.get_untrusted_types says)")
+    reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="",
+                                   help_text="Why models may hold it (shown to uploaders)")

@@ -26,6 +26,9 @@ urlpatterns = [
     path("models/<str:model>/production/", views.ProductionAtView.as_view(),
          name="api-production-at"),
     path("models/<str:model>/access/", views.AccessView.as_view(), name="api-access"),
+    path("trusted-types/", views.TrustedTypeListView.as_view(), name="api-trusted-types"),
+    path("trusted-types/<str:name>/", views.TrustedTypeDetailView.as_view(),
+         name="api-trusted-type"),
     path("datasets/", views.DatasetListView.as_view(), name="api-datasets"),
     path("datasets/<str:dataset_id>/", views.DatasetDetailView.as_view(), name="api-dataset"),
 ]

@@ -16,7 +16,7 @@ from core.errors import ValidationFailed
 from core.moments import parse_moment
 from core.parsers import StrictJSONParser, require_storable
 
-from .. import release, selectors, services
+from .. import release, selectors, services, trust
 from ..roles import ROLE_CAPABILITIES, Capability
 from .serializers import (
     DatasetCreateSerializer,
@@ -28,6 +28,8 @@ from .serializers import (
     ReasonSerializer,
     RollbackSerializer,
     SignoffSerializer,
+    TrustedTypeCreateSerializer,
+    TrustedTypeSerializer,
     VersionCreateSerializer,
     VersionPatchSerializer,
     VersionSerializer,
@@ -330,3 +332,34 @@ class ProductionAtView(AttestAPIView):
         when = parse_moment(request.query_params.get("at"))
         return Response({"model": obj.name, "at": when.isoformat(),
                          **selectors.production_at(model=obj, when=when)})
+
+
+class TrustedTypeListView(AttestAPIView):
+    """The skops allowlist: readable by every signed-in user (uploaders need to know it),
+    changed by administrators only."""
+
+    @extend_schema(responses={200: TrustedTypeSerializer(many=True), **error_responses(401)},
+                   summary="Types a skops model file may contain beyond skops' defaults")
+    def get(self, request):
+        entries = trust.trusted_type_list()
+        return Response(TrustedTypeSerializer(entries, many=True).data)
+
+    @extend_schema(request=TrustedTypeCreateSerializer,
+                   responses={201: TrustedTypeSerializer, **error_responses(400, 401, 403)},
+                   summary="Trust one more type (administrators)")
+    def post(self, request):
+        body = TrustedTypeCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        entry = trust.trusted_type_add(user=request.user, **body.validated_data)
+        return Response(TrustedTypeSerializer(entry).data, status=status.HTTP_201_CREATED)
+
+
+class TrustedTypeDetailView(AttestAPIView):
+    @extend_schema(request=None,
+                   responses={204: OpenApiResponse(description="removed"),
+                              **error_responses(401, 403, 404)},
+                   summary="Stop trusting a type (administrators; versions holding it no "
+                           "longer load)")
+    def delete(self, request, name):
+        trust.trusted_type_remove(user=request.user, name=name)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -183,7 +183,7 @@ def test_the_server_refusing_skops_types_is_explained(attest, logged_in, persona
                                                       settings, monkeypatch):
     """A server that trusts only an administrator's allowlist (issue 15) may refuse the types
     a file needs: the client names them and says who can allow them."""
-    from registry import artifacts as server_artifacts
+    from registry.models import TrustedType
 
     logged_in("owner")
     dataset = register_dataset(personas.owner)
@@ -196,8 +196,7 @@ def test_the_server_refusing_skops_types_is_explained(attest, logged_in, persona
     path.write_bytes(skops_bytes(model))
     types = attest_client.artifacts.untrusted_types(path.read_bytes())
     assert types  # this estimator needs types beyond skops' defaults
-    monkeypatch.setattr(server_artifacts, "FORBIDDEN_MODULE_ROOTS",
-                        server_artifacts.FORBIDDEN_MODULE_ROOTS | {types[0].split(".")[0]})
+    TrustedType.objects.filter(name=types[0]).delete()  # an allowlist without it
     result = attest("model", "register", str(path), "--model", MODEL, "--dataset",
                     f"{dataset.name}@{dataset.version}", "--yes")
     assert result.status == errors.EXIT_REFUSED

@@ -193,6 +193,12 @@ def matrix(ctx) -> list[Case]:
             ok302=("admin", "reviewer"), deny=("clinician",),
             s404=("auditor", "owner", "pi", "irb", *HIDDEN), login=("anonymous",)),
              data={"decision": "accept"}),
+        Case("registry:trusted-types", "get", "/trusted-types/", table(
+            s200=everyone, login=("anonymous",))),
+        Case("registry:trusted-types", "post", "/trusted-types/", table(
+            ok302=("admin",), deny=tuple(p for p in everyone if p != "admin"),
+            login=("anonymous",)), data={"action": "add", "name": "example.pkg.Thing",
+                                         "reason": "matrix"}),
         Case("registry:dataset-list", "get", "/datasets/", table(
             s200=everyone, login=("anonymous",))),
         Case("registry:dataset-create", "get", "/datasets/new/", table(
@@ -231,6 +237,14 @@ def matrix(ctx) -> list[Case]:
         Case("api-audit-checkpoints", "post", "/api/v1/audit/checkpoints/", table(
             s201=("admin",), s403=("auditor", "owner", "pi", "irb", "clinician", "reviewer",
                                    *HIDDEN), s401=("anonymous",)), api=True),
+        Case("api-trusted-types", "get", "/api/v1/trusted-types/", table(
+            s200=everyone, s401=("anonymous",)), api=True),
+        Case("api-trusted-types", "post", "/api/v1/trusted-types/", table(
+            s201=("admin",), s403=tuple(p for p in everyone if p != "admin"),
+            s401=("anonymous",)), api=True, data={"name": "example.pkg.Thing"}, format="json"),
+        Case("api-trusted-type", "delete", "/api/v1/trusted-types/sklearn.tree._tree.Tree/", table(
+            s204=("admin",), s403=tuple(p for p in everyone if p != "admin"),
+            s401=("anonymous",)), api=True),
         Case("api-models", "get", "/api/v1/models/", table(s200=everyone, s401=("anonymous",)),
              api=True),
         Case("api-models", "post", "/api/v1/models/", table(

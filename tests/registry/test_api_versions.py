@@ -153,15 +153,26 @@ def test_unsafe_or_broken_artifacts_are_refused_and_nothing_is_kept(personas, da
 
 
 def test_untrusted_skops_types_are_refused_by_name(personas, dataset):
+    """A type off the administrators' allowlist refuses the upload, with its name and
+    how to ask; the uploader's own trusted_types never widen it; once an administrator
+    lists it, the same file registers."""
+    from registry.models import TrustedType
+    from registry.trust import trusted_type_add
+
+    TrustedType.objects.filter(name="sklearn.tree._tree.Tree").delete()
     response = _post(personas, tree_model_bytes(), {"dataset": dataset.pk,
-                                                    "input_schema": FEATURES_SMALL})
+                                                    "input_schema": FEATURES_SMALL,
+                                                    "trusted_types": ["sklearn.tree._tree.Tree"]})
     assert response.status_code == 400
     body = response.json()
     assert body["errors"][0]["code"] == "untrusted_types"
+    assert body["errors"][0]["field"] == "artifact"
     assert body["untrusted_types"] == ["sklearn.tree._tree.Tree"]
     assert "sklearn.tree._tree.Tree" in body["errors"][0]["message"]
-    ok = _post(personas, tree_model_bytes(), {"dataset": dataset.pk,
-                                              "trusted_types": ["sklearn.tree._tree.Tree"]})
+    assert "administrator" in body["errors"][0]["message"]
+    assert not ModelVersion.objects.exists() and _stored_blobs() == []
+    trusted_type_add(user=personas.admin, name="sklearn.tree._tree.Tree", reason="trees")
+    ok = _post(personas, tree_model_bytes(), {"dataset": dataset.pk})
     assert ok.status_code == 201, ok.json()
     assert ok.json()["trusted_types"] == ["sklearn.tree._tree.Tree"]
 
