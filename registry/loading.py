@@ -103,20 +103,21 @@ def artifact_read_verified(*, version: ModelVersion) -> bytes:
 
 def artifact_model_load(*, version: ModelVersion) -> LoadedModel:
     """The artifact as registered, bound to the version's input schema."""
+    # The allowlist is checked on every load, cached or not: a version stored with a
+    # type an administrator has since removed (or that an older build let an uploader
+    # trust) is not served. A version with no types beyond skops' own costs no query.
+    if version.trusted_types:
+        refused = untrusted_refusal(list(version.trusted_types), trusted_type_names())
+        if refused:
+            raise ValidationFailed(
+                f"{version} holds types that are not on the trusted model types: "
+                + ", ".join(refused[:20]) + f". It is not loaded. {HOW_TO_ASK}",
+                code="untrusted_types", field="artifact", extra={"untrusted_types": refused})
     names = _features(version)
     cached = model_cache.get(version.artifact_sha256)
     if cached is not None and cached.feature_names == names:
         return cached
     data = artifact_read_verified(version=version)
-    # The allowlist is checked again on every load: a version stored with a type an
-    # administrator has since removed (or that an older build let an uploader trust)
-    # is not loaded.
-    refused = untrusted_refusal(list(version.trusted_types or []), trusted_type_names())
-    if refused:
-        raise ValidationFailed(
-            f"{version} holds types that are not on the trusted model types: "
-            + ", ".join(refused[:20]) + f". It is not loaded. {HOW_TO_ASK}",
-            code="untrusted_types", field="artifact", extra={"untrusted_types": refused})
     loaded = load_model(data, artifact_format=version.artifact_format,
                         trusted_types=version.trusted_types, feature_names=names)
     model_cache.put(version.artifact_sha256, loaded)

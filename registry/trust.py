@@ -43,8 +43,14 @@ FORBIDDEN_MODULE_ROOTS = frozenset({
     "audits", "core", "registry", "inference", "explain", "monitoring", "dossier", "portal",
 })
 # Inside otherwise acceptable packages, sub-modules that execute strings or run programs.
+# Names here match exactly or as a dotted prefix.
 FORBIDDEN_MODULE_PREFIXES = ("numpy.testing", "numpy.distutils", "numpy.f2py", "scipy._lib",
-                             "sklearn.utils._testing", "sklearn.externals", "IPython")
+                             "sklearn.utils._testing", "sklearn.externals", "IPython",
+                             # loaders that unpickle a file, and string evaluators
+                             "numpy.load", "numpy.lib.npyio", "numpy.lib.format",
+                             "pandas.read_pickle", "pandas.io.pickle", "pandas.eval",
+                             "pandas.core.computation", "pandas.io.pytables",
+                             "scipy.io.matlab._mio5", "numexpr")
 
 # What a fresh installation trusts: the scikit-learn internals the common classifiers
 # hold (found by dumping each with skops and asking for its untrusted types), and
