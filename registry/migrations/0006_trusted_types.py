@@ -21,6 +21,15 @@ SEED = {
         "the optimizer state MLPClassifier keeps (solver='adam')",
     "sklearn.neural_network._stochastic_optimizers.SGDOptimizer":
         "the optimizer state MLPClassifier keeps (solver='sgd')",
+    "sklearn.neighbors._kd_tree.KDTree": "the search tree of KNeighborsClassifier (algorithm='kd_tree')",
+    "sklearn.neighbors._ball_tree.BallTree":
+        "the search tree of KNeighborsClassifier (algorithm='ball_tree')",
+    "sklearn.metrics._dist_metrics.EuclideanDistance64":
+        "the euclidean (and minkowski p=2) metric of nearest-neighbour search trees",
+    "sklearn.metrics._dist_metrics.ManhattanDistance64":
+        "the manhattan metric of nearest-neighbour search trees",
+    "sklearn.metrics._dist_metrics.ChebyshevDistance64":
+        "the chebyshev metric of nearest-neighbour search trees",
     "xgboost.sklearn.XGBClassifier": "XGBoost's scikit-learn classifier",
     "xgboost.core.Booster": "XGBoost's fitted booster",
     "lightgbm.sklearn.LGBMClassifier": "LightGBM's scikit-learn classifier",
