@@ -121,6 +121,7 @@ def release(args, train: np.ndarray, names: list[str], rng):
             username=f"bench-{name}", password=PASSWORD, email=f"{name}@example.org")
     users["owner"].user_permissions.add(Permission.objects.get(codename="add_registeredmodel"))
     owner = get_user_model().objects.get(pk=users["owner"].pk)
+    admin = get_user_model().objects.create_superuser(username="bench-admin", password=PASSWORD)
     z = (train - train.mean(axis=0)) / train.std(axis=0)
     weights = rng.normal(0, 0.4, train.shape[1])
     y = rng.random(len(train)) < 1 / (1 + np.exp(-(z @ weights)))
@@ -135,7 +136,9 @@ def release(args, train: np.ndarray, names: list[str], rng):
         registered = services.registered_model_create(user=owner, name="bench-monitoring")
         for name, role in (("pi", ModelRole.APPROVER), ("irb", ModelRole.IRB),
                            ("viewer", ModelRole.VIEWER)):
-            services.access_grant(user=owner, model=registered, grantee=users[name], role=role)
+            # signing roles are granted by administrators only
+            grantor = admin if role != ModelRole.VIEWER else owner
+            services.access_grant(user=grantor, model=registered, grantee=users[name], role=role)
         dataset = services.dataset_version_register(
             user=owner, name="bench-cohort", version="1", source="synthetic",
             data_file=SimpleUploadedFile("train.csv", csv.getvalue().encode()))

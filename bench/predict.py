@@ -333,6 +333,7 @@ def release_models(models: list[BenchModel], work: Path) -> dict:
     users["owner"].user_permissions.add(Permission.objects.get(
         codename="add_registeredmodel", content_type__app_label="registry"))
     users["owner"] = User.objects.get(pk=users["owner"].pk)
+    users["admin"] = User.objects.create_superuser(username="bench-admin", password=PASSWORD)
     with open(models[0].train_csv, "rb") as handle:
         dataset = services.dataset_version_register(
             user=users["owner"], name="wdbc-bench", version="1",
@@ -342,7 +343,8 @@ def release_models(models: list[BenchModel], work: Path) -> dict:
         registered = services.registered_model_create(user=users["owner"], name=m.name)
         for who, role in (("pi", ModelRole.APPROVER), ("irb", ModelRole.IRB),
                           ("clinician", ModelRole.CLINICIAN)):
-            services.access_grant(user=users["owner"], model=registered, grantee=users[who],
+            grantor = users["admin"] if role != ModelRole.CLINICIAN else users["owner"]
+            services.access_grant(user=grantor, model=registered, grantee=users[who],
                                   role=role)
         version = services.model_version_register(
             user=users["owner"], model=registered,

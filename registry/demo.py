@@ -18,7 +18,7 @@ from core.context import acting_as
 
 from . import release, services
 from .models import DatasetVersion, RegisteredModel
-from .roles import AUDITORS_GROUP, ModelRole
+from .roles import AUDITORS_GROUP, SIGNING_ROLES, ModelRole
 
 MODEL_NAME = "breast-cancer-malignancy"
 DATASET_NAME = "wdbc-breast-cancer"
@@ -209,9 +209,15 @@ def run_demo(*, stdout) -> dict:
                 description="Probability that a breast mass is malignant, from FNA cytology "
                             "features (WDBC).", retention_days=365)
         for demo in DEMO_USERS:
-            if demo.role and demo.role != ModelRole.OWNER:
+            if demo.role and demo.role != ModelRole.OWNER and demo.role not in SIGNING_ROLES:
                 services.access_grant(user=owner, model=model, grantee=users[demo.username],
                                       role=demo.role)
+    with acting_as(users["admin"], via="command"):  # administrators name the signers
+        for demo in DEMO_USERS:
+            if demo.role in SIGNING_ROLES:
+                services.access_grant(user=users["admin"], model=model,
+                                      grantee=users[demo.username], role=demo.role)
+    with acting_as(owner, via="command"):
         train, test, features = demo_data()
         dataset = DatasetVersion.objects.filter(name=DATASET_NAME, version="2024.1").first()
         if dataset is None:

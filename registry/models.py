@@ -135,6 +135,9 @@ class ModelVersion(models.Model):
     submitted_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
                                      related_name="+", null=True, blank=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
+    # The model's release policy as it stood at submit: the sign-offs this version needs.
+    # A later policy change applies to versions submitted after it, never to this one.
+    required_signoffs = models.JSONField(default=list, blank=True)
     # Scores live traffic beside production (logged, never returned); in_review or approved.
     shadow = models.BooleanField(default=False)
 
@@ -162,6 +165,13 @@ class ModelVersion(models.Model):
     @property
     def is_draft(self) -> bool:
         return self.state == VersionState.DRAFT
+
+    @property
+    def signoff_policy(self) -> list[str]:
+        """The sign-offs this version needs: frozen at submit, the model's until then."""
+        if self.submitted_at is not None:
+            return list(self.required_signoffs)
+        return list(self.model.required_signoffs)
 
 
 class SignoffDecision(models.TextChoices):

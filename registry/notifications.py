@@ -16,10 +16,12 @@ log = logging.getLogger(__name__)
 def notify_signers(*, version_id: int) -> int:
     version = ModelVersion.objects.select_related("model", "submitted_by").get(pk=version_id)
     messages = []
-    for meaning in version.model.required_signoffs:
+    for meaning in version.signoff_policy:
+        # Neither the registrant nor the submitter may sign (registry.duties).
         grants = (ModelAccessGrant.objects.filter(model=version.model,
                                                   role__in=signing_roles(meaning))
-                  .exclude(user=version.submitted_by).select_related("user"))
+                  .exclude(user_id__in=[version.submitted_by_id, version.created_by_id])
+                  .select_related("user"))
         for grant in grants:
             if not grant.user.email or not grant.user.is_active:
                 continue

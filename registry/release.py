@@ -21,7 +21,7 @@ from audits.throttling import password_lock_seconds
 from core.context import current_actor
 from core.errors import Conflict, ErrorItem, PermissionDenied, TooManyAttempts, ValidationFailed
 
-from . import lifecycle
+from . import duties, lifecycle
 from .models import (
     ModelAccessGrant,
     ModelVersion,
@@ -30,8 +30,14 @@ from .models import (
     SignoffDecision,
     VersionState,
 )
-from .roles import Capability, signing_roles
-from .services import _model_event_fields, _require, _validate_signoffs, _version_event_fields
+from .roles import Capability, is_global_admin, signing_roles
+from .services import (
+    _deny,
+    _model_event_fields,
+    _require,
+    _validate_signoffs,
+    _version_event_fields,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,24 +52,30 @@ def _locked(version: ModelVersion) -> tuple[RegisteredModel, ModelVersion]:
 # -- policy ---------------------------------------------------------------------------
 
 def release_policy_update(*, user, model: RegisteredModel, required_signoffs: Any) -> RegisteredModel:
-    """Change the sign-off meanings every release needs; not while a version is in review."""
-    _require(user=user, model=model, capability=Capability.MANAGE_ACCESS,
-             what=f"change the release policy of {model.name}")
-    meanings = _validate_signoffs(required_signoffs)
+    """Change the sign-off meanings releases of this model need (administrators only).
+
+    The policy is frozen into each version when it is submitted, so a change applies
+    to versions submitted after it; a version already in review keeps its own.
+    """
+    if not is_global_admin(user):
+        raise _deny(model=model, capability="manage_release_policy",
+                    what=f"change the release policy of {model.name}",
+                    message="Only administrators change a model's release policy.")
+    meanings = _validate_signoffs(required_signoffs, allow_default=False)
     with transaction.atomic():
         locked = RegisteredModel.objects.select_for_update().get(pk=model.pk)
-        if locked.versions.filter(state=VersionState.IN_REVIEW).exists():
-            raise Conflict("A version is in review: its sign-offs were requested under the "
-                           "current policy. Change the policy once it is decided.",
-                           code="version_in_review", field="required_signoffs")
         before = list(locked.required_signoffs)
         if before == meanings:
             return locked
         locked.required_signoffs = meanings
         locked.save(update_fields=["required_signoffs", "updated_at"])
+        in_review = list(locked.versions.filter(state=VersionState.IN_REVIEW)
+                         .values_list("number", flat=True))
         audit_event_record(action=Action.POLICY_UPDATED, obj=locked, **_model_event_fields(locked),
                            before={"required_signoffs": before},
-                           after={"required_signoffs": meanings})
+                           after={"required_signoffs": meanings},
+                           details={"applies_to": "versions submitted from now on",
+                                    "unchanged_in_review": [f"v{n}" for n in in_review]})
     return locked
 
 
@@ -71,13 +83,10 @@ def release_policy_update(*, user, model: RegisteredModel, required_signoffs: An
 
 def signable_meanings(*, user, version: ModelVersion) -> list[str]:
     """Meanings this user could sign on this version right now (for forms and dashboards)."""
-    if version.state != VersionState.IN_REVIEW or version.submitted_by_id == user.pk:
-        return []
     roles = set(ModelAccessGrant.objects.filter(model_id=version.model_id, user=user)
                 .values_list("role", flat=True))
-    signed = set(version.signatures.values_list("meaning", flat=True))
-    return [m for m in version.model.required_signoffs
-            if m not in signed and roles & signing_roles(m)]
+    return duties.open_meanings(user_id=user.pk, version=version, roles=roles,
+                                signatures=version.signatures.all())
 
 
 def signoff_record(*, user, version: ModelVersion, meaning: str, decision: str, password: str,
@@ -86,9 +95,10 @@ def signoff_record(*, user, version: ModelVersion, meaning: str, decision: str, 
 
     1. Permission, then the password (a wrong one is recorded and refused).
     2. Under the model's lock: the version must be in review, the meaning one the
-       policy requires and not yet signed, the signer not the submitter and
-       holding a role that may sign this meaning; the hash the signer saw must be
-       the version's content hash.
+       policy frozen at submit requires and not yet signed; the signer must be
+       neither the version's registrant nor its submitter, must not have signed
+       another meaning of it (``duties``), and must hold a role that may sign this
+       meaning; the hash the signer saw must be the version's content hash.
     3. The signature and its event are written; a rejection moves the version to
        rejected, the last required approval to approved.
     """
@@ -126,13 +136,18 @@ def signoff_record(*, user, version: ModelVersion, meaning: str, decision: str, 
                            f"{fresh.get_state_display().lower()}.", code="not_in_review",
                            field="state", extra={"state": fresh.state,
                                                  "allowed_next": lifecycle.allowed_next(fresh.state)})
-        if meaning not in model.required_signoffs:
-            raise ValidationFailed(f"'{meaning}' is not a sign-off this model's policy requires "
-                                   f"({', '.join(model.required_signoffs)}).",
+        policy = fresh.signoff_policy
+        if meaning not in policy:
+            raise ValidationFailed(f"'{meaning}' is not a sign-off this version's policy "
+                                   f"requires ({', '.join(policy)}).",
                                    code="unknown_meaning", field="meaning")
-        if fresh.submitted_by_id == user.pk:
-            raise PermissionDenied("You submitted this version, so you cannot sign it.",
-                                   code="self_signing")
+        if fresh.signatures.filter(meaning=meaning).exists():
+            raise Conflict(f"'{meaning}' has already been signed on this version.",
+                           code="already_signed", field="meaning")
+        barrier = duties.signoff_barrier(user_id=user.pk, version=fresh,
+                                         signatures=fresh.signatures.all())
+        if barrier is not None:
+            raise PermissionDenied(barrier[1], code=barrier[0])
         roles = set(ModelAccessGrant.objects.filter(model=model, user=user)
                     .values_list("role", flat=True)) & signing_roles(meaning)
         if not roles:
@@ -143,9 +158,6 @@ def signoff_record(*, user, version: ModelVersion, meaning: str, decision: str, 
             raise Conflict("The content hash you reviewed is not the version's content hash; "
                            "reload the review page.", code="hash_mismatch", field="content_hash",
                            extra={"content_hash": fresh.content_hash})
-        if fresh.signatures.filter(meaning=meaning).exists():
-            raise Conflict(f"'{meaning}' has already been signed on this version.",
-                           code="already_signed", field="meaning")
         try:
             with transaction.atomic():
                 signature = Signature.objects.create(
@@ -169,7 +181,7 @@ def signoff_record(*, user, version: ModelVersion, meaning: str, decision: str, 
         else:
             approved = set(fresh.signatures.filter(decision=SignoffDecision.APPROVE)
                            .values_list("meaning", flat=True))
-            if set(model.required_signoffs) <= approved:
+            if set(policy) <= approved:
                 _transition(fresh, VersionState.APPROVED, Action.VERSION_APPROVED,
                             details={"signoffs": sorted(approved)})
     return signature

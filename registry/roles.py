@@ -83,6 +83,10 @@ def roles_with(capability: str) -> list[str]:
     return [role for role, caps in ROLE_CAPABILITIES.items() if capability in caps]
 
 
+# Roles that hold sign_release: granted and revoked by administrators only.
+SIGNING_ROLES: frozenset[str] = frozenset(roles_with(Capability.SIGN_RELEASE))
+
+
 def is_global_admin(user) -> bool:
     return bool(user and user.is_authenticated and user.is_active and user.is_superuser)
 

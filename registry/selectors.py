@@ -226,7 +226,7 @@ def model_grants(*, model: RegisteredModel) -> QuerySet[ModelAccessGrant]:
 
 def signature_manifest(*, version: ModelVersion) -> list[dict]:
     """Who signed what, as which role, when, and the content hash each signature binds."""
-    required = list(version.model.required_signoffs)
+    required = version.signoff_policy
     signed = {s.meaning: s for s in version.signatures.select_related("signer")}
     rows = []
     for meaning in required + sorted(set(signed) - set(required)):
@@ -247,7 +247,6 @@ def signature_manifest(*, version: ModelVersion) -> list[dict]:
 def versions_awaiting_signoff(*, user) -> list[tuple[ModelVersion, list[str]]]:
     """Versions in review where this user holds a role that may sign a missing meaning."""
     from .models import VersionState
-    from .roles import signing_roles
 
     if not _authenticated(user):
         return []
@@ -256,14 +255,16 @@ def versions_awaiting_signoff(*, user) -> list[tuple[ModelVersion, list[str]]]:
         grants.setdefault(model_id, set()).add(role)
     if not grants:
         return []
+    from .duties import open_meanings
+
     waiting = []
     versions = (ModelVersion.objects.filter(model_id__in=grants, state=VersionState.IN_REVIEW)
-                .exclude(submitted_by=user).select_related("model", "submitted_by")
+                .exclude(submitted_by=user).exclude(created_by=user)
+                .select_related("model", "submitted_by")
                 .prefetch_related("signatures").order_by("submitted_at"))
     for version in versions:
-        signed = {s.meaning for s in version.signatures.all()}
-        meanings = [m for m in version.model.required_signoffs
-                    if m not in signed and grants[version.model_id] & signing_roles(m)]
+        meanings = open_meanings(user_id=user.pk, version=version, roles=grants[version.model_id],
+                                 signatures=version.signatures.all())
         if meanings:
             waiting.append((version, meanings))
     return waiting

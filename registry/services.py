@@ -41,7 +41,7 @@ from .models import (
 )
 from .onnx_evidence import serving_runtime_build
 from .reproducibility import reproducibility_check, reproducibility_parse, reproducibility_summary
-from .roles import Capability, ModelRole, can_create_models, is_global_admin
+from .roles import SIGNING_ROLES, Capability, ModelRole, can_create_models, is_global_admin
 from .runtime import LoadedModel, bind_features, declared_features, dry_run, load_model
 from .sandbox import sandbox_run
 from .schema import (
@@ -58,19 +58,26 @@ from .trust import trusted_type_names
 log = logging.getLogger(__name__)
 
 DEFAULT_SIGNOFFS = ["pi_approval", "irb_approval"]
+MAX_SIGNOFFS = 10
 RESERVED_NAMES = frozenset({"new"})  # clashes with the portal's /models/new/
 _MEANING = re.compile(r"^[a-z][a-z0-9_]{1,49}$")
 
 
-def _deny(*, model: RegisteredModel | None, capability: str, what: str) -> PermissionDenied:
-    """Record a refused write attempt (committed on its own) and return the error to raise."""
+def _deny(*, model: RegisteredModel | None, capability: str, what: str,
+          message: str | None = None) -> PermissionDenied:
+    """Record a refused write attempt and return the error to raise.
+
+    Call it outside a transaction (before any atomic block): the event then commits
+    on its own, and the refusal stays on record.
+    """
     audit_event_record(action=Action.PERMISSION_DENIED, object_type="registry.registeredmodel",
                        object_id=model.pk if model else "", object_repr=model.name if model else "",
                        model_id=model.pk if model else None,
                        model_name=model.name if model else "",
                        details={"capability": capability, "attempt": what})
-    return PermissionDenied(f"You lack the '{capability}' permission"
-                            + (f" on {model.name}." if model else "."), code="permission_denied")
+    return PermissionDenied(message or (f"You lack the '{capability}' permission"
+                                        + (f" on {model.name}." if model else ".")),
+                            code="permission_denied")
 
 
 def _require(*, user, model: RegisteredModel, capability: str, what: str) -> None:
@@ -91,8 +98,9 @@ def _version_event_fields(version: ModelVersion) -> dict:
 
 # -- registered models -------------------------------------------------------------------
 
-def _validate_signoffs(value: Any) -> list[str]:
-    if value is None:
+def _validate_signoffs(value: Any, *, allow_default: bool = True) -> list[str]:
+    """A release policy: a non-empty list of distinct meanings (None: the default)."""
+    if value is None and allow_default:
         return list(DEFAULT_SIGNOFFS)
     if not isinstance(value, list) or not all(isinstance(v, str) and _MEANING.match(v) for v in value):
         raise ValidationFailed("required_signoffs must be a list of meanings such as "
@@ -101,6 +109,13 @@ def _validate_signoffs(value: Any) -> list[str]:
     if len(set(value)) != len(value):
         raise ValidationFailed("required_signoffs lists a meaning twice.", code="invalid",
                                field="required_signoffs")
+    if not value:
+        raise ValidationFailed("A release policy needs at least one sign-off: with none, no "
+                               "version could ever be approved.", code="empty_policy",
+                               field="required_signoffs")
+    if len(value) > MAX_SIGNOFFS:
+        raise ValidationFailed(f"A release policy lists at most {MAX_SIGNOFFS} sign-offs.",
+                               code="invalid", field="required_signoffs")
     return list(value)
 
 
@@ -109,6 +124,12 @@ def registered_model_create(*, user, name: str, description: str = "",
                             retention_days: int = 365) -> RegisteredModel:
     if not can_create_models(user):
         raise _deny(model=None, capability="create_model", what=f"create model {name!r}")
+    if (required_signoffs is not None and required_signoffs != DEFAULT_SIGNOFFS
+            and not is_global_admin(user)):
+        raise _deny(model=None, capability="manage_release_policy",
+                    what=f"create model {name!r} with release policy {required_signoffs!r}",
+                    message="Only administrators set a release policy other than the default "
+                            f"({', '.join(DEFAULT_SIGNOFFS)}); leave it out, or ask one.")
     problems: list[ErrorItem] = []
     name = (name or "").strip()
     try:
@@ -586,13 +607,15 @@ def model_version_submit(*, user, version: ModelVersion) -> ModelVersion:
         locked.state = VersionState.IN_REVIEW
         locked.submitted_by = user
         locked.submitted_at = timezone.now()
+        # The policy in force now is the one this version is reviewed under.
+        locked.required_signoffs = list(locked.model.required_signoffs)
         locked.content_hash = version_content_hash(locked)
         locked.save()
         audit_event_record(action=Action.VERSION_SUBMITTED, obj=locked,
                            **_version_event_fields(locked),
                            before={"state": VersionState.DRAFT},
                            after={"state": locked.state, "content_hash": locked.content_hash,
-                                  "required_signoffs": locked.model.required_signoffs},
+                                  "required_signoffs": locked.required_signoffs},
                            details={"serving": serving_evidence(runtime)})
         # Apps above (explain: the version's explanation figures) start their work here,
         # in this transaction, so it is recorded exactly when the submission is.
@@ -625,9 +648,18 @@ def model_version_artifact_download(*, user, version: ModelVersion) -> bytes:
 
 # -- access grants ------------------------------------------------------------------------------
 
+def _require_role_manager(*, user, model: RegisteredModel, role: str, what: str) -> None:
+    """Owners manage access; signing roles (approver, IRB) only administrators do."""
+    _require(user=user, model=model, capability=Capability.MANAGE_ACCESS, what=what)
+    if role in SIGNING_ROLES and not is_global_admin(user):
+        raise _deny(model=model, capability="manage_signing_roles", what=what,
+                    message=f"Only administrators grant and revoke signing roles "
+                            f"({', '.join(sorted(SIGNING_ROLES))}): a model's owner may not "
+                            f"choose who approves its releases.")
+
+
 def access_grant(*, user, model: RegisteredModel, grantee, role: str) -> ModelAccessGrant:
-    _require(user=user, model=model, capability=Capability.MANAGE_ACCESS,
-             what=f"grant {role} on {model.name}")
+    _require_role_manager(user=user, model=model, role=role, what=f"grant {role} on {model.name}")
     if role not in ModelRole.values:
         raise ValidationFailed(f"role must be one of {', '.join(ModelRole.values)}.",
                                code="invalid_role", field="role")
@@ -646,8 +678,8 @@ def access_grant(*, user, model: RegisteredModel, grantee, role: str) -> ModelAc
 
 
 def access_revoke(*, user, model: RegisteredModel, grantee, role: str) -> None:
-    _require(user=user, model=model, capability=Capability.MANAGE_ACCESS,
-             what=f"revoke {role} on {model.name}")
+    _require_role_manager(user=user, model=model, role=role,
+                          what=f"revoke {role} on {model.name}")
     with transaction.atomic():
         grant = ModelAccessGrant.objects.select_for_update().filter(
             model=model, user=grantee, role=role).first()
