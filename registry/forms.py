@@ -47,10 +47,19 @@ class ModelCreateForm(forms.Form):
     name = forms.CharField(max_length=100, help_text="Lower-case letters, digits, '.', '_' or '-'.")
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
     required_signoffs = forms.CharField(
-        initial="pi_approval, irb_approval", required=False,
-        help_text="Sign-off meanings every release needs, separated by commas.")
+        initial="pi_approval, irb_approval", required=False, label="Release policy",
+        help_text="Sign-off meanings every release needs, separated by commas; each is signed "
+                  "by a different person.")
     retention_days = forms.IntegerField(initial=365, min_value=1, max_value=36500,
                                         help_text="How long raw prediction inputs are kept.")
+
+    def __init__(self, *args, admin: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not admin:  # shown, not editable: administrators set release policies
+            field = self.fields["required_signoffs"]
+            field.disabled = True
+            field.help_text = ("Set by administrators: this default applies, and an "
+                               "administrator can change it later.")
 
 
 class DatasetCreateForm(forms.Form):
@@ -211,11 +220,15 @@ class GrantForm(forms.Form):
     username = forms.CharField(max_length=150, label="User (username)")
     role = forms.ChoiceField(choices=[])
 
-    def __init__(self, *args, **kwargs):
-        from .roles import ModelRole
+    def __init__(self, *args, admin: bool = False, **kwargs):
+        from .roles import SIGNING_ROLES, ModelRole
 
         super().__init__(*args, **kwargs)
         self.fields["role"].choices = ModelRole.choices
+        if not admin:
+            self.fields["role"].help_text = (
+                "Signing roles (" + ", ".join(ModelRole(r).label for r in sorted(SIGNING_ROLES))
+                + ") are granted by administrators only.")
 
 
 class SignoffForm(forms.Form):
@@ -249,8 +262,11 @@ class RollbackForm(forms.Form):
 
 class PolicyForm(forms.Form):
     required_signoffs = forms.CharField(
+        label="Release policy",
         help_text="Sign-off meanings each release needs, comma-separated (pi_approval is signed "
-                  "by approvers, irb_approval by IRB members; other meanings by either).")
+                  "by approvers, irb_approval by IRB members; other meanings by either). Each "
+                  "is signed by a different person. Applies to versions submitted from now on; "
+                  "a version in review keeps the policy it was submitted under.")
 
 
 class TrustedTypeForm(forms.Form):

@@ -34,7 +34,14 @@ from .forms import (
 )
 from .lifecycle import allowed_next
 from .models import VersionState
-from .roles import ROLE_CAPABILITIES, Capability, ModelRole, can_create_models, is_global_admin
+from .roles import (
+    ROLE_CAPABILITIES,
+    SIGNING_ROLES,
+    Capability,
+    ModelRole,
+    can_create_models,
+    is_global_admin,
+)
 
 page = page_view("registry:model-list")
 
@@ -62,13 +69,15 @@ def model_create(request):
         messages.error(request, "You do not have permission to register models. Ask an "
                        "administrator.")
         return redirect("registry:model-list")
-    form = ModelCreateForm(request.POST or None)
+    admin = is_global_admin(request.user)
+    form = ModelCreateForm(request.POST or None, admin=admin)
     if request.method == "POST" and form.is_valid():
         try:
             model = services.registered_model_create(
                 user=request.user, name=form.cleaned_data["name"],
                 description=form.cleaned_data["description"],
-                required_signoffs=lines(form.cleaned_data["required_signoffs"]) or None,
+                required_signoffs=(lines(form.cleaned_data["required_signoffs"]) or None)
+                if admin else None,
                 retention_days=form.cleaned_data["retention_days"])
         except PermissionDenied:
             raise
@@ -100,7 +109,7 @@ def model_detail(request, model):
         "model": obj, "versions": versions, "caps": caps, "history": history,
         "rollback_form": RollbackForm(candidates=candidates) if candidates else None,
         "policy_form": PolicyForm(initial={"required_signoffs": ", ".join(
-            obj.required_signoffs)}),
+            obj.required_signoffs)}) if is_global_admin(request.user) else None,
         "point_in_time": point_in_time, "at_text": at_text,
         "grants": selectors.model_grants(model=obj),
         "roles": selectors.user_model_roles(user=request.user, model=obj),
@@ -301,7 +310,8 @@ def model_access(request, model):
     obj = selectors.model_get_for_user(user=request.user, name=model)
     caps = selectors.user_capabilities(user=request.user, model=obj)
     can_manage = Capability.MANAGE_ACCESS in caps
-    form = GrantForm(request.POST or None) if can_manage else None
+    admin = is_global_admin(request.user)
+    form = GrantForm(request.POST or None, admin=admin) if can_manage else None
     if request.method == "POST":
         if not can_manage:
             raise PermissionDenied(f"You lack the 'manage_access' permission on {obj.name}.")
@@ -337,7 +347,7 @@ def model_access(request, model):
                 return redirect("registry:model-access", model=obj.name)
     return render(request, "registry/model_access.html", {
         "model": obj, "grants": selectors.model_grants(model=obj), "form": form,
-        "can_manage": can_manage,
+        "can_manage": can_manage, "is_admin": admin, "signing_roles": sorted(SIGNING_ROLES),
         "role_map": [(ModelRole(r).label, sorted(c)) for r, c in ROLE_CAPABILITIES.items()],
         "capabilities": Capability.choices,
     })
