@@ -65,9 +65,11 @@ def make_personas(model_name: str = "sepsis-risk") -> Personas:
     model = services.registered_model_create(user=owner, name=model_name,
                                              description="Test model")
     other = services.registered_model_create(user=other_owner, name=f"{model_name}-other")
-    for name, role in (("pi", ModelRole.APPROVER), ("irb", ModelRole.IRB),
-                       ("clinician", ModelRole.CLINICIAN), ("reviewer", ModelRole.REVIEWER)):
+    for name, role in (("clinician", ModelRole.CLINICIAN), ("reviewer", ModelRole.REVIEWER)):
         services.access_grant(user=owner, model=model, grantee=users[name], role=role)
+    # signing roles are granted by administrators only
+    for name, role in (("pi", ModelRole.APPROVER), ("irb", ModelRole.IRB)):
+        services.access_grant(user=admin, model=model, grantee=users[name], role=role)
     services.access_grant(user=other_owner, model=other, grantee=users["viewer_other"],
                           role=ModelRole.VIEWER)
     return Personas(admin=admin, auditor=auditor, owner=owner, model=model, other_model=other,

@@ -125,6 +125,10 @@ def matrix(ctx) -> list[Case]:
         Case("registry:model-access", "post", f"/models/{m}/access/", table(
             ok302=EDITORS, deny=("auditor", "pi", "irb", "clinician", "reviewer"), s404=HIDDEN,
             login=("anonymous",)), data={"username": "outsider", "role": "viewer"}),
+        # signing roles are granted by administrators only, not by the model's owners
+        Case("registry:model-access", "post", f"/models/{m}/access/", table(
+            ok302=("admin",), deny=("owner", "auditor", "pi", "irb", "clinician", "reviewer"),
+            s404=HIDDEN, login=("anonymous",)), data={"username": "outsider", "role": "approver"}),
         Case("registry:version-register", "get", f"/models/{m}/versions/new/", table(
             s200=EDITORS, deny=("auditor", "pi", "irb", "clinician", "reviewer"), s404=HIDDEN,
             login=("anonymous",))),
@@ -159,11 +163,10 @@ def matrix(ctx) -> list[Case]:
         Case("registry:model-rollback", "post", f"/models/{m}/rollback/", table(
             ok302=EDITORS, deny=("auditor", "pi", "irb", "clinician", "reviewer"), s404=HIDDEN,
             login=("anonymous",)), data={"to_version": 3, "reason": "matrix"}),
-        # v2 is in review, so even editors are refused (409 in the API): permission is
-        # checked first, and the page shows the conflict as an error message.
+        # the release policy is the administrators' (v2 in review keeps its frozen one)
         Case("registry:model-policy", "post", f"/models/{m}/policy/", table(
-            deny=(*EDITORS, "auditor", "pi", "irb", "clinician", "reviewer"), s404=HIDDEN,
-            login=("anonymous",)), data={"required_signoffs": "pi_approval"}),
+            ok302=("admin",), deny=("owner", "auditor", "pi", "irb", "clinician", "reviewer"),
+            s404=HIDDEN, login=("anonymous",)), data={"required_signoffs": "pi_approval"}),
         Case("inference:predict", "get", f"/models/{m}/predict/", table(
             s200=("admin", "owner", "clinician"), deny=("auditor", "pi", "irb", "reviewer"),
             s404=HIDDEN, login=("anonymous",))),
@@ -250,6 +253,12 @@ def matrix(ctx) -> list[Case]:
         Case("api-models", "post", "/api/v1/models/", table(
             s201=EDITORS, s403=("auditor", "pi", "irb", "clinician", "reviewer", *HIDDEN),
             s401=("anonymous",)), api=True, data={"name": "brand-new"}, format="json"),
+        # a release policy other than the default: administrators only
+        Case("api-models", "post", "/api/v1/models/", table(
+            s201=("admin",), s403=("owner", "auditor", "pi", "irb", "clinician", "reviewer",
+                                   *HIDDEN),
+            s401=("anonymous",)), api=True,
+             data={"name": "lax-policy", "required_signoffs": ["pi_approval"]}, format="json"),
         Case("api-model", "get", f"/api/v1/models/{m}/", table(
             s200=VIEWERS, s404=HIDDEN, s401=("anonymous",)), api=True),
         Case("api-versions", "get", f"/api/v1/models/{m}/versions/", table(
@@ -278,6 +287,14 @@ def matrix(ctx) -> list[Case]:
             s200=EDITORS, s403=("auditor", "pi", "irb", "clinician", "reviewer"), s404=HIDDEN,
             s401=("anonymous",)), api=True, data={"user": "reviewer", "role": "reviewer"},
              format="json"),
+        Case("api-access", "post", f"/api/v1/models/{m}/access/", table(
+            s201=("admin",), s403=("owner", "auditor", "pi", "irb", "clinician", "reviewer"),
+            s404=HIDDEN, s401=("anonymous",)), api=True,
+             data={"user": "outsider", "role": "irb"}, format="json"),
+        Case("api-access", "delete", f"/api/v1/models/{m}/access/", table(
+            s200=("admin",), s403=("owner", "auditor", "pi", "irb", "clinician", "reviewer"),
+            s404=HIDDEN, s401=("anonymous",)), api=True,
+             data={"user": "pi", "role": "approver"}, format="json"),
         Case("api-version-signoffs", "get", f"{api_vr}/signoffs/", table(
             s200=VIEWERS, s404=HIDDEN, s401=("anonymous",)), api=True),
         Case("api-version-signoffs", "post", f"{api_vr}/signoffs/", table(
@@ -306,7 +323,8 @@ def matrix(ctx) -> list[Case]:
             s200=AUDIT_READERS, s403=("clinician", "reviewer"), s404=HIDDEN,
             s401=("anonymous",)), api=True),
         Case("api-model", "patch", f"/api/v1/models/{m}/", table(
-            s409=EDITORS, s403=("auditor", "pi", "irb", "clinician", "reviewer"), s404=HIDDEN,
+            s200=("admin",), s403=("owner", "auditor", "pi", "irb", "clinician", "reviewer"),
+            s404=HIDDEN,
             s401=("anonymous",)), api=True, data={"required_signoffs": ["pi_approval"]},
              format="json"),
         Case("api-predict", "post", f"/api/v1/models/{m}/predict/", table(

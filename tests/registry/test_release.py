@@ -88,17 +88,6 @@ def test_a_rejection_needs_a_reason(personas, dataset):
     assert response.status_code == 400 and response.json()["errors"][0]["field"] == "comment"
 
 
-def test_the_submitter_cannot_sign(personas, dataset):
-    from registry.services import access_grant
-
-    access_grant(user=personas.owner, model=personas.model, grantee=personas.owner, role="approver")
-    _submit(personas, dataset)
-    response = _sign(personas, "owner", 1, "pi_approval")
-    assert response.status_code == 403
-    assert response.json()["errors"][0]["code"] == "self_signing"
-    assert not Signature.objects.exists()
-
-
 def test_a_wrong_password_is_refused_and_audited(personas, dataset):
     _submit(personas, dataset)
     response = _sign(personas, "pi", 1, "pi_approval", password="not-my-password")
@@ -232,21 +221,6 @@ def test_shadow_ends_when_the_version_is_promoted(personas, dataset):
     _sign(personas, "irb", 1, "irb_approval")
     promoted = api_as(personas.owner).post(_url(personas, 1, "promote/")).json()
     assert promoted["state"] == "production" and promoted["shadow"] is False
-
-
-def test_policy_changes_wait_until_no_version_is_in_review(personas, dataset):
-    url = f"/api/v1/models/{personas.model.name}/"
-    ok = api_as(personas.owner).patch(url, {"required_signoffs": ["pi_approval"]}, format="json")
-    assert ok.status_code == 200 and ok.json()["required_signoffs"] == ["pi_approval"]
-    event = AuditEvent.objects.filter(action=Action.POLICY_UPDATED).get()
-    assert event.before == {"required_signoffs": ["pi_approval", "irb_approval"]}
-    _submit(personas, dataset)
-    busy = api_as(personas.owner).patch(url, {"required_signoffs": ["irb_approval"]},
-                                        format="json")
-    assert busy.status_code == 409
-    assert api_as(personas.pi).patch(url, {"required_signoffs": []}, format="json").status_code == 403
-    # with only the PI's approval required, one signature approves
-    assert _sign(personas, "pi", 1, "pi_approval").json()["state"] == "approved"
 
 
 def test_signers_are_notified_and_see_it_on_their_dashboard(personas, dataset, django_capture_on_commit_callbacks):
