@@ -89,6 +89,7 @@ from registry.storage import artifact_storage, blob_key, spool_upload
 from . import batch_files
 from .batch_files import Record
 from .columnar import Screened, check_many
+from .log import chain_advance, chain_links, chain_lock
 from .models import BatchJob, BatchStatus, Prediction, ReviewItem, ReviewStatus
 from .services import (
     ScoredRow,
@@ -729,7 +730,7 @@ _LOG_CONSTANT = ("model_id", "version_id", "shadow_version_id", "requester_id", 
                  "created_at", "latency_ms", "batch_id")
 _LOG_COLUMNS = (*_LOG_CONSTANT, "id", "public_id", "input_sha256", "input", "label", "score",
                 "confidence", "probabilities", "routing", "reason", "ood", "shadow_output",
-                "row_index", "row_hash")
+                "row_index", "row_hash", "chain_hash")
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
@@ -768,7 +769,7 @@ def _copy_line(prefix: str, pk: int, r: ScoredRow, dumps=orjson.dumps) -> str:
         _copy_text(dumps(v["probabilities"]).decode()), v["routing"],
         _copy_text(v["reason"]), _copy_text(dumps(v["ood"]).decode()),
         "\\N" if shadow is None else _copy_text(dumps(shadow).decode()),
-        _copy_value(v["row_index"]), v["row_hash"]))
+        _copy_value(v["row_index"]), v["row_hash"], v["chain_hash"]))
 
 
 _REVIEW_COLUMNS = ("prediction_id", "model_id", "version_id", "status", "created_at",
@@ -786,9 +787,16 @@ def _log_write(rows: list[ScoredRow], *, model: RegisteredModel, version: ModelV
     """
     if not rows:
         return 0
+    # The model's chain head is locked before any id is drawn (a model's ids follow its
+    # chain) and held to the chunk's commit.
+    head = chain_lock(model.pk)
+    links = chain_links(head, [r.values["row_hash"] for r in rows])
+    for r, link in zip(rows, links, strict=True):
+        r.values["chain_hash"] = link
     if connection.vendor != "postgresql":
         objects = [Prediction(input=r.input, **r.values) for r in rows]
         Prediction.objects.bulk_create(objects, batch_size=2000)
+        chain_advance(head, links=links, last_id=objects[-1].pk)
         reviews = [ReviewItem(prediction=p, model=model, version=version,
                               created_at=p.created_at)
                    for p, r in zip(objects, rows, strict=True) if r.review]
@@ -815,6 +823,7 @@ def _log_write(rows: list[ScoredRow], *, model: RegisteredModel, version: ModelV
                     routed.append((pk, r.values["created_at"]))
             if lines:
                 copy.write("\n".join(lines) + "\n")
+        chain_advance(head, links=links, last_id=ids[-1])
         if routed:
             review_table = ReviewItem._meta.db_table
             with raw.copy(f"COPY {review_table} ({', '.join(_REVIEW_COLUMNS)}) "

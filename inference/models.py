@@ -3,7 +3,9 @@
 Predictions are append-only (model, queryset and database triggers refuse
 changes), except that the raw input may be purged after the model's retention
 period; each row's hash covers the input's sha256, not the input, so the log
-stays verifiable after a purge. Ranges of rows are anchored in the audit chain.
+stays verifiable after a purge. Each model's rows form a hash chain (every row's
+``chain_hash`` covers the one before it), appended under a lock on the model's
+``PredictionChainHead``; ranges of rows are anchored in the audit chain.
 """
 
 from __future__ import annotations
@@ -72,6 +74,9 @@ class Prediction(models.Model):
                               db_constraint=False)
     row_index = models.PositiveIntegerField(null=True, blank=True)
     row_hash = models.CharField(max_length=64)
+    # sha256 over the previous row's chain_hash (of the same model; CHAIN_GENESIS for its
+    # first) and this row's row_hash: an edit, a deletion or a reorder breaks the chain.
+    chain_hash = models.CharField(max_length=64, default="")
     purged_at = models.DateTimeField(null=True, blank=True)
 
     objects = PredictionQuerySet.as_manager()
@@ -97,6 +102,24 @@ class Prediction(models.Model):
 
     def delete(self, *args, **kwargs):
         raise TypeError("predictions are append-only")
+
+
+CHAIN_GENESIS = "0" * 64
+
+
+class PredictionChainHead(models.Model):
+    """The end of one model's prediction chain: appends lock this row, so a model's rows
+    are chained in id order; verification compares the chain it recomputes with it."""
+
+    model = models.OneToOneField(RegisteredModel, on_delete=models.PROTECT, primary_key=True,
+                                 related_name="+")
+    head = models.CharField(max_length=64, default=CHAIN_GENESIS)
+    last_id = models.BigIntegerField(default=0)
+    count = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"prediction chain of model {self.model_id}"
 
 
 class PredictionAnchor(models.Model):

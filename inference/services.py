@@ -36,7 +36,7 @@ from registry.selectors import (
     user_capabilities,
 )
 
-from .log import row_time_text
+from .log import chain_advance, chain_links, chain_lock, row_time_text
 from .models import (
     OverrideReason,
     Prediction,
@@ -220,7 +220,12 @@ def prediction_create(*, user, model: RegisteredModel | str, instances: list[Any
         raise ValidationFailed(items=[ErrorItem("unscorable", message, f) for f in fields],
                                extra={"model_version": version.number}) from None
     with transaction.atomic():
+        head = chain_lock(model.pk)  # before the ids: a model's ids follow its chain
+        links = chain_links(head, [p.row_hash for p in rows])
+        for prediction, link in zip(rows, links, strict=True):
+            prediction.chain_hash = link
         Prediction.objects.bulk_create(rows)
+        chain_advance(head, links=links, last_id=rows[-1].pk)
         for review in reviews:
             review.prediction_id = review.prediction.pk
         ReviewItem.objects.bulk_create(reviews)

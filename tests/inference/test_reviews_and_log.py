@@ -186,7 +186,7 @@ def test_a_changed_row_is_named_by_verification(personas):
     assert not verdict.ok and verdict.first_problem["id"] == target.pk
 
 
-def test_a_deleted_row_breaks_its_anchor(personas):
+def test_a_deleted_row_breaks_its_chain_before_its_anchor(personas):
     _routed(personas, 3)
     anchor_predictions(settle=timedelta(0))
     target = Prediction.objects.order_by("id")[1]
@@ -198,7 +198,8 @@ def test_a_deleted_row_breaks_its_anchor(personas):
     finally:
         run_triggers(connection, install=True)
     verdict = verify_prediction_log()
-    assert not verdict.ok and "anchor" in verdict.first_problem["problem"]
+    assert not verdict.ok and verdict.first_problem["id"] == target.pk + 1
+    assert "chain" in verdict.first_problem["problem"]
 
 
 def _stored_inputs() -> list[tuple[int, str, str]]:
