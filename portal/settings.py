@@ -373,6 +373,15 @@ CELERY_BEAT_SCHEDULE = {
                             "schedule": env_int("ATTEST_MONITORING_EVALUATE_SECONDS", 3600,
                                                 minimum=60)},
 }
+# verify_predictions fails when prediction-log rows older than this are still not
+# anchored in the audit chain (the anchor job runs every ATTEST_ANCHOR_SECONDS and leaves
+# the newest 30 s for transactions still in flight).
+ATTEST_ANCHOR_WINDOW_SECONDS = env_int("ATTEST_ANCHOR_WINDOW_SECONDS",
+                                       3 * env_int("ATTEST_ANCHOR_SECONDS", 300, minimum=60),
+                                       minimum=120)
+# The embedded shape (no broker) runs the schedule above in a thread of the web process
+# (portal/scheduler.py; one process per data directory, by a file lock).
+ATTEST_EMBEDDED_SCHEDULER = env_bool("ATTEST_EMBEDDED_SCHEDULER", CELERY_TASK_ALWAYS_EAGER)
 # Monitoring: the price of one CPU-hour (US dollars) for the inference-cost signal; a
 # model's monitoring policy may set its own.
 ATTEST_MONITORING_CPU_HOUR_PRICE = env_float("ATTEST_MONITORING_CPU_HOUR_PRICE", 0.05,

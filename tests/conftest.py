@@ -63,6 +63,7 @@ def _isolated_artifact_store(settings, tmp_path):
     settings.ATTEST_SERVING_TIMING_SCALE = 0.02
     # Eager batch jobs run inside the request in tests (the embedded shape uses a thread).
     settings.ATTEST_BATCH_EAGER_THREAD = False
+    settings.ATTEST_EMBEDDED_SCHEDULER = False
     # Explanation jobs too; a version's explanation figures (a minute of work) are computed
     # at submit only in the tests of explain that ask for them.
     settings.ATTEST_EXPLAIN_EAGER_THREAD = False
