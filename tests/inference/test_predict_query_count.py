@@ -2,7 +2,7 @@
 
 The prediction endpoint is the hottest path of the product: every statement it adds is
 paid on each request. These tests pin the statements of a warm prediction (token,
-authorization, the serving versions, the log row; a review item when routed) so that a
+authorization, the serving versions, the chain head's lock and move, the log row; a review item when routed) so that a
 change which adds one fails here and has to say why. Transaction control (BEGIN,
 SAVEPOINT, COMMIT) is left out: it differs between the databases and test modes.
 """
@@ -25,9 +25,11 @@ pytestmark = pytest.mark.django_db
 CONTROL = re.compile(r"^\s*(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE SAVEPOINT|ROLLBACK TO)",
                      re.I)
 # token + its user; the user's auditor group; the user's grants on the model, with the
-# model; the production and shadow versions' ids and states; the log row
+# model; the production and shadow versions' ids and states; the model's chain head,
+# locked before the log row gets its id; the log row; the head moved past it
 WARM_AUTO = ("portal_apitoken", "auth_group", "registry_modelaccessgrant",
-             "registry_modelversion", "INSERT INTO \"inference_prediction\"")
+             "registry_modelversion", "\"inference_predictionchainhead\"",
+             "INSERT INTO \"inference_prediction\"", "UPDATE \"inference_predictionchainhead\"")
 
 
 def _statements(captured) -> list[str]:
@@ -51,7 +53,7 @@ def _matches(statements: list[str], expected: tuple[str, ...]) -> bool:
         part in sql for sql, part in zip(statements, expected, strict=True))
 
 
-def test_a_warm_prediction_costs_five_statements(personas):
+def test_a_warm_prediction_costs_seven_statements(personas):
     version = released_version(personas, confidence_threshold=0.5)
     client, row = _client(personas), typical_input(version)
     assert _post(client, personas, row).status_code == 200  # first use of the token; caches
