@@ -88,8 +88,6 @@ def run_entry(name: str) -> tuple[bool, str]:
     except Exception as exc:  # a failing job must not stop the others
         logger.exception("scheduled job %s failed", name)
         outcome, ok = f"{name}: failed ({type(exc).__name__}: {str(exc)[:200]})", False
-    finally:
-        close_old_connections()
     return ok, outcome
 
 
@@ -123,6 +121,8 @@ def _loop() -> None:
                     (logger.info if ok else logger.warning)("scheduled %s", outcome)
             except Exception:  # the state file, say: log, and try again next tick
                 logger.exception("embedded scheduler tick failed")
+            finally:
+                close_old_connections()  # this thread's own; a broken one is reopened
             time.sleep(TICK_SECONDS)
 
 
