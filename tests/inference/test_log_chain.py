@@ -15,13 +15,13 @@ from django.test import override_settings
 from django.utils import timezone
 
 from core.clock import replayed_time
+from inference import batches
 from inference.log import (
     anchor_predictions,
     chain_link,
     prediction_row_hash,
     verify_prediction_log,
 )
-from inference import batches
 from inference.models import CHAIN_GENESIS, BatchJob, Prediction, PredictionChainHead
 from inference.triggers import run as run_triggers
 
