@@ -3,7 +3,9 @@
 CSV is read as the dataset profiler reads it (``profiling``): strictly
 UTF-8 (a byte-order mark is tolerated), blank lines skipped, the same missing-value
 markers; its text is typed per the version's schema (a bad value stays text, so the
-validator reports it). Parquet is typed already; float NaN is missing. A record's
+validator reports it; a boolean reads true/false and 1/0 by the rule of every input
+path, ``registry.schema.boolean_value``). Parquet is typed already (a boolean column
+may also hold 0/1 numbers or true/false text); float NaN is missing. A record's
 ``row_index`` is its 0-based position among the data rows.
 """
 
@@ -29,6 +31,7 @@ from profiling import (
     scan_csv,
 )
 from registry.models import ModelVersion
+from registry.schema import boolean_value
 
 # The same missing-value markers as the dataset profiler (pandas' defaults), so a
 # file is read the way its training data was profiled.
@@ -132,8 +135,15 @@ def _coercer(kind: str) -> Callable[[str], Any]:
                     return text
         return number
     if kind == "boolean":
-        return lambda text: {"true": True, "false": False}.get(text.lower(), text)
+        return _boolean_text
     return lambda text: text
+
+
+def _boolean_text(text: Any) -> Any:
+    """A boolean feature's text ("true", "0", ...: the one rule, ``boolean_value``) as a
+    boolean; other text stays text, which the validator refuses."""
+    value = boolean_value(text, text=True)
+    return text if value is None else value
 
 
 def _storable(row_index: int, values: dict) -> Record:
@@ -201,6 +211,8 @@ def parquet_chunks(path: str, version: ModelVersion, chunk_size: ChunkSize, *, s
     import pyarrow.parquet as pq
 
     names = {f["name"] for f in version.input_schema}
+    # A boolean stored as text ("true"/"false", as the profiler reads it) is read like CSV.
+    texts = {f["name"] for f in version.input_schema if f["type"] == "boolean"}
     with pq.ParquetFile(path) as parquet:
         columns = [n for n in parquet.schema_arrow.names if n in names]
         values = (row for batch in parquet.iter_batches(batch_size=8192, columns=columns)
@@ -208,7 +220,8 @@ def parquet_chunks(path: str, version: ModelVersion, chunk_size: ChunkSize, *, s
         for k, low, batch in _cut(values, chunk_size, start, first_index):
             def convert(low=low, b=batch) -> list[Record]:
                 return [_storable(low + i, {
-                    n: (None if isinstance(v, float) and math.isnan(v) else v)
+                    n: (None if isinstance(v, float) and math.isnan(v) else
+                        _boolean_text(v) if n in texts and isinstance(v, str) else v)
                     for n, v in row.items()}) for i, row in enumerate(b)]
             yield k, convert
 

@@ -3,12 +3,13 @@
 ``check_many(rows, ...)`` returns exactly ``[check_input(row, ...) for row in rows]``
 (tests compare the two on generated inputs), but screens the rows a column at a
 time with numpy first. A row passes the screen only when it would come out of
-``check_input`` untouched: a dict of known features, every value present and of
-the schema's type, numbers finite (whole and exactly representable for integers),
-inside the validated range, categories allowed and seen in training, and not in
-the profile's tails. Those rows get their ``Checked`` built directly; every other
-row — an error, an OOD flag, an imputed or missing value — goes through
-``check_input`` itself, so messages and flags are always the reference ones.
+``check_input`` untouched (but for a boolean's 0/1, read as false/true): a dict of
+known features, every value present and of the schema's type, numbers finite (whole
+and exactly representable for integers), inside the validated range, categories
+allowed and seen in training, and not in the profile's tails. Those rows get their
+``Checked`` built directly; every other row — an error, an OOD flag, an imputed or
+missing value — goes through ``check_input`` itself, so messages and flags are always
+the reference ones.
 
 Batch jobs validate 20,000-row chunks this way (docs/performance.md, "Predict"):
 per row, the screen costs about a tenth of ``check_input``.
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from registry.schema import boolean_value
 
 from .validation import TAIL_MIN_FEATURES, TAIL_MIN_SHARE, Checked, check_input
 
@@ -102,9 +105,14 @@ def check_many(rows: list[Any], *, schema: list[dict], profile: dict,
                 as_given &= types <= {int}
                 values.append([int(v) if good else 0
                                for v, good in zip(arr.tolist(), ok.tolist(), strict=True)])
-        elif kind == "boolean":
-            clean &= np.fromiter((type(v) is bool for v in col), dtype=bool, count=n)
-            values.append(col)
+        elif kind == "boolean":  # check_input's rule: true/false, 0/1 (read as booleans)
+            if types <= {bool}:
+                values.append(col)
+            else:
+                parsed = [boolean_value(v) for v in col]
+                clean &= np.fromiter((p is not None for p in parsed), dtype=bool, count=n)
+                as_given = False
+                values.append(parsed)
         else:
             allowed = {str(c) for c in feature.get("categories") or []}
             seen = column.get("categories")

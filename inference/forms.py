@@ -9,6 +9,7 @@ from django.forms.boundfield import BoundField
 from django.utils.functional import cached_property
 
 from core.numbers import range_text
+from registry.schema import boolean_value
 
 from .models import OverrideReason, ReviewDecision
 
@@ -67,10 +68,10 @@ class PredictionForm(forms.Form):
                                                                  feature.get("categories", [])],
                                           **common)
             elif kind == "boolean":
-                field = forms.TypedChoiceField(choices=[("", "—"), ("true", "yes"),
-                                                        ("false", "no")],
-                                               coerce=lambda v: v == "true", empty_value=None,
-                                               **common)
+                # Text, not a closed choice: inputs() reads it by the rule every input path
+                # uses (true/false, 1/0), and the service refuses anything else by name.
+                field = forms.CharField(widget=forms.Select(choices=[
+                    ("", "—"), ("true", "yes"), ("false", "no")]), **common)
             else:
                 attrs = {"step": "any" if kind == "number" else "1", "inputmode": "decimal"}
                 if feature.get("min") is not None or feature.get("max") is not None:
@@ -101,6 +102,9 @@ class PredictionForm(forms.Form):
                     continue
                 number = float(text)
                 data[name] = int(number) if kind == "integer" and number.is_integer() else number
+            elif kind == "boolean":
+                parsed = boolean_value(value, text=True)
+                data[name] = value if parsed is None else parsed  # text: refused by name
             else:
                 data[name] = value
         return data

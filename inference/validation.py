@@ -17,6 +17,8 @@ from typing import Any
 
 from core.errors import ErrorItem
 from core.numbers import range_text
+from registry.reference import boolean_true_share
+from registry.schema import BOOLEAN_HINT, boolean_value
 
 # An input is "in the tails" when at least this many numeric features, and at least
 # this share of them, lie beyond the training profile's 1st-99th percentiles.
@@ -44,6 +46,10 @@ def _is_finite(value: int | float) -> bool:
         return False
 
 
+def boolean_error(name: str) -> str:
+    return f"{name} must be {BOOLEAN_HINT}."
+
+
 def _impute(feature: dict, column: dict) -> Any:
     kind = feature["type"]
     if kind in ("number", "integer"):
@@ -52,11 +58,13 @@ def _impute(feature: dict, column: dict) -> Any:
         if value is None:
             return None
         return int(round(value)) if kind == "integer" else float(value)
+    if kind == "boolean":  # the more frequent value, from a true/false or a 0/1 profile
+        share = boolean_true_share(column)
+        return None if share is None else share >= 0.5
     categories = column.get("categories") or {}
     if not categories:
         return None
-    top = max(categories, key=categories.get)
-    return top == "true" if kind == "boolean" else top
+    return max(categories, key=categories.get)
 
 
 # What a per-feature flag says without the input's value (the redacted flags below, the
@@ -139,9 +147,11 @@ def check_input(raw: Any, *, schema: list[dict], profile: dict, path: str = "inp
             if p01 is not None and p99 is not None and not (p01 <= value <= p99):
                 tails += 1
         elif kind == "boolean":
-            if not isinstance(value, bool):
-                checked.errors.append(ErrorItem("invalid_type", f"{name} must be true or false.",
-                                                where))
+            # JSON booleans and 0/1; text ("true", "0") is read by the paths that carry it
+            # (batch_files, the form) with the same rule.
+            value = boolean_value(value)
+            if value is None:
+                checked.errors.append(ErrorItem("invalid_type", boolean_error(name), where))
                 continue
         else:
             if not isinstance(value, str | int) or isinstance(value, bool):

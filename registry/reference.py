@@ -27,6 +27,15 @@ SAMPLE_ROWS = 500
 SAMPLE_SEED = 0
 
 
+def boolean_true_share(column: dict) -> float | None:
+    """The share of true among a boolean feature's training values: from a true/false
+    profile's categories, or the mean of a numeric profile of 0 and 1 (None if unknown)."""
+    share = (column.get("categories") or {}).get("true")
+    if share is None and column.get("type") in NUMERIC:
+        share = column.get("mean")
+    return None if share is None else min(max(float(share), 0.0), 1.0)
+
+
 def reference_row(input_schema: list[dict], profile: dict) -> dict:
     """A plausible input built from the training profile: medians and most frequent values."""
     columns = (profile or {}).get("columns", {})
@@ -44,8 +53,8 @@ def reference_row(input_schema: list[dict], profile: dict) -> dict:
                 value = col.get("mean", 0.0) or 0.0
             row[name] = int(round(value)) if kind == "integer" else float(value)
         elif kind == "boolean":
-            cats = col.get("categories") or {}
-            row[name] = bool(cats) and max(cats, key=cats.get) == "true"
+            share = boolean_true_share(col)
+            row[name] = share is not None and share >= 0.5
         else:
             cats = col.get("categories") or {}
             allowed = feature.get("categories") or list(cats)
@@ -76,8 +85,8 @@ def reference_sample(input_schema: list[dict], profile: dict, n: int = SAMPLE_RO
         if kind in NUMERIC:
             drawn[name] = _draw_numeric(rng, feature, col, n)
         elif kind == "boolean":
-            share = (col.get("categories") or {}).get("true")
-            p_true = 0.5 if share is None else min(max(float(share), 0.0), 1.0)
+            share = boolean_true_share(col)
+            p_true = 0.5 if share is None else share
             drawn[name] = [bool(v) for v in rng.random(n) < p_true]
         else:
             drawn[name] = _draw_category(rng, feature, col, n)

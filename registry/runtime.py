@@ -69,8 +69,11 @@ class LoadedModel:
         if self._frame_input:
             import pandas as pd
 
-            return pd.DataFrame([[row.get(n) for n in self.feature_names] for row in rows],
-                                columns=self.feature_names)
+            # A boolean reaches the estimator as 0/1, as in the matrix and ONNX paths
+            # (_as_float): a training file's 0/1 column was fitted as numbers, and a bool
+            # column would be left out by a numeric column selector.
+            return pd.DataFrame([[_numeric_bool(row.get(n)) for n in self.feature_names]
+                                 for row in rows], columns=self.feature_names)
         return np.array([[_as_float(row.get(n)) for n in self.feature_names] for row in rows],
                         dtype=float)
 
@@ -89,6 +92,10 @@ class LoadedModel:
             keys = list(outputs[0].keys())
             return np.array([[item[k] for k in keys] for item in outputs], dtype=float)
         return np.asarray(outputs, dtype=float)
+
+
+def _numeric_bool(value):
+    return int(value) if isinstance(value, bool) else value
 
 
 def _as_float(value) -> float:

@@ -7,6 +7,7 @@ whole metadata document in one round.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from core.errors import ErrorItem, ValidationFailed
@@ -21,6 +22,35 @@ FEATURE_KEYS = {"name", "type", "unit", "required", "description", "min", "max",
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# The one rule for a boolean feature's value, on every input path (a single prediction's
+# JSON, the predict form, batch CSV and Parquet, the profile check at registration).
+BOOLEAN_TEXT = {"true": True, "false": False}
+_ZERO_ONE_TEXT = re.compile(r"([01])(?:\.0*)?")  # 0, 1, 0.0, 1.0 (a 0/1 column with gaps)
+BOOLEAN_HINT = "true or false (or 1 or 0)"
+
+
+def boolean_value(value: Any, *, text: bool = False) -> bool | None:
+    """``value`` as a boolean feature reads it, or None when it is not one.
+
+    JSON true/false; the numbers 0 and 1 (0.0 and 1.0 too: a training file's 0/1 column
+    is often stored as floats). Where the input path carries text (CSV, the form,
+    ``text=True``) also "true"/"false" in any letter case and "1"/"0" (or "1.0"/"0.0", as
+    pandas writes a 0/1 column with gaps), spaces trimmed. Anything else ("yes", 2, 0.5,
+    a JSON string) is not a boolean.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return bool(value) if value in (0, 1) else None
+    if text and isinstance(value, str):
+        word = value.strip().lower()
+        if word in BOOLEAN_TEXT:
+            return BOOLEAN_TEXT[word]
+        digit = _ZERO_ONE_TEXT.fullmatch(word)
+        return digit.group(1) == "1" if digit else None
+    return None
 
 
 def default_feature(name: str, column_type: str, column_profile: dict) -> dict:
@@ -69,6 +99,10 @@ def build_input_schema(declared: Any, *, dataset_columns: list[dict], profile: d
                 "unknown_column", f"Feature '{name}' is not a column of the training dataset.",
                 f"{path}.name"))
             continue
+        contradiction = _profile_contradiction(name, item.get("type"), columns.get(name))
+        if contradiction:
+            problems.append(ErrorItem("type_contradicts_profile", contradiction, f"{path}.type"))
+            continue
         base = default_feature(name, item.get("type") or types[name], columns.get(name, {}))
         if item.get("type") and item["type"] != types[name] and item["type"] in FEATURE_TYPES:
             # A declared type may differ from the profiled one (integer codes as categories);
@@ -81,6 +115,47 @@ def build_input_schema(declared: Any, *, dataset_columns: list[dict], profile: d
         raise ValidationFailed(items=problems)
     validate_input_schema(schema)
     return schema
+
+
+def _profile_contradiction(name: str, declared: Any, column: dict | None) -> str | None:
+    """Why a declared type cannot describe the profiled training column, or None.
+
+    A type may differ from the profiled one where the training values fit it: boolean
+    over a numeric column of 0 and 1 (the profiler calls only true/false boolean), or
+    over categories that are all boolean spellings; integer over a number column of
+    whole numbers; number over integers; category over anything (integer codes). What
+    contradicts: the training rows themselves would be refused by the declared type.
+    """
+    if declared not in FEATURE_TYPES or not isinstance(column, dict):
+        return None
+    kind = column.get("type")
+    if kind == declared or declared == "category" or kind not in FEATURE_TYPES:
+        return None
+    said = f"Feature '{name}' is declared {declared} but the training data is profiled as {kind}"
+    if declared == "boolean":
+        if kind in ("number", "integer"):
+            seen = [column.get(k) for k in ("min", "max", "p01", "p99")]
+            seen += list(column.get("quantiles") or [])
+            if all(v is None or boolean_value(v) is not None for v in seen):
+                return None
+            return (f"{said} with values other than 0 and 1 (from {column.get('min')} to "
+                    f"{column.get('max')}); declare it {kind}.")
+        categories = column.get("categories") or {}
+        if (column.get("other_rate") or 0) == 0 and all(
+                boolean_value(c, text=True) is not None for c in categories):
+            return None
+        listed = ", ".join(list(categories)[:5]) or "values it does not list"
+        return (f"{said} ({listed}); a boolean takes {BOOLEAN_HINT}: declare it category.")
+    # number or integer
+    if kind == "boolean":
+        return f"{said} (true/false); declare it boolean."
+    if kind == "category":
+        return f"{said}; declare it category."
+    if declared == "integer" and kind == "number" and not all(
+            v is None or float(v).is_integer() for v in (column.get("min"), column.get("max"))):
+        return (f"{said} with values that are not whole numbers (from {column.get('min')} "
+                f"to {column.get('max')}); declare it number.")
+    return None
 
 
 def validate_input_schema(schema: Any) -> None:

@@ -37,6 +37,34 @@ def logistic_model(seed: int = 0):
     return model
 
 
+FLAG = "large mass"  # 0/1 in the training file: mean area above the cohort's median
+FEATURES_FLAGGED = [*FEATURES_SMALL, FLAG]
+
+
+@functools.cache
+def flagged_frame() -> pd.DataFrame:
+    """The four features, a 0/1 column (profiled as integer) and the diagnosis."""
+    frame = breast_cancer_frame()
+    out = frame[FEATURES_SMALL].copy()
+    out[FLAG] = (frame["mean area"] > frame["mean area"].median()).astype(int)
+    out["diagnosis"] = frame["diagnosis"]
+    return out
+
+
+@functools.cache
+def flagged_model():
+    """A standardized logistic regression fitted on the frame (feature_names_in_), the flag
+    as the 0/1 integers of the training file."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    frame = flagged_frame()
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))
+    model.fit(frame[FEATURES_FLAGGED], frame["diagnosis"])
+    return model
+
+
 def skops_bytes(model) -> bytes:
     import skops.io as sio
 

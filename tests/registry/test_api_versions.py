@@ -3,19 +3,26 @@ from __future__ import annotations
 import hashlib
 import json
 
+import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import override_settings
 
 from audits.chain import verify_chain
 from audits.models import Action, AuditEvent
+from registry import services
 from registry.loading import artifact_model_load
 from registry.models import ModelVersion
 from registry.storage import artifact_storage, blob_key
 
 from ..artifacts import (
     FEATURES_SMALL,
+    FLAG,
+    breast_cancer_frame,
     corrupt_zip_bytes,
+    csv_bytes,
+    flagged_frame,
+    flagged_model,
     joblib_bytes,
     logistic_model,
     onnx_bytes,
@@ -330,3 +337,51 @@ def test_a_pickle_with_any_name_hears_why_it_is_refused(personas, dataset):
     response = _post(personas, pickle_bytes(), {"dataset": dataset.pk}, name="model.pkl")
     assert response.status_code == 400
     assert response.json()["errors"][0]["code"] == "pickle_refused"
+
+
+# -- declared types against the training profile (issue 15 §5) -----------------------------
+
+def _flagged_dataset(personas, frame=None):
+    return services.dataset_version_register(
+        user=personas.owner, name="flagged-cohort", version="1", source="EHR extract, site A",
+        data_file=SimpleUploadedFile("flagged.csv", csv_bytes(
+            flagged_frame() if frame is None else frame)))
+
+
+def test_a_boolean_declared_over_a_0_1_column_is_accepted(personas):
+    dataset = _flagged_dataset(personas)
+    response = _post(personas, skops_bytes(flagged_model()), {
+        "dataset": dataset.pk,
+        "input_schema": [*FEATURES_SMALL, {"name": FLAG, "type": "boolean"}]})
+    assert response.status_code == 201, response.json()
+    flag = next(f for f in response.json()["input_schema"] if f["name"] == FLAG)
+    assert flag["type"] == "boolean" and "min" not in flag
+
+
+@pytest.mark.parametrize("column,declared,kind", [
+    ("mean radius", "boolean", "number"),  # values far outside {0, 1}
+    ("mean radius", "integer", "number"),  # not whole numbers
+    ("site", "boolean", "category"),  # yes/no is not a boolean spelling
+    ("site", "number", "category"),
+    ("smoker", "integer", "boolean"),
+])
+def test_a_declared_type_that_contradicts_the_profile_is_refused(personas, column, declared,
+                                                                 kind):
+    frame = breast_cancer_frame()[["mean radius", "diagnosis"]].copy()
+    frame["site"] = np.where(np.arange(len(frame)) % 3 == 0, "yes", "no")
+    frame["smoker"] = np.arange(len(frame)) % 4 == 0
+    dataset = _flagged_dataset(personas, frame)
+    assert dataset.profile["columns"][column]["type"] == kind
+    features = ["mean radius", "site", "smoker"]
+    schema = [{"name": n} for n in features]
+    schema[features.index(column)]["type"] = declared
+    # The schema is checked against the profile before it is bound to the model.
+    response = _post(personas, skops_bytes(logistic_model()), {"dataset": dataset.pk,
+                                                               "input_schema": schema})
+    assert response.status_code == 400, response.json()
+    [error] = response.json()["errors"]
+    assert error["field"] == f"metadata.input_schema.{features.index(column)}.type"
+    assert error["code"] == "type_contradicts_profile"
+    assert f"'{column}'" in error["message"] and f"declared {declared}" in error["message"]
+    assert f"profiled as {kind}" in error["message"]
+    assert not ModelVersion.objects.exists()
