@@ -74,7 +74,8 @@ def batch_detail(request, batch_id):
     return render(request, "inference/batch_detail.html", {
         "job": job, "progress": batches.batch_progress(job),
         "active": job.status in (BatchStatus.QUEUED, BatchStatus.RUNNING),
-        "predictions": job.rows_done - job.rows_failed})
+        "predictions": job.rows_done - job.rows_failed,
+        "reasons": batches.batch_failure_reasons(job)})
 
 
 @_page

@@ -55,7 +55,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -119,6 +119,9 @@ RESULT_HEADER = ("row_index", "prediction_id", "label", "score", "confidence", "
                  "reason")
 ERROR_HEADER = ("row_index", "field", "code", "message")
 BUSY = "busy"  # another worker holds the job: the task retries later
+# Failure reasons kept per chunk (with its error-file part), and the length of a message.
+MAX_CHUNK_REASONS = 50
+MAX_REASON_TEXT = 300
 
 
 def chunk_rows_setting() -> int:
@@ -473,8 +476,9 @@ def batch_run(*, job_id: int) -> str:
     4. For each chunk not yet done: stop as cancelled if cancellation was requested,
        else ``batch_chunk_process`` it (one transaction per chunk).
     5. Write the result and error files and mark the job completed.
-    Bad data never fails a job (bad rows go to the error file); a missing input or an
-    unloadable model does, with the reason. Database errors propagate: the job stays
+    Bad rows do not fail a job (they go to the error file) unless every row is bad: then
+    it ends failed, the reasons summarised (``batch_failure_reasons``). A missing input or
+    an unloadable model fails it too, with the reason. Database errors propagate: the job stays
     running and is resumed.
     """
     job = BatchJob.objects.filter(pk=job_id).select_related(
@@ -577,6 +581,7 @@ class PreparedChunk:
     part: tuple[str, str] | None
     failed_rows: int
     codes: Counter
+    reasons: list = field(default_factory=list)  # _reasons_by_row: stored with the part
 
 
 def batch_chunk_prepare(*, job: BatchJob, index: int, records: list[Record],
@@ -615,7 +620,8 @@ def batch_chunk_prepare(*, job: BatchJob, index: int, records: list[Record],
                                       started=started, batch=job, row_indices=indices)
     part = _error_part_put(errors) if errors else None
     return PreparedChunk(index, records[0][0] if records else 0, len(records), rows, part,
-                         len({e[0] for e in errors}), _codes_by_row(errors))
+                         len({e[0] for e in errors}), _codes_by_row(errors),
+                         _reasons_by_row(errors))
 
 
 def batch_chunk_commit(*, job: BatchJob, prepared: PreparedChunk) -> bool:
@@ -646,7 +652,8 @@ def batch_chunk_commit(*, job: BatchJob, prepared: PreparedChunk) -> bool:
         locked.rows_routed += routed
         if prepared.part:
             locked.error_parts = {**locked.error_parts,
-                                  str(index): [*prepared.part, prepared.failed_rows]}
+                                  str(index): [*prepared.part, prepared.failed_rows,
+                                               prepared.reasons]}
         locked.save(update_fields=["chunks_done", "rows_done", "rows_failed", "rows_routed",
                                    "error_parts", "updated_at"])
     # Counted after the commit, outside the chunk's transaction, so single predictions
@@ -857,6 +864,49 @@ def _codes_by_row(errors) -> Counter:
     return Counter(code for codes in by_row.values() for code in codes)
 
 
+def _reasons_by_row(errors) -> list[list]:
+    """``[code, field, rows, message]`` per (code, field) of a chunk's errors: in how many
+    rows, and the first message (messages name the feature and the rule, never the value),
+    most rows first, at most MAX_CHUNK_REASONS."""
+    rows: dict[tuple[str, str], set[int]] = {}
+    messages: dict[tuple[str, str], str] = {}
+    for row_index, where, code, message in errors:
+        rows.setdefault((code, where), set()).add(row_index)
+        messages.setdefault((code, where), message[:MAX_REASON_TEXT])
+    ranked = sorted(rows, key=lambda k: (-len(rows[k]), k))[:MAX_CHUNK_REASONS]
+    return [[code, where, len(rows[(code, where)]), messages[(code, where)]]
+            for code, where in ranked]
+
+
+def batch_failure_reasons(job: BatchJob, *, top: int = 10) -> list[dict]:
+    """Why the job's rows failed: ``{"code", "field", "rows", "message"}`` per error code
+    and feature, summed over its chunks (from ``error_parts``), most rows first. A row with
+    two problems counts under both; the error file has every row."""
+    rows: Counter = Counter()
+    messages: dict[tuple[str, str], str] = {}
+    for part in job.error_parts.values():
+        for code, where, n, message in (part[3] if len(part) > 3 else []):
+            rows[(code, where)] += n
+            messages.setdefault((code, where), message)
+    ranked = sorted(rows, key=lambda k: (-rows[k], k))[:top]
+    return [{"code": code, "field": where, "rows": rows[(code, where)],
+             "message": messages[(code, where)]} for code, where in ranked]
+
+
+def _all_failed_text(job: BatchJob, *, top: int = 5) -> str:
+    """The error of a job in which every row failed: its most frequent reasons."""
+    reasons = batch_failure_reasons(job, top=top + 1)
+    parts = []
+    for r in reasons[:top]:
+        where = f" on {r['field']}" if r["field"] else ""
+        parts.append(f"{r['code']}{where} in {r['rows']} row{'s' if r['rows'] != 1 else ''} "
+                     f"({r['message'].rstrip('.')})")
+    more = "; and other reasons" if len(reasons) > top else ""
+    return (f"Every row failed ({job.rows_failed} of {job.total_rows}), so nothing was "
+            f"scored: {'; '.join(parts) or 'see the error file'}{more}. The error file lists "
+            "every row.")[:2000]
+
+
 def _csv_bytes(rows, header=None) -> bytes:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -904,8 +954,8 @@ def _write_errors(job: BatchJob) -> tuple[str, str]:
 
     def write(out) -> None:
         csv.writer(out, lineterminator="\n").writerow(ERROR_HEADER)
-        for _index, (key, sha256, _rows) in sorted(job.error_parts.items(),
-                                                   key=lambda item: int(item[0])):
+        for _index, (key, sha256, *_rows_reasons) in sorted(job.error_parts.items(),
+                                                            key=lambda item: int(item[0])):
             with store.open(key, "rb") as part:
                 data = part.read()
             if hashlib.sha256(data).hexdigest() != sha256:
@@ -931,6 +981,10 @@ def _finish(job_id: int, status: str, *, error: str = "", write_files: bool = Tr
     if status == BatchStatus.COMPLETED and job.rows_done != job.total_rows:
         status, error = BatchStatus.FAILED, (f"Only {job.rows_done} of {job.total_rows} rows "
                                              "were read from the file.")
+    elif status == BatchStatus.COMPLETED and job.total_rows \
+            and job.rows_failed >= job.total_rows:
+        # Nothing was scored: not a completed job, though its error file is written.
+        status, error = BatchStatus.FAILED, _all_failed_text(job)
     with transaction.atomic():
         locked = BatchJob.objects.select_for_update().get(pk=job_id)
         if locked.status in FINISHED:

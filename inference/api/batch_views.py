@@ -36,6 +36,7 @@ def batch_as_dict(job: BatchJob, request) -> dict:
         "rows_failed": job.rows_failed, "rows_routed": job.rows_routed,
         "predictions": job.rows_done - job.rows_failed,
         "attempts": job.attempts, "queue": job.queue, "error": job.error or None,
+        "failure_reasons": batches.batch_failure_reasons(job),
         "requester": job.requester.username,
         "created_at": job.created_at.isoformat(),
         "started_at": job.started_at.isoformat() if job.started_at else None,

@@ -151,6 +151,60 @@ def test_a_csv_of_1000_rows_is_scored_logged_and_written(transactional_db, perso
         "error_sha256": body["error_sha256"], "error": None}
 
 
+def test_a_job_in_which_every_row_failed_ends_failed_with_the_reasons(
+        personas, version, django_capture_on_commit_callbacks):
+    """Issue 15 §5: 500 of 500 rows failed used to end 'completed'."""
+    frame = _frame(500).astype(object)
+    frame["mean radius"] = "large"  # invalid_type, every row
+    frame.loc[:9, "mean texture"] = None  # required, rows 0-9 as well
+    with django_capture_on_commit_callbacks(execute=True):
+        job = batches.batch_submit(user=personas.clinician, model=personas.model,
+                                   upload=_csv_upload(frame), chunk_size=200)
+    job.refresh_from_db()
+    assert job.status == BatchStatus.FAILED
+    assert (job.rows_done, job.rows_failed, job.chunks_done) == (500, 500, [0, 1, 2])
+    assert not Prediction.objects.filter(batch=job).exists()
+    reasons = [{"code": "invalid_type", "field": "mean radius", "rows": 500,
+                "message": "mean radius must be a number."},
+               {"code": "required", "field": "mean texture", "rows": 10,
+                "message": "mean texture is required."}]
+    assert batches.batch_failure_reasons(job) == reasons
+    assert job.error == ("Every row failed (500 of 500), so nothing was scored: "
+                         "invalid_type on mean radius in 500 rows (mean radius must be a "
+                         "number); required on mean texture in 10 rows (mean texture is "
+                         "required). The error file lists every row.")
+
+    body = api_as(personas.clinician).get(f"/api/v1/batches/{job.public_id}/").json()
+    assert body["status"] == "failed" and body["error"] == job.error
+    assert body["failure_reasons"] == reasons and body["predictions"] == 0
+    assert body["links"]["errors"] and body["links"]["results"]  # the files are still written
+    assert len(_download(personas, body["links"]["errors"])) == 1 + 500 + 10
+
+    finished = AuditEvent.objects.get(action=Action.BATCH_FINISHED).details
+    assert finished["status"] == "failed" and finished["error"] == job.error
+    assert finished["rows_failed"] == 500 and finished["predictions"] == 0
+
+    client = Client()
+    client.force_login(personas.clinician)
+    page = client.get(f"/batches/{job.public_id}/").content.decode()
+    assert "Every row failed (500 of 500)" in page
+    assert "<td>invalid_type</td>" in page and "<td>mean radius</td>" in page
+
+
+def test_a_partly_failed_job_still_completes_and_lists_its_reasons(
+        personas, version, django_capture_on_commit_callbacks):
+    frame = _frame(20).astype(object)
+    frame.loc[3, "mean radius"] = "large"
+    with django_capture_on_commit_callbacks(execute=True):
+        job = batches.batch_submit(user=personas.clinician, model=personas.model,
+                                   upload=_csv_upload(frame))
+    job.refresh_from_db()
+    assert job.status == BatchStatus.COMPLETED and job.error == "" and job.rows_failed == 1
+    body = api_as(personas.clinician).get(f"/api/v1/batches/{job.public_id}/").json()
+    assert body["failure_reasons"] == [{"code": "invalid_type", "field": "mean radius",
+                                        "rows": 1, "message": "mean radius must be a number."}]
+
+
 def test_text_the_database_could_not_store_is_a_row_error(tmp_path):
     """NUL passes UTF-8 and the csv module, but PostgreSQL refuses it in the logged input."""
     from types import SimpleNamespace
