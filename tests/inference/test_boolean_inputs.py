@@ -33,6 +33,15 @@ from .helpers import released_version, typical_input
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def _eager(monkeypatch):
+    """Jobs run in-process on commit, also in the layer with a real broker (no worker there),
+    as in test_batches."""
+    from celery import current_app
+
+    monkeypatch.setitem(current_app.conf, "task_always_eager", True)
+
+
 @pytest.fixture
 def version(personas):
     """In production: the flag declared boolean over the training file's 0/1 column."""
