@@ -25,6 +25,7 @@ from .checkpoints import (
     public_key_pem,
 )
 from .export import audit_export_response, event_as_dict
+from .reconcile import reconcile
 from .selectors import (
     PAGE_SIZE,
     audit_event_diff,
@@ -39,12 +40,16 @@ class AuditVerifyView(AttestAPIView):
     throttle_classes = [AuditVerifyThrottle]
 
     @extend_schema(responses={200: OpenApiResponse(
-        description='{"ok", "checked", "head_hash", "head_seq", "first_broken"}'),
+        description='{"ok", "checked", "head_hash", "head_seq", "first_broken", '
+                    '"reconciliation": {"ok", "checked", "findings"}}; the reconciliation '
+                    'covers the models whose trail the user may read'),
         **error_responses(401, 403, 429)},
-        summary="Recompute the audit hash chain (per user: ATTEST_AUDIT_VERIFY_RATE)")
+        summary="Recompute the audit hash chain and reconcile signatures and version states "
+                "with it (per user: ATTEST_AUDIT_VERIFY_RATE)")
     def get(self, request):
-        audit_scope(request.user)
-        return Response(verify_chain().as_dict())
+        scope = audit_scope(request.user)
+        return Response(verify_chain().as_dict()
+                        | {"reconciliation": reconcile(model_ids=scope).as_dict()})
 
 
 # -- audit trail --------------------------------------------------------------------------

@@ -8,17 +8,18 @@ from core.context import acting_as
 
 from .chain import verify_chain
 from .models import Action
+from .reconcile import reconcile
 from .services import audit_event_record
 
 
 @shared_task(name="audits.verify_chain", acks_late=True)
 def verify_audit_chain() -> dict:
-    """Recompute the chain and record the outcome as an event of its own."""
-    result = verify_chain()
+    """Recompute the chain, reconcile the rows with it, record the outcome as an event."""
+    outcome = verify_chain().as_dict() | {"reconciliation": reconcile().as_dict(limit=50)}
     with acting_as(None, via="task"):
         audit_event_record(action=Action.AUDIT_VERIFIED, object_type="audits.chain",
-                           object_repr="audit chain", details=result.as_dict())
-    return result.as_dict()
+                           object_repr="audit chain", details=outcome)
+    return outcome
 
 
 @shared_task(name="audits.checkpoint", acks_late=True)

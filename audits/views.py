@@ -21,6 +21,7 @@ from .chain import chain_head, verify_chain
 from .checkpoints import audit_checkpoint_write, checkpoint_list, checkpoint_read, public_key_pem
 from .export import audit_export_response
 from .models import Action
+from .reconcile import reconcile
 from .selectors import audit_event_diff, audit_event_get, audit_event_page, audit_event_queryset
 from .throttling import AuditCheckpointThrottle, AuditVerifyThrottle, page_allows
 
@@ -72,11 +73,12 @@ def export(request):
 
 @_guarded
 def verify(request):
-    audit_scope(request.user)
+    scope = audit_scope(request.user)
     # The same per-user rate as GET /api/v1/audit/verify/ (one count for both).
     wait = page_allows(AuditVerifyThrottle, request)
     return render(request, "audits/verify.html", {
         "result": None if wait else verify_chain(), "wait_minutes": -(-wait // 60),
+        "rows": None if wait else reconcile(model_ids=scope), "scoped": scope is not None,
         "checkpoints": checkpoint_list()[:20],
         "can_download": _allowed(audit_scope_global, request.user),
         "can_sign": _allowed(audit_checkpoint_signer, request.user)},

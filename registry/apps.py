@@ -6,7 +6,10 @@ class RegistryConfig(AppConfig):
 
     def ready(self) -> None:
         from audits.access import register_model_directory
+        from audits.reconcile import register_reconciler
 
+        from .reconcile import reconcile_registry
         from .selectors import AuditModelDirectory
 
         register_model_directory(AuditModelDirectory())
+        register_reconciler("registry", reconcile_registry)

@@ -1,5 +1,8 @@
 """Recompute the audit hash chain: exit 0 when intact, 1 naming the first broken link.
 
+It also reconciles the rows the portal shows with the chain (``audits.reconcile``):
+every signature against its sign-off event, every version's state and content hash
+against its events; exit 1 naming each row that disagrees.
 With ``--checkpoint FILE`` also prove the chain still extends a signed checkpoint.
 """
 
@@ -12,6 +15,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from audits.chain import verify_chain
 from audits.checkpoints import verify_against_checkpoint
+from audits.reconcile import reconcile
 from core.errors import ApplicationError
 
 
@@ -35,8 +39,10 @@ class Command(BaseCommand):
             except ApplicationError as exc:
                 raise CommandError(exc.message, returncode=1) from None
         result = verify_chain()
+        rows = reconcile()
         if options["json"]:
             out = result.as_dict()
+            out["reconciliation"] = rows.as_dict()
             if verdict is not None:
                 out["checkpoint"] = verdict.as_dict()
             self.stdout.write(json.dumps(out, indent=2))
@@ -44,6 +50,10 @@ class Command(BaseCommand):
             if result.ok:
                 self.stdout.write(f"ok: {result.checked} events checked; head #{result.head_seq} "
                                   f"{result.head_hash}")
+            if rows.ok:
+                self.stdout.write(f"ok: {rows.summary()}")
+            for finding in rows.findings:
+                self.stderr.write(f"mismatch: {finding.line()}")
             if verdict is not None and verdict.ok:
                 self.stdout.write(f"checkpoint ok: {verdict.message}")
         if not result.ok:
@@ -53,3 +63,7 @@ class Command(BaseCommand):
                                returncode=1)
         if verdict is not None and not verdict.ok:
             raise CommandError(f"checkpoint check failed: {verdict.message}", returncode=1)
+        if not rows.ok:
+            first = rows.findings[0]
+            raise CommandError(f"{len(rows.findings)} row(s) disagree with the audit trail, first "
+                               f"{first.line()}", returncode=1)
