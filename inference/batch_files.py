@@ -7,6 +7,9 @@ validator reports it; a boolean reads true/false and 1/0 by the rule of every in
 path, ``registry.schema.boolean_value``). Parquet is typed already (a boolean column
 may also hold 0/1 numbers or true/false text); float NaN is missing. A record's
 ``row_index`` is its 0-based position among the data rows.
+
+Pass-through columns (named at upload, ``check_columns``) are never part of a record:
+``passthrough_rows`` reads them on their own, as text, for the result and error files.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ import csv
 import io
 import itertools
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +44,20 @@ MISSING_MARKERS = frozenset({
     "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
 })
 _PANDAS_INDEX_PREFIX = "__index_level_"
+# Pass-through columns a job may name, and the longest name.
+MAX_PASSTHROUGH = 20
+MAX_PASSTHROUGH_NAME = 200
+PASSTHROUGH_HINT = ("or name it in passthrough_columns to copy it to the result file, unscored "
+                    "and unlogged")
+
+
+def passthrough_names(raw: str | Iterable[str] | None) -> list[str]:
+    """The pass-through column names as given: one comma-separated text or a list of them
+    (a repeated form field), each name stripped, empty ones dropped, order kept."""
+    if raw is None:
+        return []
+    texts = [raw] if isinstance(raw, str) else list(raw)
+    return [name.strip() for text in texts for name in str(text).split(",") if name.strip()]
 
 
 def resolve_format(name: str, file_format: str | None) -> str:
@@ -87,13 +105,56 @@ def _parquet_shape(path: str) -> tuple[list[str], int]:
                              f"not parquet): {exc}") from exc
 
 
-def check_columns(version: ModelVersion, names: list[str]) -> None:
-    """Refuse up front a header that lacks required features or has unknown columns.
+def _shown(name: str) -> str:
+    return name if len(name) <= 80 else name[:80] + "…"
+
+
+def _passthrough_problems(passthrough: list[str], names: list[str], features: dict,
+                          reserved: Iterable[str]) -> list[ErrorItem]:
+    """Each pass-through name must be a column of the file, not a feature (a feature is
+    scored and logged, so it cannot also be kept out of the log), not a column the result
+    or error file already has, and named once; at most MAX_PASSTHROUGH of them."""
+    where = "passthrough_columns"
+    if len(passthrough) > MAX_PASSTHROUGH:
+        return [ErrorItem("too_many_passthrough", f"At most {MAX_PASSTHROUGH} pass-through "
+                          f"columns may be named ({len(passthrough)} were).", where)]
+    header, reserved = set(names), set(reserved)
+    problems, seen = [], set()
+    for name in passthrough:
+        shown = _shown(name)
+        if len(name) > MAX_PASSTHROUGH_NAME:
+            problems.append(ErrorItem("passthrough_name_too_long", f"Pass-through column "
+                                      f"'{shown}' is longer than {MAX_PASSTHROUGH_NAME} "
+                                      "characters.", where))
+        elif name in seen:
+            problems.append(ErrorItem("duplicate_passthrough", f"Pass-through column "
+                                      f"'{shown}' is named twice.", where))
+        elif name in features:
+            problems.append(ErrorItem("passthrough_is_feature", f"Column '{shown}' is an input "
+                                      "of this model, so it is scored and logged: a feature "
+                                      "cannot be a pass-through column.", where))
+        elif name in reserved:
+            problems.append(ErrorItem("passthrough_reserved", f"Column '{shown}' cannot be "
+                                      "passed through: the result or error file has a column "
+                                      "of that name. Rename it in the file.", where))
+        elif name not in header:
+            problems.append(ErrorItem("passthrough_not_in_file", f"Pass-through column "
+                                      f"'{shown}' is not a column of the file.", where))
+        seen.add(name)
+    return problems
+
+
+def check_columns(version: ModelVersion, names: list[str], *,
+                  passthrough: list[str] | None = None, reserved: Iterable[str] = ()) -> None:
+    """Refuse up front a header that lacks required features or has unknown columns, and
+    pass-through names that do not fit (``_passthrough_problems``).
 
     The same rule as a single prediction (unknown fields are refused, not ignored,
-    so a misspelt optional column is not silently imputed). A missing feature that
-    the schema imputes or passes through may be left out.
+    so a misspelt optional column is not silently imputed); a column named as a
+    pass-through column is not unknown. A missing feature that the schema imputes or
+    passes through may be left out.
     """
+    passthrough = passthrough or []
     features = {f["name"]: f for f in version.input_schema}
     if len(names) == 1 and names[0] not in features:
         for sep, label in ((";", "semicolons"), ("\t", "tabs"), ("|", "vertical bars")):
@@ -104,12 +165,12 @@ def check_columns(version: ModelVersion, names: list[str]) -> None:
                     "Attest reads CSV with commas between fields. Export the file as "
                     "comma-separated CSV (UTF-8), or as Parquet.", code="wrong_delimiter",
                     field="file", extra={"model_version": version.number})
-    problems = []
-    for name in [n for n in names if n not in features]:
-        shown = name if len(name) <= 80 else name[:80] + "…"
+    problems = _passthrough_problems(passthrough, names, features, reserved)
+    kept = set(passthrough)
+    for name in [n for n in names if n not in features and n not in kept]:
+        shown = _shown(name)
         problems.append(ErrorItem("unknown_field", f"Column '{shown}' is not an input of this "
-                                  "model; remove it (row_index in the result file ties results "
-                                  "to input rows).", f"file.{shown}"))
+                                  f"model: remove it, {PASSTHROUGH_HINT}.", f"file.{shown}"))
     for name, feature in features.items():
         if name not in names and feature.get("missing", "reject") == "reject" \
                 and feature.get("required", True):
@@ -174,6 +235,13 @@ def _cut(items: Iterator, size: ChunkSize, start: int, first_index: int
         index, start = index + 1, start + len(batch)
 
 
+def _csv_rows(raw) -> Iterator[list[str]]:
+    """The rows of a CSV file as the batch reads them (header first, blank lines skipped):
+    the one rule for ``row_index``, shared by the records and the pass-through values."""
+    text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="strict", newline="")
+    return (row for row in csv.reader(text, strict=False) if row)
+
+
 def csv_chunks(path: str, version: ModelVersion, chunk_size: ChunkSize, *, start: int = 0,
                first_index: int = 0) -> Iterator[tuple[int, Callable[[], list[Record]]]]:
     """Chunks of raw CSV rows from data row ``start`` on, numbered from ``first_index``;
@@ -181,8 +249,7 @@ def csv_chunks(path: str, version: ModelVersion, chunk_size: ChunkSize, *, start
     chunk is cut when it is a callable (time-sized chunks, ``batches.ChunkSizer``)."""
     kinds = {f["name"]: f["type"] for f in version.input_schema}
     with open(path, "rb") as raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="strict", newline="")
-        rows = (row for row in csv.reader(text, strict=False) if row)
+        rows = _csv_rows(raw)
         header = next(rows, None) or []
         columns = [(i, name, _coercer(kinds[name])) for i, name in enumerate(header)
                    if name in kinds]
@@ -234,3 +301,39 @@ def chunks(path: str, file_format: str, version: ModelVersion, chunk_size: Chunk
     callable answers when the chunk is cut)."""
     reader = csv_chunks if file_format == "csv" else parquet_chunks
     return reader(path, version, chunk_size, start=start, first_index=first_index)
+
+
+def _as_text(value: Any) -> str:
+    """A Parquet value as the text a result file carries (missing: empty)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (datetime, date, time)):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
+
+
+def passthrough_rows(path: str, file_format: str, names: list[str]) -> Iterator[tuple[str, ...]]:
+    """The pass-through columns' values of every data row, in row order (the n-th tuple is
+    ``row_index`` n), as text: a CSV's cells verbatim, Parquet values as text."""
+    if file_format == "csv":
+        with open(path, "rb") as raw:
+            rows = _csv_rows(raw)
+            header = next(rows, None) or []
+            where = [header.index(n) for n in names]
+            width = len(header)
+            for row in rows:  # a ragged row (refused at upload) gets empty values
+                yield tuple(row[i] for i in where) if len(row) == width else ("",) * len(names)
+        return
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(path) as parquet:
+        for batch in parquet.iter_batches(batch_size=8192, columns=names):
+            columns = [batch.column(n).to_pylist() for n in names]
+            for values in zip(*columns, strict=True):
+                yield tuple(_as_text(v) for v in values)

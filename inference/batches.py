@@ -28,6 +28,15 @@ Crash safety
     Result and error files are derived from the database and the stored parts at the
     end, byte-for-byte the same on a re-run, and stored under their sha256.
 
+Pass-through columns
+    Columns named at upload (``passthrough_columns``, an identifier to join results
+    back by) are never read into a record, so they are not validated, scored, hashed or
+    logged, and no chunk's error part holds them. The result and error files get them
+    as leading columns at the end, read afresh from the stored input by row_index
+    (``batch_files.passthrough_rows``), so a resumed job's files are right whatever
+    chunks it ran in. Their values then live only in the stored input, result and error
+    files, which ``batch_inputs_purge`` deletes together under the model's retention.
+
     Redelivery: tasks are acknowledged late, so a message whose worker died
     stays with the broker. On PostgreSQL a worker holds a session advisory lock
     on the job while it works; the database drops it the moment the worker's
@@ -227,6 +236,10 @@ def batch_file_get(*, user, job: BatchJob, kind: str) -> tuple[Any, str]:
         raise NotFound("No such batch job or file.")
     key, expected = ((job.result_key, job.result_sha256) if kind == "results"
                      else (job.error_key, job.error_sha256))
+    if not key and job.files_purged:
+        raise NotFound(f"This job's {kind} file was deleted under the model's retention "
+                       f"({job.model.retention_days} days): it carried the pass-through "
+                       "columns.", code="purged")
     if not key:
         raise NotFound(f"This job has no {kind} file (yet).", code="not_ready")
     handle = tempfile.TemporaryFile()  # noqa: SIM115 - returned open; the caller closes it
@@ -298,13 +311,16 @@ def _put(local, sha256: str, kind: str) -> str:
 
 
 def batch_submit(*, user, model: RegisteredModel, upload, version_number: Any = None,
-                 file_format: str | None = None, chunk_size: int | None = None) -> BatchJob:
+                 file_format: str | None = None, chunk_size: int | None = None,
+                 passthrough_columns: str | Iterable[str] | None = None) -> BatchJob:
     """Check an uploaded file, store it and queue a job to score it.
 
     1. Permission (predict) and target version (production, or an owner's choice).
     2. The upload is spooled to disk (413 past ATTEST_MAX_UPLOAD_BYTES) and checked:
        format, strict UTF-8, no ragged rows, a header with every required feature
-       and no unknown column, at least one row. Any problem is a 400, nothing stored.
+       and no unknown column (the pass-through columns named, a comma-separated text or a
+       list, are columns of the file and not features), at least one row. Any problem is
+       a 400, nothing stored.
     3. The broker is checked (503, nothing stored, when it is down).
     4. The file is stored under its sha256; the job row and its audit event are
        written in one transaction, and the task is enqueued on commit.
@@ -321,12 +337,14 @@ def batch_submit(*, user, model: RegisteredModel, upload, version_number: Any = 
     if not 1 <= chunk_size <= MAX_CHUNK_ROWS:
         raise ValidationFailed(f"chunk_size must be between 1 and {MAX_CHUNK_ROWS}.",
                                field="chunk_size")
+    passthrough = batch_files.passthrough_names(passthrough_columns)
     name = Path(getattr(upload, "name", "") or "upload").name[:200]
     fmt = batch_files.resolve_format(name, file_format)
     path, sha256, size = spool_upload(upload, limit=settings.ATTEST_MAX_UPLOAD_BYTES)
     try:
         names, total = batch_files.inspect(path, fmt)
-        batch_files.check_columns(version, names)
+        batch_files.check_columns(version, names, passthrough=passthrough,
+                                  reserved=(*RESULT_HEADER, *ERROR_HEADER))
         _broker_check()
         with open(path, "rb") as local:
             input_key = _put(local, sha256, "batch-input")
@@ -338,13 +356,16 @@ def batch_submit(*, user, model: RegisteredModel, upload, version_number: Any = 
         job = BatchJob.objects.create(
             model=model, version=version, requester=user, file_name=name, file_format=fmt,
             input_sha256=sha256, input_key=input_key, input_size=size, total_rows=total,
-            chunk_size=chunk_size, chunk_seconds=chunk_seconds, queue=queue)
+            chunk_size=chunk_size, chunk_seconds=chunk_seconds, queue=queue,
+            passthrough_columns=passthrough)
         audit_event_record(
             action=Action.BATCH_SUBMITTED, obj=job, model_id=model.pk, model_name=model.name,
             version_id=version.pk, version_label=version.label,
             details={"batch": str(job.public_id), "file_name": name, "file_format": fmt,
                      "input_sha256": sha256, "rows": total, "chunk_size": chunk_size,
-                     "chunk_seconds": chunk_seconds, "queue": queue})
+                     "chunk_seconds": chunk_seconds, "queue": queue,
+                     # names only: their values never leave the job's files
+                     "passthrough_columns": passthrough})
         transaction.on_commit(lambda: _enqueue(job.pk, queue, publish))
     if "error" in publish:
         raise ServiceUnavailable(_PUBLISH_FAILED, code="queue_unavailable",
@@ -938,22 +959,43 @@ def _spool_and_put(write: Callable[[Any], None], kind: str) -> tuple[str, str]:
     return key, sha256
 
 
-def _write_results(job: BatchJob) -> tuple[str, str]:
+class _PassedThrough:
+    """The pass-through values of a row by its row_index, asked in non-decreasing order
+    (the result and error files are both in row order): one forward pass over the file."""
+
+    def __init__(self, rows: Iterator[tuple[str, ...]], width: int) -> None:
+        self.rows, self.blank = rows, ("",) * width
+        self.index, self.values = -1, self.blank
+
+    def __call__(self, row_index: int) -> tuple[str, ...]:
+        if row_index < self.index:
+            raise IntegrityFailure("Result rows out of row order; cannot join the pass-through "
+                                   "columns.", code="passthrough_order")
+        while self.index < row_index:
+            self.values = next(self.rows, self.blank)
+            self.index += 1
+        return self.values
+
+
+def _write_results(job: BatchJob, passed: _PassedThrough | None = None) -> tuple[str, str]:
     def write(out) -> None:
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(RESULT_HEADER)
+        writer.writerow((*job.passthrough_columns, *RESULT_HEADER) if passed else RESULT_HEADER)
         rows = (Prediction.objects.filter(batch_id=job.pk).order_by("row_index")
                 .values_list(*("row_index", "public_id", "label", "score", "confidence",
                                "routing", "reason")).iterator(chunk_size=5000))
+        if passed:
+            rows = ((*passed(row[0]), *row) for row in rows)
         writer.writerows(rows)
     return _spool_and_put(write, "batch-results")
 
 
-def _write_errors(job: BatchJob) -> tuple[str, str]:
+def _write_errors(job: BatchJob, passed: _PassedThrough | None = None) -> tuple[str, str]:
     store = artifact_storage()
 
     def write(out) -> None:
-        csv.writer(out, lineterminator="\n").writerow(ERROR_HEADER)
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow((*job.passthrough_columns, *ERROR_HEADER) if passed else ERROR_HEADER)
         for _index, (key, sha256, *_rows_reasons) in sorted(job.error_parts.items(),
                                                             key=lambda item: int(item[0])):
             with store.open(key, "rb") as part:
@@ -961,8 +1003,35 @@ def _write_errors(job: BatchJob) -> tuple[str, str]:
             if hashlib.sha256(data).hexdigest() != sha256:
                 raise IntegrityFailure(f"An error-file part ({key}) changed in storage.",
                                        code="artifact_hash_mismatch")
-            out.write(data.decode("utf-8"))
+            if passed is None:
+                out.write(data.decode("utf-8"))
+                continue
+            for row in csv.reader(io.StringIO(data.decode("utf-8"), newline="")):
+                writer.writerow((*passed(int(row[0])), *row))
     return _spool_and_put(write, "batch-errors")
+
+
+def _write_files(job: BatchJob) -> dict[str, str]:
+    """The result and error files, the pass-through columns joined in from the stored input
+    (fetched and verified again: the worker's copy is gone, and a resumed job's chunks
+    may have come from several runs)."""
+    files: dict[str, str] = {}
+    if not job.passthrough_columns:
+        files["result_key"], files["result_sha256"] = _write_results(job)
+        files["error_key"], files["error_sha256"] = _write_errors(job)
+        return files
+    path = _fetch_input(job)
+    try:
+        for kind, writer in (("result", _write_results), ("error", _write_errors)):
+            rows = batch_files.passthrough_rows(path, job.file_format, job.passthrough_columns)
+            passed = _PassedThrough(rows, len(job.passthrough_columns))
+            try:
+                files[f"{kind}_key"], files[f"{kind}_sha256"] = writer(job, passed)
+            finally:
+                rows.close()
+    finally:
+        os.unlink(path)
+    return files
 
 
 def _finish(job_id: int, status: str, *, error: str = "", write_files: bool = True) -> str:
@@ -973,9 +1042,8 @@ def _finish(job_id: int, status: str, *, error: str = "", write_files: bool = Tr
     files: dict[str, str] = {}
     if write_files:
         try:
-            files["result_key"], files["result_sha256"] = _write_results(job)
-            files["error_key"], files["error_sha256"] = _write_errors(job)
-        except (OSError, IntegrityFailure) as exc:
+            files = _write_files(job)
+        except (OSError, ValueError, IntegrityFailure) as exc:
             log.exception("batch %s: result files could not be written", job.public_id)
             status, error, files = BatchStatus.FAILED, f"Result files could not be written: {exc}", {}
     if status == BatchStatus.COMPLETED and job.rows_done != job.total_rows:
@@ -1063,10 +1131,15 @@ def batch_resume_stale(*, stale_after: timedelta | None = None) -> list[int]:
 
 
 def batch_inputs_purge(*, now=None) -> int:
-    """Delete stored batch input files of finished jobs past their model's retention.
+    """Delete stored batch input files of finished jobs past their model's retention, and
+    with them the result and error files of jobs with pass-through columns.
 
     The rows live on (as prediction inputs, purged by ``prediction_inputs_purge``);
-    the file is only needed while the job may still run.
+    the file is only needed while the job may still run. A job's pass-through values
+    are in its input, result and error files only (never in the log or a chunk's error
+    part), so they go together; the result and error files of other jobs hold no input
+    values and are kept. A file still referenced by another job (identical bytes share
+    a key) is deleted when the last of them is purged.
     """
     now = now or timezone.now()
     purged = 0
@@ -1075,11 +1148,15 @@ def batch_inputs_purge(*, now=None) -> int:
     for job in jobs.iterator():
         if job.created_at > now - timedelta(days=job.model.retention_days):
             continue
+        cleared = {"input_key": job.input_key}
+        if job.passthrough_columns:
+            cleared.update(result_key=job.result_key, error_key=job.error_key)
         with transaction.atomic():
-            BatchJob.objects.filter(pk=job.pk).update(input_key="", input_purged_at=now)
-            still_used = BatchJob.objects.filter(input_key=job.input_key).exists()
-            if not still_used:
-                transaction.on_commit(lambda key=job.input_key: _delete(key))
+            BatchJob.objects.filter(pk=job.pk).update(input_purged_at=now,
+                                                      **dict.fromkeys(cleared, ""))
+            for column, key in cleared.items():
+                if key and not BatchJob.objects.filter(**{column: key}).exists():
+                    transaction.on_commit(lambda key=key: _delete(key))
         purged += 1
     return purged
 

@@ -247,6 +247,11 @@ class BatchJob(models.Model):
     error_parts = models.JSONField(default=dict, blank=True)
     result_sha256 = models.CharField(max_length=64, blank=True)
     error_sha256 = models.CharField(max_length=64, blank=True)
+    # Columns of the file named at upload to be copied, as text, to the result and error
+    # files (a record number to join results back): never scored, never in the prediction
+    # log. Their values live only in the stored input, result and error files, which the
+    # retention purge deletes together (batches.batch_inputs_purge).
+    passthrough_columns = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -255,3 +260,9 @@ class BatchJob(models.Model):
 
     def __str__(self) -> str:
         return f"batch {self.public_id}"
+
+    @property
+    def files_purged(self) -> bool:
+        """The result and error files went with the input under retention (they carried
+        pass-through columns)."""
+        return bool(self.passthrough_columns) and self.input_purged_at is not None
