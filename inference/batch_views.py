@@ -31,6 +31,13 @@ class BatchUploadForm(forms.Form):
         "the error file."))
     version = forms.IntegerField(required=False, min_value=1, label="Version (owners only)",
                                  help_text="Leave empty to score with the production version.")
+    passthrough_columns = forms.CharField(
+        required=False, max_length=5000,
+        label="Pass-through columns (identifiers copied to the result, never scored or logged)",
+        help_text="Column names of the file, separated by commas (e.g. record_id): copied as "
+        "text to the result and error files to join them back, kept out of the prediction "
+        "log, and deleted with those files under the model's retention. Any other column "
+        "that is not an input of the model is refused.")
 
     def __init__(self, *args, owner: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
@@ -51,7 +58,9 @@ def model_batches(request, model):
             try:
                 job = batches.batch_submit(user=request.user, model=obj,
                                            upload=form.cleaned_data["file"],
-                                           version_number=form.cleaned_data.get("version"))
+                                           version_number=form.cleaned_data.get("version"),
+                                           passthrough_columns=form.cleaned_data.get(
+                                               "passthrough_columns"))
             except PermissionDenied:
                 raise
             except ApplicationError as exc:

@@ -14,10 +14,10 @@ from core.api import AttestAPIView, error_responses
 from core.errors import ValidationFailed
 from registry.selectors import model_get_for_user
 
-from .. import batches
+from .. import batch_files, batches
 from ..models import BatchJob
 
-FORM_FIELDS = {"file", "version", "file_format"}
+FORM_FIELDS = {"file", "version", "file_format", "passthrough_columns"}
 
 
 def batch_as_dict(job: BatchJob, request) -> dict:
@@ -29,6 +29,8 @@ def batch_as_dict(job: BatchJob, request) -> dict:
         "id": job_id, "model": job.model.name, "model_version": job.version.number,
         "status": job.status, "cancel_requested": job.cancel_requested,
         "file_name": job.file_name, "file_format": job.file_format,
+        "passthrough_columns": list(job.passthrough_columns),
+        "files_purged": job.files_purged,
         "input_sha256": job.input_sha256, "input_size": job.input_size,
         "chunk_size": job.chunk_size, "chunk_seconds": job.chunk_seconds or None,
         "chunks_done": len(job.chunks_done),
@@ -58,7 +60,22 @@ BatchRequest = inline_serializer(name="BatchRequest", fields={
     "file_format": serializers.ChoiceField(choices=["csv", "parquet"], required=False,
                                            help_text="when the file name's extension does not "
                                            "say"),
+    "passthrough_columns": serializers.ListField(
+        child=serializers.CharField(max_length=batch_files.MAX_PASSTHROUGH_NAME),
+        required=False, max_length=batch_files.MAX_PASSTHROUGH,
+        help_text="columns of the file to copy, as text, to the result and error files (an "
+        "identifier to join results back by): never scored, never in the prediction log, and "
+        "deleted with the files under the model's retention. Repeat the field, or give one "
+        "comma-separated value; a column that is neither a feature nor named here is "
+        "refused"),
 })
+
+
+def _passthrough(data) -> list[str]:
+    """The ``passthrough_columns`` form values (repeated, or one comma-separated text)."""
+    values = data.getlist("passthrough_columns") if hasattr(data, "getlist") \
+        else data.get("passthrough_columns")
+    return batch_files.passthrough_names(values)
 
 
 class BatchListView(AttestAPIView):
@@ -89,7 +106,8 @@ class BatchListView(AttestAPIView):
         job = batches.batch_submit(user=request.user, model=obj,
                                    upload=request.FILES.get("file"),
                                    version_number=request.data.get("version"),
-                                   file_format=request.data.get("file_format") or None)
+                                   file_format=request.data.get("file_format") or None,
+                                   passthrough_columns=_passthrough(request.data))
         body = batch_as_dict(job, request)
         return Response(body, status=status.HTTP_202_ACCEPTED,
                         headers={"Location": body["links"]["self"]})
