@@ -635,6 +635,20 @@ def retraining_signal(health: list[dict], by_window: dict[str, dict], t: dict,
         evidence.append(f"Reviewers override in one direction: {direction['evidence']} "
                         f"({direction['value_text']}; alert at "
                         f"{format_value(t['override_direction']['alert'], 'share')}).")
+    # The guidance's example: low-confidence cases (those the threshold sends to review)
+    # overridden the same way. Judged on the override signal's window, with as many
+    # decided low-confidence reviews as an override verdict needs.
+    overrides = (by_window.get(t["override_direction"]["window"]) or {}).get("overrides") or {}
+    low = overrides.get("low_confidence") or {}
+    low_top = low.get("top_direction")
+    if low_top and low["decided"] >= t["min_decided_reviews"] \
+            and low_top["share"] >= t["override_direction"]["alert"]:
+        evidence.append(
+            f"Among low-confidence cases (confidence below {version.confidence_threshold:g}), "
+            f"reviewers overrode {format_value(low_top['share'], 'share')} the same way: the "
+            f"model said {low_top['model_said']}, the reviewer decided "
+            f"{low_top['reviewer_decided']}, in {low_top['n']} of {low['decided']} decided "
+            f"reviews (alert at {format_value(t['override_direction']['alert'], 'share')}).")
     drift_window = by_window.get(t["data_drift_psi"]["window"]) or {}
     for d in drift_window.get("drift", []):
         if d["status"] == Status.ALERT:
