@@ -1,0 +1,71 @@
+"""Health signals driven one at a time (issue 18): review, OOD and rejection rates, cost.
+
+Each test moves one signal past its stated threshold with rows drawn from the training
+data, and checks the health row, its status and the figure beside it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from core.errors import ValidationFailed
+from inference.services import prediction_create
+from monitoring.health import Status
+from monitoring.services import monitoring_policy_update
+
+from ..inference.helpers import released_version
+from .helpers import count_and_run, log_rows, training_like
+
+
+def _health(run) -> dict[str, dict]:
+    return {r["signal"]: r for r in run.summary["health"] if not r.get("feature")}
+
+
+def test_a_threshold_that_sends_most_cases_to_review_raises_the_review_rate(personas):
+    strict = released_version(personas, confidence_threshold=0.99)
+    log_rows(personas, training_like(200, seed=21))
+    row = _health(count_and_run(strict))["review_rate"]
+    assert row["status"] == Status.ALERT and row["value"] > 0.40
+
+
+def test_a_lenient_threshold_keeps_the_review_rate_ok(personas):
+    lenient = released_version(personas, confidence_threshold=0.5)
+    log_rows(personas, training_like(200, seed=21))
+    health = _health(count_and_run(lenient))
+    assert health["review_rate"]["status"] == Status.OK
+    assert health["ood_rate"]["status"] == Status.OK
+
+
+def test_out_of_range_inputs_raise_the_ood_rate(personas):
+    version = released_version(personas, confidence_threshold=0.5, ood_policy="review")
+    log_rows(personas, training_like(150, seed=22))
+    log_rows(personas, training_like(50, seed=23, shift={"mean radius": 25.0}))  # far out
+    row = _health(count_and_run(version))["ood_rate"]
+    assert row["status"] == Status.ALERT
+    assert row["value"] == pytest.approx(50 / 200, abs=0.02)
+
+
+def test_refused_requests_raise_the_rejection_rate(personas):
+    version = released_version(personas, confidence_threshold=0.5, ood_policy="reject")
+    log_rows(personas, training_like(60, seed=24))
+    far = training_like(20, seed=25, shift={"mean radius": 25.0}).to_dict("records")
+    for record in far:  # each request refused whole, counted by reason
+        with pytest.raises(ValidationFailed):
+            prediction_create(user=personas.clinician, model=personas.model, instances=[record])
+    row = _health(count_and_run(version))["rejection_rate"]
+    assert row["status"] == Status.ALERT
+    assert row["value"] == pytest.approx(20 / 80, abs=0.02)
+
+
+def test_the_cost_per_thousand_follows_the_models_cpu_hour_price(personas):
+    version = released_version(personas, confidence_threshold=0.5)
+    log_rows(personas, training_like(100, seed=26), chunk=1)  # single predictions
+    cheap = _health(count_and_run(version))["cost_per_1000"]
+    assert cheap["status"] == Status.OK  # $0.05 per CPU-hour: a fraction of a cent
+    monitoring_policy_update(user=personas.owner, model=personas.model, cpu_hour_price=1000)
+    dear = _health(count_and_run(version))["cost_per_1000"]
+    assert dear["value"] == pytest.approx(cheap["value"] * 1000 / 0.05, rel=0.05)  # rounded
+    monitoring_policy_update(user=personas.owner, model=personas.model, cpu_hour_price=1000,
+                             thresholds={"cost_per_1000": {"warning": dear["value"] / 4,
+                                                           "alert": dear["value"] / 2}})
+    assert _health(count_and_run(version))["cost_per_1000"]["status"] == Status.ALERT
