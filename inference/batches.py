@@ -79,6 +79,7 @@ from django.utils import timezone
 
 from audits.models import Action
 from audits.services import audit_event_record
+from core import csvcells
 from core.errors import (
     Conflict,
     ErrorItem,
@@ -933,7 +934,8 @@ def _csv_bytes(rows, header=None) -> bytes:
     writer = csv.writer(buffer, lineterminator="\n")
     if header:
         writer.writerow(header)
-    writer.writerows(rows)
+    # error rows quote what was sent (core.csvcells: no cell a spreadsheet would run)
+    writer.writerows(csvcells.row(r) for r in rows)
     return buffer.getvalue().encode("utf-8")
 
 
@@ -972,7 +974,8 @@ class _PassedThrough:
             raise IntegrityFailure("Result rows out of row order; cannot join the pass-through "
                                    "columns.", code="passthrough_order")
         while self.index < row_index:
-            self.values = next(self.rows, self.blank)
+            # verbatim, except text a spreadsheet would run as a formula (core.csvcells)
+            self.values = tuple(csvcells.row(next(self.rows, self.blank)))
             self.index += 1
         return self.values
 

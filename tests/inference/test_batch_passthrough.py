@@ -146,16 +146,18 @@ def test_a_csv_record_id_is_copied_aligned_and_never_logged(
 
 def test_values_are_copied_verbatim_as_text(personas, version,
                                             django_capture_on_commit_callbacks):
-    """Leading zeros, a missing-value marker, a comma and a quote stay as they were."""
+    """Leading zeros, a missing-value marker, a comma and a quote stay as they were; text
+    a spreadsheet would run as a formula gets a leading apostrophe (core.csvcells)."""
     frame = _frame(4)
     frame["record_id"] = ["007", "NA", 'a,"b"', ""]
-    frame.insert(1, "site", ["x", "y", "z", "w"])
+    frame.insert(1, "site", ["x", "y", "z", '=HYPERLINK("http://evil.example")'])
     job = _job(_post(personas, django_capture_on_commit_callbacks, _csv(frame),
                      passthrough_columns=["site", "record_id"]))
     rows = _download(personas, job, "results")
     assert rows[0][:3] == ["site", "record_id", "row_index"]
     assert [r[:3] for r in rows[1:]] == [["x", "007", "0"], ["y", "NA", "1"],
-                                         ["z", 'a,"b"', "2"], ["w", "", "3"]]
+                                         ["z", 'a,"b"', "2"],
+                                         ['\'=HYPERLINK("http://evil.example")', "", "3"]]
 
 
 def test_a_parquet_file_with_pass_through_columns(personas, version,
