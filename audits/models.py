@@ -57,6 +57,7 @@ class Action(models.TextChoices):
     BATCH_SUBMITTED = "inference.batch_submitted", "Batch job submitted"
     BATCH_FINISHED = "inference.batch_finished", "Batch job finished"
     BATCH_CANCELLED = "inference.batch_cancelled", "Batch job cancelled"
+    BATCH_FILES_PURGED = "inference.batch_files_purged", "Batch job's files purged"
     # explanations
     EXPLANATION_CREATED = "explain.explanation_created", "Explanation computed and stored"
     VERSION_EXPLAINED = "explain.version_explained", "Version's explanation figures computed"

@@ -1157,6 +1157,13 @@ def batch_inputs_purge(*, now=None) -> int:
         with transaction.atomic():
             BatchJob.objects.filter(pk=job.pk).update(input_purged_at=now,
                                                       **dict.fromkeys(cleared, ""))
+            audit_event_record(
+                action=Action.BATCH_FILES_PURGED, obj=job, model_id=job.model_id,
+                model_name=job.model.name, object_repr=f"batch {job.public_id}",
+                details={"files": [c.removesuffix("_key") for c, k in cleared.items() if k],
+                         "passthrough_columns": job.passthrough_columns,
+                         "retention_days": job.model.retention_days,
+                         "created_at": job.created_at.isoformat()})
             for column, key in cleared.items():
                 if key and not BatchJob.objects.filter(**{column: key}).exists():
                     transaction.on_commit(lambda key=key: _delete(key))

@@ -289,6 +289,11 @@ def test_the_purge_deletes_the_files_carrying_the_values_past_retention(
         assert purge_inputs.apply().get()["batch_input_files"] == 2
     job.refresh_from_db()
     assert (job.input_key, job.result_key, job.error_key) == ("", "", "")
+    events = {e.object_id: e.details for e in AuditEvent.objects.filter(
+        action=Action.BATCH_FILES_PURGED)}
+    assert events[str(job.pk)]["files"] == ["input", "result", "error"]
+    assert events[str(job.pk)]["passthrough_columns"] == ["record_id"]
+    assert events[str(plain.pk)]["files"] == ["input"]
     assert job.files_purged and job.result_sha256  # what was written stays on record
     assert not any(artifact_storage().exists(k) for k in keys)
     # The chunks' error parts never held the values (the files are joined at the end).
