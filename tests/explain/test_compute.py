@@ -200,3 +200,39 @@ def test_a_categorical_input_takes_the_permutation_path_and_lime_samples_its_sha
     lime = explanation_compute(version=version, inputs=row, method="lime", parameters=params)
     assert lime.values["conditions"]["site"] == "site = north"
     assert {w["feature"] for w in lime.content["weights"]} == set(features)
+
+
+def _fitted(name: str):
+    from sklearn.ensemble import ExtraTreesClassifier, HistGradientBoostingClassifier
+    from sklearn.tree import DecisionTreeClassifier, ExtraTreeClassifier
+
+    estimator = {
+        "extra_trees": ExtraTreesClassifier(n_estimators=20, max_depth=4, random_state=0),
+        "hist_gradient_boosting": HistGradientBoostingClassifier(max_iter=30, max_depth=3,
+                                                                 random_state=0),
+        "decision_tree": DecisionTreeClassifier(max_depth=5, random_state=0),
+        "extra_tree": ExtraTreeClassifier(max_depth=6, random_state=0),
+    }[name]
+    frame = breast_cancer_frame()
+    return estimator.fit(frame[FEATURES_SMALL], frame["diagnosis"])
+
+
+@pytest.mark.parametrize("name, units", [
+    ("extra_trees", "probability"), ("decision_tree", "probability"),
+    ("extra_tree", "probability"), ("hist_gradient_boosting", "log_odds")])
+def test_every_listed_tree_family_gets_treeshap_that_adds_up_to_the_model(
+        personas, dataset, name, units):
+    model = _fitted(name)
+    version = draft_of(personas, dataset, model)
+    choice = explainer_choose(version=version)
+    assert choice.kind == "tree" and choice.units == units, choice.reason
+    positive = list(model.classes_).index("malignant")
+    for row in _rows():
+        computed = _shap(version, row)
+        content = computed.content
+        assert computed.explainer == "tree" and content["units"] == units
+        assert abs(_total(content) - content["output_value"]) < 1e-6
+        expected = model.predict_proba(_frame(row))[0, positive]
+        output = content["output_value"] if units == "probability" \
+            else sigmoid(content["output_value"])
+        assert abs(output - expected) < 1e-6
