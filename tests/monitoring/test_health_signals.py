@@ -6,15 +6,19 @@ data, and checks the health row, its status and the figure beside it.
 
 from __future__ import annotations
 
-import pytest
+from datetime import timedelta
 
+import pytest
+from django.utils import timezone
+
+from core.clock import replayed_time
 from core.errors import ValidationFailed
 from inference.services import prediction_create
 from monitoring.health import Status
 from monitoring.services import monitoring_policy_update
 
 from ..inference.helpers import released_version
-from .helpers import count_and_run, log_rows, training_like
+from .helpers import count_and_run, labelled_sample, log_rows, record, training_like
 
 
 def _health(run) -> dict[str, dict]:
@@ -49,9 +53,9 @@ def test_refused_requests_raise_the_rejection_rate(personas):
     version = released_version(personas, confidence_threshold=0.5, ood_policy="reject")
     log_rows(personas, training_like(60, seed=24))
     far = training_like(20, seed=25, shift={"mean radius": 25.0}).to_dict("records")
-    for record in far:  # each request refused whole, counted by reason
+    for instance in far:  # each request refused whole, counted by reason
         with pytest.raises(ValidationFailed):
-            prediction_create(user=personas.clinician, model=personas.model, instances=[record])
+            prediction_create(user=personas.clinician, model=personas.model, instances=[instance])
     row = _health(count_and_run(version))["rejection_rate"]
     assert row["status"] == Status.ALERT
     assert row["value"] == pytest.approx(20 / 80, abs=0.02)
@@ -69,3 +73,38 @@ def test_the_cost_per_thousand_follows_the_models_cpu_hour_price(personas):
                              thresholds={"cost_per_1000": {"warning": dear["value"] / 4,
                                                            "alert": dear["value"] / 2}})
     assert _health(count_and_run(version))["cost_per_1000"]["status"] == Status.ALERT
+
+
+def test_outcomes_that_contradict_the_model_are_a_performance_drop(personas):
+    version = released_version(personas, confidence_threshold=0.5,
+                               metrics={"overall": {"auc": 0.95}})
+    rows, y = labelled_sample(120, seed=27)
+    results = log_rows(personas, rows)
+    record(personas, results, 1 - y)  # every outcome the opposite of the truth
+    row = _health(count_and_run(version))["performance_drop"]
+    assert row["status"] == Status.ALERT and row["value"] > 0.5
+
+
+def test_outcomes_that_agree_with_validation_are_no_drop(personas):
+    version = released_version(personas, confidence_threshold=0.5,
+                               metrics={"overall": {"auc": 0.95}})
+    rows, y = labelled_sample(120, seed=27)
+    record(personas, log_rows(personas, rows), y)
+    row = _health(count_and_run(version))["performance_drop"]
+    assert row["status"] == Status.OK and row["value"] < 0.02
+
+
+def test_scores_moving_away_from_the_first_week_in_production_are_score_drift(personas):
+    start = timezone.now() - timedelta(days=14)
+    with replayed_time(start) as clock:
+        version = released_version(personas, confidence_threshold=0.5)
+        for day in range(7):  # the baseline: the version's first 7 days in production
+            clock.set(start + timedelta(days=day, hours=1))
+            log_rows(personas, training_like(40, seed=30 + day))
+        for day in range(8, 14):  # then inputs that all push the score up
+            clock.set(start + timedelta(days=day, hours=1))
+            log_rows(personas, training_like(40, seed=40 + day,
+                                             shift={"mean radius": 2.0, "mean texture": 2.0}))
+    row = _health(count_and_run(version))["score_drift_psi"]
+    assert row["status"] == Status.ALERT, row
+    assert row["value"] > 0.25
