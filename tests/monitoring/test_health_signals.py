@@ -17,6 +17,7 @@ from inference.services import prediction_create
 from monitoring.health import Status
 from monitoring.services import monitoring_policy_update
 
+from ..conftest import api_as
 from ..inference.helpers import released_version
 from .helpers import count_and_run, labelled_sample, log_rows, record, training_like
 
@@ -108,3 +109,26 @@ def test_scores_moving_away_from_the_first_week_in_production_are_score_drift(pe
     row = _health(count_and_run(version))["score_drift_psi"]
     assert row["status"] == Status.ALERT, row
     assert row["value"] > 0.25
+
+
+def test_latency_counts_single_predictions_only(personas, monkeypatch,
+                                                django_capture_on_commit_callbacks):
+    from celery import current_app
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from inference.models import Prediction
+
+    monkeypatch.setitem(current_app.conf, "task_always_eager", True)  # the job runs here
+    version = released_version(personas, confidence_threshold=0.5)
+    log_rows(personas, training_like(12, seed=31), chunk=1)  # 12 single predictions
+    upload = SimpleUploadedFile("batch.csv", training_like(300, seed=32).to_csv(
+        index=False).encode())
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api_as(personas.clinician).post(
+            f"/api/v1/models/{personas.model.name}/batches/", {"file": upload},
+            format="multipart")
+    assert response.status_code == 202, response.json()
+    assert Prediction.objects.filter(batch__isnull=False).count() == 300
+    row = _health(count_and_run(version))["latency_p95_ms"]
+    assert row["evidence"] == "12 single predictions"
+    assert row["value"] is not None
