@@ -222,8 +222,8 @@ class _History:
                 artifact=registry_demo.skops_file(model, "gb-v3.skops"), metadata={
                     "dataset": f"{registry_demo.DATASET_NAME}@2024.1",
                     "trusted_types": ["sklearn.tree._tree.Tree"],
-                    "description": "Candidate after the texture drift: gradient boosting, 200 "
-                                   "trees of depth 2, less reliant on texture.",
+                    "description": f"Candidate after the {DRIFTING_FEATURE} drift: gradient "
+                                   "boosting, 200 trees of depth 2.",
                     "output_schema": {"positive_label": "malignant"},
                     "hyperparameters": model.get_params(),
                     "metrics": registry_demo.demo_metrics(model, test, features),
