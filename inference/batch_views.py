@@ -1,6 +1,6 @@
 """Batch job pages: upload a file for a model, follow a job, cancel it, download its files.
 
-Each view parses a form, calls one service (``inference/batches.py``, shared with the
+Each view parses a form, calls one service (``inference/batches/``, shared with the
 API) and renders. The status page refreshes itself while the job runs (no JavaScript).
 """
 

@@ -223,7 +223,7 @@ class BatchJob(models.Model):
     rows_done = models.PositiveBigIntegerField(default=0)
     rows_failed = models.PositiveBigIntegerField(default=0)
     # Rows of the first chunk; later chunks are sized to ~chunk_seconds of work each
-    # (inference/batches.py, ChunkSizer), or stay at chunk_size when it is 0.
+    # (inference/batches/runner.py, ChunkSizer), or stay at chunk_size when it is 0.
     chunk_size = models.PositiveIntegerField(default=20000)
     chunk_seconds = models.FloatField(default=0.0)
     chunks_done = models.JSONField(default=list, blank=True)
@@ -235,7 +235,7 @@ class BatchJob(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
-    # Batch processing (inference/batches.py): where it was sent, how often a worker took
+    # Batch processing (inference/batches/runner.py): where it was sent, how often a worker took
     # it up (more than once after a crash or redelivery), and what it produced.
     queue = models.CharField(max_length=16, blank=True)
     attempts = models.PositiveIntegerField(default=0)

@@ -148,7 +148,7 @@ def check_input(raw: Any, *, schema: list[dict], profile: dict, path: str = "inp
                 tails += 1
         elif kind == "boolean":
             # JSON booleans and 0/1; text ("true", "0") is read by the paths that carry it
-            # (batch_files, the form) with the same rule.
+            # (batches.files, the form) with the same rule.
             value = boolean_value(value)
             if value is None:
                 checked.errors.append(ErrorItem("invalid_type", boolean_error(name), where))

@@ -14,7 +14,8 @@ from core.api import AttestAPIView, error_responses
 from core.errors import ValidationFailed
 from registry.selectors import model_get_for_user
 
-from .. import batch_files, batches
+from .. import batches
+from ..batches import files
 from ..models import BatchJob
 
 FORM_FIELDS = {"file", "version", "file_format", "passthrough_columns"}
@@ -61,8 +62,8 @@ BatchRequest = inline_serializer(name="BatchRequest", fields={
                                            help_text="when the file name's extension does not "
                                            "say"),
     "passthrough_columns": serializers.ListField(
-        child=serializers.CharField(max_length=batch_files.MAX_PASSTHROUGH_NAME),
-        required=False, max_length=batch_files.MAX_PASSTHROUGH,
+        child=serializers.CharField(max_length=files.MAX_PASSTHROUGH_NAME),
+        required=False, max_length=files.MAX_PASSTHROUGH,
         help_text="columns of the file to copy, as text, to the result and error files (an "
         "identifier to join results back by): never scored, never in the prediction log, and "
         "deleted with the files under the model's retention. Repeat the field, or give one "
@@ -75,7 +76,7 @@ def _passthrough(data) -> list[str]:
     """The ``passthrough_columns`` form values (repeated, or one comma-separated text)."""
     values = data.getlist("passthrough_columns") if hasattr(data, "getlist") \
         else data.get("passthrough_columns")
-    return batch_files.passthrough_names(values)
+    return files.passthrough_names(values)
 
 
 class BatchListView(AttestAPIView):

@@ -16,7 +16,8 @@ from django.test import Client
 from django.utils import timezone
 
 from audits.models import Action, AuditEvent
-from inference import batch_files, batches
+from inference import batches
+from inference.batches import files as batch_files
 from inference.models import BatchJob, BatchStatus, Prediction
 from inference.tasks import purge_inputs, run_batch
 from registry.loading import version_model_load
@@ -191,7 +192,7 @@ def test_a_resumed_job_joins_the_right_ids_to_every_row(personas, version):
     BatchJob.objects.filter(pk=job.pk).update(status=BatchStatus.RUNNING)
     job.refresh_from_db()
     loaded = version_model_load(version=version, purpose="batch")
-    path = batches._fetch_input(job)
+    path = batch_files.fetch_input(job)
     index, records = next(iter(batch_files.csv_chunks(path, job.version, 13)))
     assert batches.batch_chunk_process(job=job, index=index, records=records(), loaded=loaded)
     assert run_batch.apply(args=[job.pk]).get() == BatchStatus.COMPLETED

@@ -16,7 +16,9 @@ from django.utils import timezone
 
 from audits.models import Action, AuditEvent
 from core.errors import ErrorItem
-from inference import batch_files, batches, services
+from inference import batches, services
+from inference.batches import files as batch_files
+from inference.batches import jobs, runner
 from inference.models import BatchJob, BatchStatus, Prediction, RejectionCount, ReviewItem
 from inference.tasks import anchor_predictions, purge_inputs, run_batch
 from registry.loading import version_model_load
@@ -268,7 +270,7 @@ def test_the_reject_policy_sends_out_of_distribution_rows_to_the_error_file(
                                    upload=_csv_upload(frame))
     job.refresh_from_db()
     assert job.rows_failed == 1 and _one_row_each(job) == set(range(10)) - {2}
-    with batches.artifact_storage().open(job.error_key, "rb") as handle:
+    with artifact_storage().open(job.error_key, "rb") as handle:
         assert "2,mean radius,ood_out_of_range," in handle.read().decode()
 
 
@@ -299,7 +301,7 @@ class _Fragile:
 def test_rows_the_model_cannot_score_go_to_the_error_file(personas, version, monkeypatch,
                                                           django_capture_on_commit_callbacks):
     real = version_model_load(version=version, purpose="batch")
-    monkeypatch.setattr(batches, "version_model_load",
+    monkeypatch.setattr(runner, "version_model_load",
                         lambda *, version, purpose="single": _Fragile(real))
     frame = _frame(100).astype(object)
     frame.loc[[7, 60], "mean texture"] = 999
@@ -311,7 +313,7 @@ def test_rows_the_model_cannot_score_go_to_the_error_file(personas, version, mon
     job.refresh_from_db()
     assert job.status == BatchStatus.COMPLETED and job.rows_failed == 4
     assert _one_row_each(job) == set(range(100)) - {7, 33, 34, 60}
-    with batches.artifact_storage().open(job.error_key, "rb") as handle:
+    with artifact_storage().open(job.error_key, "rb") as handle:
         lines = handle.read().decode().splitlines()[1:]
     assert [line.split(",")[:3] for line in lines] == [
         ["7", "", "unscorable"], ["33", "", "unscorable"], ["34", "mean radius", "invalid_type"],
@@ -335,7 +337,7 @@ def _running(job: BatchJob) -> BatchJob:
 
 
 def _chunks(job: BatchJob):
-    path = batches._fetch_input(job)
+    path = batch_files.fetch_input(job)
     return dict(batch_files.csv_chunks(path, job.version, job.chunk_size))
 
 
@@ -418,7 +420,7 @@ def test_a_running_job_stops_at_the_next_chunk(personas, version, monkeypatch,
             assert response.json()["status"] == "running"
         return done
 
-    monkeypatch.setattr(batches, "batch_chunk_process", cancel_after_the_first)
+    monkeypatch.setattr(runner, "batch_chunk_process", cancel_after_the_first)
     with django_capture_on_commit_callbacks(execute=True):
         job = batches.batch_submit(user=personas.clinician, model=personas.model,
                                    upload=_csv_upload(_frame(1000)), chunk_size=250)
@@ -608,7 +610,7 @@ def test_a_failed_publish_marks_the_job_failed_in_the_same_request(transactional
 
     released_version(personas)
     monkeypatch.setitem(current_app.conf, "task_always_eager", False)
-    monkeypatch.setattr(batches, "_broker_check", lambda: None)  # up when checked, down after
+    monkeypatch.setattr(jobs, "_broker_check", lambda: None)  # up when checked, down after
 
     def refuse(*args, **kwargs):
         raise OperationalError("connection refused")
@@ -814,7 +816,7 @@ def test_the_embedded_shape_restarts_a_job_a_restart_left_behind(transactional_d
 
     personas = make_personas()
     released_version(personas, confidence_threshold=0.8)
-    monkeypatch.setattr(batches, "_enqueue", lambda *args, **kwargs: None)  # the lost thread
+    monkeypatch.setattr(jobs, "_enqueue", lambda *args, **kwargs: None)  # the lost thread
     job = batches.batch_submit(user=personas.clinician, model=personas.model,
                                upload=_csv_upload(_frame(40)), chunk_size=15)
     BatchJob.objects.filter(pk=job.pk).update(
@@ -889,7 +891,7 @@ def test_a_resumed_job_with_other_chunk_sizes_logs_each_row_once(personas, versi
     assert job.chunk_seconds > 0
     job = _running(job)
     loaded = version_model_load(version=version, purpose="batch")
-    path = batches._fetch_input(job)
+    path = batch_files.fetch_input(job)
     sizes = iter([300, 50])
     for index, records in itertools.islice(
             batch_files.csv_chunks(path, job.version, lambda: next(sizes)), 2):
@@ -897,13 +899,13 @@ def test_a_resumed_job_with_other_chunk_sizes_logs_each_row_once(personas, versi
                                            loaded=loaded)
     job.refresh_from_db()
     assert job.chunks_done == [0, 1] and job.rows_done == 350
-    monkeypatch.setattr(batches, "ChunkSizer", lambda first, target: _Sizes([111, 222]))
+    monkeypatch.setattr(runner, "ChunkSizer", lambda first, target: _Sizes([111, 222]))
     assert run_batch.apply(args=[job.pk]).get() == BatchStatus.COMPLETED
     job.refresh_from_db()
     assert job.rows_done == 1000 and job.rows_failed == 3
     assert job.chunks_done == [0, 1, 2, 3, 4, 5]  # 300, 50 | 111, 222, 222, 95
     assert _one_row_each(job) == set(range(1000)) - {10, 320, 990}
-    with batches.artifact_storage().open(job.error_key, "rb") as handle:
+    with artifact_storage().open(job.error_key, "rb") as handle:
         rows = list(csv.reader(io.StringIO(handle.read().decode())))
     assert [r[0] for r in rows[1:]] == ["10", "320", "990"]
 
@@ -941,7 +943,7 @@ def test_a_run_that_finds_its_job_moved_on_leaves_it_to_the_other(personas, vers
         BatchJob.objects.filter(pk=job.pk).update(rows_done=17)
         return real(job=job, prepared=prepared)
 
-    monkeypatch.setattr(batches, "batch_chunk_commit", another_run_committed_first)
+    monkeypatch.setattr(runner, "batch_chunk_commit", another_run_committed_first)
     assert batches.batch_run(job_id=job.pk) == batches.BUSY
     job.refresh_from_db()
     assert job.status == BatchStatus.RUNNING and not Prediction.objects.filter(batch=job).exists()

@@ -45,7 +45,7 @@ def test_each_row_hash_is_log_row_hash_of_the_row(personas):
 
 
 def test_the_columns_written_once_per_chunk_are_the_same_for_every_row(personas):
-    from inference.batches import _LOG_CONSTANT
+    from inference.batches.logwrite import _LOG_CONSTANT
 
     version = released_version(personas)
     schema, profile = version.input_schema, version.dataset.profile
@@ -63,7 +63,7 @@ def test_the_columns_written_once_per_chunk_are_the_same_for_every_row(personas)
 def test_copy_text_escapes_what_copy_would_read_as_structure():
     from datetime import UTC, datetime
 
-    from inference.batches import _copy_text, _copy_value
+    from inference.batches.logwrite import _copy_text, _copy_value
 
     assert _copy_text('{"a": "x\\\\y"}') == '{"a": "x\\\\\\\\y"}'
     assert _copy_text("tab\there\nnew\rline") == "tab\\there\\nnew\\rline"
