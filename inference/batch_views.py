@@ -20,6 +20,7 @@ from registry.selectors import model_get_for_user, user_capabilities
 
 from . import batches
 from .models import BatchStatus
+from .tasks import batch_enqueue, batch_resume_embedded
 
 _page = page_view("registry:model-list")
 
@@ -56,7 +57,7 @@ def model_batches(request, model):
             form.add_error(None, upload_limit_message())
         elif form.is_valid():
             try:
-                job = batches.batch_submit(user=request.user, model=obj,
+                job = batches.batch_submit(user=request.user, model=obj, enqueue=batch_enqueue,
                                            upload=form.cleaned_data["file"],
                                            version_number=form.cleaned_data.get("version"),
                                            passthrough_columns=form.cleaned_data.get(
@@ -70,7 +71,7 @@ def model_batches(request, model):
             else:
                 messages.success(request, f"Batch of {job.total_rows:,} rows accepted.")
                 return redirect("batches:detail", batch_id=job.public_id)
-    batches.batch_resume_embedded()
+    batch_resume_embedded()
     jobs = list(batches.batch_list_for_user(user=request.user, model=obj)[:50])
     return render(request, "inference/batch_upload.html", {
         "model": obj, "form": form, "jobs": [(j, batches.batch_progress(j)) for j in jobs]})
@@ -78,7 +79,7 @@ def model_batches(request, model):
 
 @_page
 def batch_detail(request, batch_id):
-    batches.batch_resume_embedded()
+    batch_resume_embedded()
     job = batches.batch_get_for_user(user=request.user, batch_id=batch_id)
     return render(request, "inference/batch_detail.html", {
         "job": job, "progress": batches.batch_progress(job),

@@ -17,6 +17,7 @@ from registry.selectors import model_get_for_user
 from .. import batches
 from ..batches import files
 from ..models import BatchJob
+from ..tasks import batch_enqueue, batch_resume_embedded
 
 FORM_FIELDS = {"file", "version", "file_format", "passthrough_columns"}
 
@@ -88,7 +89,7 @@ class BatchListView(AttestAPIView):
                    summary="Batch jobs of a model", operation_id="batches_list")
     def get(self, request, model):
         obj = model_get_for_user(user=request.user, name=model)
-        batches.batch_resume_embedded()
+        batch_resume_embedded()
         jobs = batches.batch_list_for_user(user=request.user, model=obj)[:100]
         return Response({"results": [batch_as_dict(j, request) for j in jobs]})
 
@@ -104,7 +105,7 @@ class BatchListView(AttestAPIView):
         if unknown:
             raise ValidationFailed(f"Unknown fields: {', '.join(sorted(unknown))}.",
                                    code="unknown_field", field=sorted(unknown)[0])
-        job = batches.batch_submit(user=request.user, model=obj,
+        job = batches.batch_submit(user=request.user, model=obj, enqueue=batch_enqueue,
                                    upload=request.FILES.get("file"),
                                    version_number=request.data.get("version"),
                                    file_format=request.data.get("file_format") or None,
@@ -119,7 +120,7 @@ class BatchDetailView(AttestAPIView):
                               **error_responses(401, 404)},
                    summary="A batch job", operation_id="batch_retrieve")
     def get(self, request, batch_id):
-        batches.batch_resume_embedded()
+        batch_resume_embedded()
         job = batches.batch_get_for_user(user=request.user, batch_id=batch_id)
         return Response(batch_as_dict(job, request))
 

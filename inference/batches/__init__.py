@@ -55,6 +55,7 @@ Pass-through columns
 
 from .files import ERROR_HEADER, RESULT_HEADER
 from .jobs import (
+    Enqueue,
     batch_cancel,
     batch_file_get,
     batch_get_for_user,
@@ -62,7 +63,6 @@ from .jobs import (
     batch_list_for_user,
     batch_progress,
     batch_queue_for,
-    batch_resume_embedded,
     batch_resume_stale,
     batch_submit,
 )
@@ -84,10 +84,10 @@ from .runner import (
 )
 
 __all__ = [
-    "ACTIVE", "BUSY", "ERROR_HEADER", "FINISHED", "MAX_CHUNK_ROWS", "MIN_CHUNK_ROWS",
+    "ACTIVE", "BUSY", "ERROR_HEADER", "Enqueue", "FINISHED", "MAX_CHUNK_ROWS", "MIN_CHUNK_ROWS",
     "RESULT_HEADER", "ChunkOutOfStep", "ChunkSizer", "PreparedChunk", "batch_cancel",
     "batch_chunk_commit", "batch_chunk_prepare", "batch_chunk_process", "batch_chunks_run",
     "batch_failure_reasons", "batch_file_get", "batch_get_for_user", "batch_inputs_purge",
-    "batch_list_for_user", "batch_progress", "batch_queue_for", "batch_resume_embedded",
+    "batch_list_for_user", "batch_progress", "batch_queue_for",
     "batch_resume_stale", "batch_run", "batch_submit",
 ]

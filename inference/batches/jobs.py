@@ -8,15 +8,14 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from audits.models import Action
@@ -50,6 +49,9 @@ from .runner import (
 )
 
 log = logging.getLogger(__name__)
+
+# Sends a job (its id) to a worker on the named queue: ``inference.tasks.batch_enqueue``.
+Enqueue = Callable[[int, str], None]
 
 
 def batch_queue_for(version: ModelVersion) -> str:
@@ -169,10 +171,14 @@ _PUBLISH_FAILED = ("The job could not be queued: the job queue (message broker) 
                    "Try the batch again later.")
 
 
-def batch_submit(*, user, model: RegisteredModel, upload, version_number: Any = None,
-                 file_format: str | None = None, chunk_size: int | None = None,
+def batch_submit(*, user, model: RegisteredModel, upload, enqueue: Enqueue,
+                 version_number: Any = None, file_format: str | None = None,
+                 chunk_size: int | None = None,
                  passthrough_columns: str | Iterable[str] | None = None) -> BatchJob:
     """Check an uploaded file, store it and queue a job to score it.
+
+    ``enqueue(job_id, queue)`` sends the job to its worker; the callers pass
+    ``inference.tasks.batch_enqueue`` (Celery's side: this package never imports it).
 
     1. Permission (predict) and target version (production, or an owner's choice).
     2. The upload is spooled to disk (413 past ATTEST_MAX_UPLOAD_BYTES) and checked:
@@ -182,7 +188,7 @@ def batch_submit(*, user, model: RegisteredModel, upload, version_number: Any = 
        a 400, nothing stored.
     3. The broker is checked (503, nothing stored, when it is down).
     4. The file is stored under its sha256; the job row and its audit event are
-       written in one transaction, and the task is enqueued on commit.
+       written in one transaction, and ``enqueue`` is called on commit.
     5. Should publishing still fail, the job is marked failed (never left queued)
        and the request answers 503.
     """
@@ -225,7 +231,7 @@ def batch_submit(*, user, model: RegisteredModel, upload, version_number: Any = 
                      "chunk_seconds": chunk_seconds, "queue": queue,
                      # names only: their values never leave the job's files
                      "passthrough_columns": passthrough})
-        transaction.on_commit(lambda: _enqueue(job.pk, queue, publish))
+        transaction.on_commit(lambda: _publish(enqueue, job.pk, queue, publish))
     if "error" in publish:
         raise ServiceUnavailable(_PUBLISH_FAILED, code="queue_unavailable",
                                  extra={"batch": str(job.public_id)})
@@ -233,64 +239,20 @@ def batch_submit(*, user, model: RegisteredModel, upload, version_number: Any = 
     return job
 
 
-def _send(job_id: int, queue: str) -> None:
-    """Queue the job's task; without a broker (eager, the embedded shape) run it right here."""
-    from celery import current_app
-
-    from ..tasks import run_batch
-
-    if current_app.conf.task_always_eager:
-        if settings.ATTEST_BATCH_EAGER_THREAD:
-            # Embedded shape: no worker, so run beside the request instead of inside it (a
-            # million rows take a minute); the upload answers at once and the job's page
-            # shows progress as chunks commit.
-            threading.Thread(target=_run_here, args=(job_id,), name=f"attest-batch-{job_id}",
-                             daemon=True).start()
-        else:
-            run_batch.apply(args=[job_id], throw=True)
-        return
-    run_batch.apply_async(args=[job_id], queue=queue, retry=True, retry_policy={
-        "max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1})
-
-
-def _run_here(job_id: int) -> None:
-    from ..tasks import run_batch
-
-    try:
-        run_batch.apply(args=[job_id], throw=False)
-    finally:
-        connection.close()  # this thread's own connection
-
-
-def _enqueue(job_id: int, queue: str, publish: dict) -> None:
+def _publish(enqueue: Enqueue, job_id: int, queue: str, publish: dict) -> None:
     """Publish the task (after commit); on failure mark the job failed, never queued forever."""
     from celery import current_app
 
     if current_app.conf.task_always_eager:
-        _send(job_id, queue)  # errors of an in-process run are the job's own, not publishing's
+        enqueue(job_id, queue)  # errors of an in-process run are the job's own, not publishing's
         return
     try:
-        _send(job_id, queue)
+        enqueue(job_id, queue)
     except Exception as exc:  # kombu/redis raise various classes
         log.error("could not publish batch job %s: %s", job_id, exc)
         publish["error"] = exc
         job_finish(job_id, BatchStatus.FAILED, error="The job could not be queued: the message "
-                f"broker was unreachable ({exc.__class__.__name__}).", write_files=False)
-
-
-def batch_resume_embedded() -> list[int]:
-    """The embedded shape's stale-job sweep (the production shape has Celery beat's).
-
-    Without a worker, jobs run in threads of the web process, and a restart (the dev
-    server reloading, say) leaves them ``running``. Called when jobs are looked at:
-    jobs with no progress for ``ATTEST_BATCH_STALE_SECONDS`` and no thread here are
-    started again; they resume after their last committed chunk.
-    """
-    from celery import current_app
-
-    if not (current_app.conf.task_always_eager and settings.ATTEST_BATCH_EAGER_THREAD):
-        return []
-    return batch_resume_stale()
+                   f"broker was unreachable ({exc.__class__.__name__}).", write_files=False)
 
 
 # -- cancelling and resuming --------------------------------------------------------------
@@ -325,8 +287,9 @@ def batch_cancel(*, user, job: BatchJob) -> BatchJob:
     return job
 
 
-def batch_resume_stale(*, stale_after: timedelta | None = None) -> list[int]:
-    """Re-enqueue active jobs with no progress for ``stale_after`` and no live worker.
+def batch_resume_stale(*, enqueue: Enqueue, stale_after: timedelta | None = None) -> list[int]:
+    """Re-enqueue (``enqueue(job_id, queue)``) active jobs with no progress for
+    ``stale_after`` and no live worker.
 
     Touching ``updated_at`` when re-enqueueing means a job waiting in a long queue
     gets at most one extra message per ``stale_after``; extra messages are harmless.
@@ -343,7 +306,7 @@ def batch_resume_stale(*, stale_after: timedelta | None = None) -> list[int]:
         touched = BatchJob.objects.filter(pk=job_id, status__in=ACTIVE,
                                           updated_at__lte=cutoff).update(updated_at=timezone.now())
         if touched:
-            _send(job_id, queue or "default")
+            enqueue(job_id, queue or "default")
             resumed.append(job_id)
     if resumed:
         log.warning("re-enqueued stalled batch jobs %s", resumed)

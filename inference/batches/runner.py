@@ -125,8 +125,14 @@ def processing_lock(job_id: int) -> Iterator[bool]:
                 pass
 
 
+def embedded_thread_name(job_id: int) -> str:
+    """The name of the thread that runs a job in the web process (the embedded shape)."""
+    return f"attest-batch-{job_id}"
+
+
 def nobody_working_on(job_id: int) -> bool:
-    if any(t.name == f"attest-batch-{job_id}" and t.is_alive() for t in threading.enumerate()):
+    if any(t.name == embedded_thread_name(job_id) and t.is_alive()
+           for t in threading.enumerate()):
         return False  # the embedded shape's thread for it, in this process
     with processing_lock(job_id) as got:
         return got

@@ -19,7 +19,7 @@ from audits.models import Action, AuditEvent
 from inference import batches
 from inference.batches import files as batch_files
 from inference.models import BatchJob, BatchStatus, Prediction
-from inference.tasks import purge_inputs, run_batch
+from inference.tasks import batch_enqueue, purge_inputs, run_batch
 from registry.loading import version_model_load
 from registry.storage import artifact_storage
 
@@ -186,7 +186,7 @@ def test_a_parquet_file_with_pass_through_columns(personas, version,
 def test_a_resumed_job_joins_the_right_ids_to_every_row(personas, version):
     """A first run commits one chunk and dies; the second run, with other chunks, ends
     with files whose ids still match their rows."""
-    job = batches.batch_submit(user=personas.clinician, model=personas.model,
+    job = batches.batch_submit(enqueue=batch_enqueue, user=personas.clinician, model=personas.model,
                                upload=_csv(_frame(50, bad=(2, 41))), chunk_size=13,
                                passthrough_columns="record_id")
     BatchJob.objects.filter(pk=job.pk).update(status=BatchStatus.RUNNING)
@@ -274,7 +274,7 @@ def test_the_purge_deletes_the_files_carrying_the_values_past_retention(
         personas, version, django_capture_on_commit_callbacks):
     job = _job(_post(personas, django_capture_on_commit_callbacks, _csv(_frame(20, bad=(4,))),
                      passthrough_columns="record_id"))
-    plain = batches.batch_submit(user=personas.clinician, model=personas.model,
+    plain = batches.batch_submit(enqueue=batch_enqueue, user=personas.clinician, model=personas.model,
                                  upload=_csv(_frame(5).drop(columns="record_id")))
     run_batch.apply(args=[plain.pk])
     plain.refresh_from_db()

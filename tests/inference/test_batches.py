@@ -20,7 +20,13 @@ from inference import batches, services
 from inference.batches import files as batch_files
 from inference.batches import jobs, runner
 from inference.models import BatchJob, BatchStatus, Prediction, RejectionCount, ReviewItem
-from inference.tasks import anchor_predictions, purge_inputs, run_batch
+from inference.tasks import (
+    anchor_predictions,
+    batch_enqueue,
+    batch_resume_embedded,
+    purge_inputs,
+    run_batch,
+)
 from registry.loading import version_model_load
 from registry.models import ModelVersion
 from registry.roles import ModelRole
@@ -160,7 +166,7 @@ def test_a_job_in_which_every_row_failed_ends_failed_with_the_reasons(
     frame["mean radius"] = "large"  # invalid_type, every row
     frame.loc[:9, "mean texture"] = None  # required, rows 0-9 as well
     with django_capture_on_commit_callbacks(execute=True):
-        job = batches.batch_submit(user=personas.clinician, model=personas.model,
+        job = batches.batch_submit(enqueue=batch_enqueue, user=personas.clinician, model=personas.model,
                                    upload=_csv_upload(frame), chunk_size=200)
     job.refresh_from_db()
     assert job.status == BatchStatus.FAILED
@@ -198,7 +204,7 @@ def test_a_partly_failed_job_still_completes_and_lists_its_reasons(
     frame = _frame(20).astype(object)
     frame.loc[3, "mean radius"] = "large"
     with django_capture_on_commit_callbacks(execute=True):
-        job = batches.batch_submit(user=personas.clinician, model=personas.model,
+        job = batches.batch_submit(enqueue=batch_enqueue, user=personas.clinician, model=personas.model,
                                    upload=_csv_upload(frame))
     job.refresh_from_db()
     assert job.status == BatchStatus.COMPLETED and job.error == "" and job.rows_failed == 1
@@ -230,7 +236,7 @@ def test_a_parquet_file_completes_with_one_log_row_per_row(personas, version,
     frame.loc[10, "mean concavity"] = float("nan")  # missing in parquet: required
     # Row groups of 128 rows against chunks of 300: re-batched to exact chunks.
     with django_capture_on_commit_callbacks(execute=True):
-        job = batches.batch_submit(user=personas.clinician, model=personas.model,
+        job = batches.batch_submit(enqueue=batch_enqueue, user=personas.clinician, model=personas.model,
                                    upload=_parquet_upload(frame, row_group_size=128),
                                    chunk_size=300)
     job.refresh_from_db()
@@ -246,7 +252,7 @@ def test_batch_rows_are_routed_like_single_predictions(personas, version,
     frame.loc[3, "mean radius"] = 1e6  # out of range: review
     frame.loc[7, "mean texture"] = 1e6
     with django_capture_on_commit_callbacks(execute=True):
-        job = batches.batch_submit(user=personas.clinician, model=personas.model,
+        job = batches.batch_submit(enqueue=batch_enqueue, user=personas.clinician, model=personas.model,
                                    upload=_csv_upload(frame), chunk_size=5)
     job.refresh_from_db()
     logged = {p.row_index: p for p in Prediction.objects.filter(batch=job)}
@@ -266,7 +272,7 @@ def test_the_reject_policy_sends_out_of_distribution_rows_to_the_error_file(
     frame = _frame(10)
     frame.loc[2, "mean radius"] = 1e6
     with django_capture_on_commit_callbacks(execute=True):
-        job = batches.batch_submit(user=personas.clinician, model=personas.model,
+        job = batches.batch_submit(enqueue=batch_enqueue, user=personas.clinician, model=personas.model,
                                    upload=_csv_upload(frame))
     job.refresh_from_db()
     assert job.rows_failed == 1 and _one_row_each(job) == set(range(10)) - {2}
@@ -308,7 +314,7 @@ def test_rows_the_model_cannot_score_go_to_the_error_file(personas, version, mon
     frame.loc[33, "mean texture"] = 998
     frame.loc[34, "mean radius"] = "x"
     with django_capture_on_commit_callbacks(execute=True):
-        job = batches.batch_submit(user=personas.clinician, model=personas.model,
+        job = batches.batch_submit(enqueue=batch_enqueue, user=personas.clinician, model=personas.model,
                                    upload=_csv_upload(frame), chunk_size=50)
     job.refresh_from_db()
     assert job.status == BatchStatus.COMPLETED and job.rows_failed == 4
@@ -325,7 +331,7 @@ def test_rows_the_model_cannot_score_go_to_the_error_file(personas, version, mon
 
 def _queued_job(personas, rows: int = 1000, chunk_size: int = 300) -> BatchJob:
     """A committed job whose task has not run (no on-commit callbacks in a db test)."""
-    return batches.batch_submit(user=personas.clinician, model=personas.model,
+    return batches.batch_submit(enqueue=batch_enqueue, user=personas.clinician, model=personas.model,
                                 upload=_csv_upload(_frame(rows)), chunk_size=chunk_size)
 
 
@@ -389,8 +395,8 @@ def test_rows_logged_without_their_chunk_mark_are_not_logged_again(personas, ver
 def test_a_stalled_job_is_resumed(personas, version):
     job = _queued_job(personas)
     BatchJob.objects.filter(pk=job.pk).update(status=BatchStatus.RUNNING)
-    assert batches.batch_resume_stale() == []  # it made progress (was touched) just now
-    assert batches.batch_resume_stale(stale_after=timedelta(0)) == [job.pk]  # eager: runs now
+    assert batches.batch_resume_stale(enqueue=batch_enqueue) == []  # it made progress (was touched) just now
+    assert batches.batch_resume_stale(enqueue=batch_enqueue, stale_after=timedelta(0)) == [job.pk]  # eager: runs now
     job.refresh_from_db()
     assert job.status == BatchStatus.COMPLETED and _one_row_each(job) == set(range(1000))
 
@@ -422,7 +428,7 @@ def test_a_running_job_stops_at_the_next_chunk(personas, version, monkeypatch,
 
     monkeypatch.setattr(runner, "batch_chunk_process", cancel_after_the_first)
     with django_capture_on_commit_callbacks(execute=True):
-        job = batches.batch_submit(user=personas.clinician, model=personas.model,
+        job = batches.batch_submit(enqueue=batch_enqueue, user=personas.clinician, model=personas.model,
                                    upload=_csv_upload(_frame(1000)), chunk_size=250)
     job.refresh_from_db()
     assert job.status == BatchStatus.CANCELLED and job.rows_done == 250
@@ -501,7 +507,7 @@ def test_a_header_only_with_an_imputed_feature_may_leave_it_out(
     released_version(personas, register_dataset(personas.owner), input_schema=schema)
     frame = _frame(20).drop(columns=["mean concavity"])
     with django_capture_on_commit_callbacks(execute=True):
-        job = batches.batch_submit(user=personas.clinician, model=personas.model,
+        job = batches.batch_submit(enqueue=batch_enqueue, user=personas.clinician, model=personas.model,
                                    upload=_csv_upload(frame))
     job.refresh_from_db()
     assert job.status == BatchStatus.COMPLETED and job.rows_failed == 0
@@ -637,7 +643,7 @@ def test_onnx_versions_go_to_the_gpu_queue_only_when_it_is_enabled(
     assert batches.batch_queue_for(onnx) == "gpu"
     assert batches.batch_queue_for(skops) == "default"
     with django_capture_on_commit_callbacks(execute=True):
-        job = batches.batch_submit(user=personas.clinician, model=personas.model,
+        job = batches.batch_submit(enqueue=batch_enqueue, user=personas.clinician, model=personas.model,
                                    upload=_csv_upload(_frame(50)))
     job.refresh_from_db()
     assert job.queue == "gpu" and job.status == BatchStatus.COMPLETED  # eager: on the CPU
@@ -648,7 +654,7 @@ def test_onnx_versions_go_to_the_gpu_queue_only_when_it_is_enabled(
 def test_the_anchor_task_anchors_settled_predictions(personas, version, monkeypatch,
                                                      django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        batches.batch_submit(user=personas.clinician, model=personas.model,
+        batches.batch_submit(enqueue=batch_enqueue, user=personas.clinician, model=personas.model,
                              upload=_csv_upload(_frame(30)))
     assert anchor_predictions.apply().get() == []  # nothing has settled yet
     later = timezone.now() + timedelta(minutes=5)
@@ -660,7 +666,7 @@ def test_the_anchor_task_anchors_settled_predictions(personas, version, monkeypa
 def test_the_purge_task_deletes_batch_inputs_past_retention(personas, version,
                                                             django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        job = batches.batch_submit(user=personas.clinician, model=personas.model,
+        job = batches.batch_submit(enqueue=batch_enqueue, user=personas.clinician, model=personas.model,
                                    upload=_csv_upload(_frame(30)))
     job.refresh_from_db()
     key = job.input_key
@@ -756,7 +762,7 @@ def test_batch_rows_are_logged_as_single_predictions_are(personas, version,
     frame = _frame(120)
     frame.loc[5, "mean radius"] = 29.0  # out of the validated range: scored, routed to review
     with django_capture_on_commit_callbacks(execute=True):
-        job = batches.batch_submit(user=personas.clinician, model=personas.model,
+        job = batches.batch_submit(enqueue=batch_enqueue, user=personas.clinician, model=personas.model,
                                    upload=_csv_upload(frame), chunk_size=50)
     job.refresh_from_db()
     assert job.status == BatchStatus.COMPLETED and job.rows_done == 120
@@ -791,7 +797,7 @@ def test_without_a_broker_a_job_runs_beside_the_request_not_inside_it(transactio
     settings.ATTEST_BATCH_EAGER_THREAD = True
     personas = make_personas()
     released_version(personas, confidence_threshold=0.8)
-    job = batches.batch_submit(user=personas.clinician, model=personas.model,
+    job = batches.batch_submit(enqueue=batch_enqueue, user=personas.clinician, model=personas.model,
                                upload=_csv_upload(_frame(60)), chunk_size=25)
     runner = next(t for t in threading.enumerate() if t.name == f"attest-batch-{job.pk}")
     runner.join(timeout=60)
@@ -816,18 +822,18 @@ def test_the_embedded_shape_restarts_a_job_a_restart_left_behind(transactional_d
 
     personas = make_personas()
     released_version(personas, confidence_threshold=0.8)
-    monkeypatch.setattr(jobs, "_enqueue", lambda *args, **kwargs: None)  # the lost thread
     job = batches.batch_submit(user=personas.clinician, model=personas.model,
+                               enqueue=lambda job_id, queue: None,  # the lost thread
                                upload=_csv_upload(_frame(40)), chunk_size=15)
     BatchJob.objects.filter(pk=job.pk).update(
         status=BatchStatus.RUNNING, updated_at=timezone.now() - timedelta(minutes=10))
     settings.ATTEST_BATCH_EAGER_THREAD = True
-    assert batches.batch_resume_embedded() == [job.pk]
+    assert batch_resume_embedded() == [job.pk]
     runner = next(t for t in threading.enumerate() if t.name == f"attest-batch-{job.pk}")
     runner.join(timeout=60)
     job.refresh_from_db()
     assert job.status == BatchStatus.COMPLETED and _one_row_each(job) == set(range(40))
-    assert batches.batch_resume_embedded() == []
+    assert batch_resume_embedded() == []
 
 
 # -- chunks sized by time ---------------------------------------------------------------
@@ -871,7 +877,7 @@ def test_chunks_follow_the_asked_sizes_from_any_row(tmp_path, version, fmt):
 def test_submitted_jobs_size_chunks_by_time_unless_given_a_size(personas, version, settings):
     settings.ATTEST_BATCH_CHUNK_SECONDS = 0.5
     settings.ATTEST_BATCH_CHUNK_ROWS = 400
-    timed = batches.batch_submit(user=personas.clinician, model=personas.model,
+    timed = batches.batch_submit(enqueue=batch_enqueue, user=personas.clinician, model=personas.model,
                                  upload=_csv_upload(_frame(10)))
     assert (timed.chunk_size, timed.chunk_seconds) == (400, 0.5)
     fixed = _queued_job(personas, rows=10, chunk_size=300)
@@ -886,7 +892,7 @@ def test_a_resumed_job_with_other_chunk_sizes_logs_each_row_once(personas, versi
     sizes from where the committed chunks end. Errors keep file order across both."""
     frame = _frame(1000).astype(object)
     frame.loc[[10, 320, 990], "mean radius"] = "large"
-    job = batches.batch_submit(user=personas.clinician, model=personas.model,
+    job = batches.batch_submit(enqueue=batch_enqueue, user=personas.clinician, model=personas.model,
                                upload=_csv_upload(frame))
     assert job.chunk_seconds > 0
     job = _running(job)

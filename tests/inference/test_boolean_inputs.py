@@ -15,6 +15,7 @@ from django.test import Client
 from inference import batches
 from inference.columnar import check_many
 from inference.models import BatchStatus, Prediction
+from inference.tasks import batch_enqueue
 from inference.validation import check_input
 from registry import services
 
@@ -80,7 +81,7 @@ def test_a_batch_of_the_training_rows_completes_with_no_failed_row(
     frame = _training_rows(500)
     upload = frame if spell is None else frame.assign(**{FLAG: frame[FLAG].map(spell)})
     with django_capture_on_commit_callbacks(execute=True):
-        job = batches.batch_submit(user=personas.clinician, model=personas.model,
+        job = batches.batch_submit(enqueue=batch_enqueue, user=personas.clinician, model=personas.model,
                                    upload=SimpleUploadedFile("rows.csv", csv_bytes(upload)),
                                    chunk_size=200)
     job.refresh_from_db()
@@ -101,7 +102,7 @@ def test_a_parquet_batch_reads_the_flag_whatever_its_column_type(
     buffer = io.BytesIO()
     frame.assign(**{FLAG: column}).to_parquet(buffer, index=False)
     with django_capture_on_commit_callbacks(execute=True):
-        job = batches.batch_submit(user=personas.clinician, model=personas.model,
+        job = batches.batch_submit(enqueue=batch_enqueue, user=personas.clinician, model=personas.model,
                                    upload=SimpleUploadedFile("rows.parquet", buffer.getvalue()))
     job.refresh_from_db()
     assert job.status == BatchStatus.COMPLETED and job.rows_failed == 0, job.error
@@ -112,7 +113,7 @@ def test_a_batch_row_with_another_spelling_is_refused_per_field(
     frame = _training_rows(6).astype(object)
     frame.loc[1, FLAG], frame.loc[3, FLAG], frame.loc[4, FLAG] = "yes", "2", "0.5"
     with django_capture_on_commit_callbacks(execute=True):
-        job = batches.batch_submit(user=personas.clinician, model=personas.model,
+        job = batches.batch_submit(enqueue=batch_enqueue, user=personas.clinician, model=personas.model,
                                    upload=SimpleUploadedFile("rows.csv", csv_bytes(frame)))
     job.refresh_from_db()
     assert job.status == BatchStatus.COMPLETED and job.rows_failed == 3

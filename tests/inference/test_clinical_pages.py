@@ -278,7 +278,7 @@ def test_my_predictions_lists_ones_own_with_where_each_stands(personas, monkeypa
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     from inference.batches import batch_submit
-    from inference.tasks import run_batch
+    from inference.tasks import batch_enqueue, run_batch
     from registry.models import ModelRole
     from registry.services import access_revoke
 
@@ -290,7 +290,7 @@ def test_my_predictions_lists_ones_own_with_where_each_stands(personas, monkeypa
                   decision="override", final_label=other, reason_code="clinical_judgement")
     someone_else = _predict(personas, version, who="owner")
     row = typical_input(version)
-    job = batch_submit(user=personas.clinician, model=personas.model, upload=SimpleUploadedFile(
+    job = batch_submit(enqueue=batch_enqueue, user=personas.clinician, model=personas.model, upload=SimpleUploadedFile(
         "b.csv", (",".join(row) + "\n" + ",".join(str(v) for v in row.values()) + "\n").encode()))
     run_batch.apply(args=[job.pk])
     assert Prediction.objects.filter(batch=job).count() == 1

@@ -23,6 +23,7 @@ from django.db import connection
 
 from inference import batches
 from inference.models import BatchJob, BatchStatus, Prediction, ReviewItem
+from inference.tasks import batch_enqueue
 
 from ..inference.helpers import released_version
 from ..inference.test_batches import _frame
@@ -86,7 +87,7 @@ def test_a_worker_killed_mid_job_loses_and_duplicates_nothing(transactional_db, 
     released_version(personas)
     data = _frame(ROWS).to_csv(index=False).encode()
     log_path = tmp_path / "workers.log"
-    job = batches.batch_submit(user=personas.clinician, model=personas.model,
+    job = batches.batch_submit(enqueue=batch_enqueue, user=personas.clinician, model=personas.model,
                                upload=SimpleUploadedFile("big.csv", data),
                                chunk_size=CHUNK if sizing == "fixed" else None)
     assert job.status == BatchStatus.QUEUED and job.total_rows == ROWS
@@ -111,7 +112,7 @@ def test_a_worker_killed_mid_job_loses_and_duplicates_nothing(transactional_db, 
 
         second = _start_worker(log_path)
         # The beat task's way: the dead worker's advisory lock went with its connection.
-        _wait(lambda: batches.batch_resume_stale(stale_after=timedelta(0)) == [job.pk],
+        _wait(lambda: batches.batch_resume_stale(enqueue=batch_enqueue, stale_after=timedelta(0)) == [job.pk],
               seconds=20, what="the job to be re-enqueued", workers=[second],
               log_path=log_path)
         _wait(lambda: BatchJob.objects.filter(pk=job.pk, status__in=batches.FINISHED).exists(),

@@ -12,7 +12,7 @@ from django.db import connection
 
 from inference.batches import batch_submit
 from inference.models import Prediction
-from inference.tasks import run_batch
+from inference.tasks import batch_enqueue, run_batch
 from monitoring.aggregation import aggregate_predictions, epoch_seconds
 from monitoring.models import FeatureCounts, VersionCounts
 
@@ -39,7 +39,7 @@ def test_times_as_postgresql_renders_them_parse_to_the_stored_instants(personas)
 def test_batch_rows_written_by_copy_are_counted_as_batch_rows(personas):
     version = released_version(personas, confidence_threshold=0.6)
     rows = training_like(400, seed=2)
-    job = batch_submit(user=personas.clinician, model=personas.model, upload=SimpleUploadedFile(
+    job = batch_submit(enqueue=batch_enqueue, user=personas.clinician, model=personas.model, upload=SimpleUploadedFile(
         "batch.csv", rows.to_csv(index=False).encode()))
     run_batch.apply(args=[job.pk])
     log_rows(personas, training_like(20, seed=3))

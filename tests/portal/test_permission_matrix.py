@@ -25,7 +25,7 @@ from audits.models import AuditEvent
 from explain.services import explanation_request
 from inference.batches import batch_submit
 from inference.services import prediction_create
-from inference.tasks import run_batch
+from inference.tasks import batch_enqueue, run_batch
 from portal.tokens import api_token_create
 from registry.models import ModelVersion
 from registry.release import signoff_record, version_promote
@@ -492,7 +492,7 @@ def ctx(personas):
                               method="lime").job
     token, _secret = api_token_create(user=personas.owner, name="matrix")
     checkpoint = audit_checkpoint_write()
-    done, queued = (batch_submit(user=personas.clinician, model=personas.model,
+    done, queued = (batch_submit(enqueue=batch_enqueue, user=personas.clinician, model=personas.model,
                                  upload=_batch_file(production)) for _ in range(2))
     run_batch.apply(args=[done.pk])  # the other stays queued (its on-commit never runs)
     event = AuditEvent.objects.filter(model_id=personas.model.pk).first()
