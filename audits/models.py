@@ -68,6 +68,11 @@ class Action(models.TextChoices):
     MONITORING_POLICY_UPDATED = "monitoring.policy_updated", "Monitoring policy changed"
     MONITORING_ALERT_RAISED = "monitoring.alert_raised", "Monitoring entered warning or alert"
     MONITORING_ALERT_CLEARED = "monitoring.alert_cleared", "Monitoring alert cleared"
+    # compliance dossiers
+    DOSSIER_REQUESTED = "dossier.requested", "Compliance dossier requested"
+    DOSSIER_GENERATED = "dossier.generated", "Compliance dossier generated"
+    DOSSIER_FAILED = "dossier.failed", "Compliance dossier generation failed"
+    DOSSIER_DOWNLOADED = "dossier.downloaded", "Compliance dossier downloaded"
     # audit trail itself
     AUDIT_VERIFIED = "audit.verified", "Audit chain verified"
     AUDIT_EXPORTED = "audit.exported", "Audit trail exported"

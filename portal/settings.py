@@ -364,6 +364,7 @@ CELERY_BEAT_SCHEDULE = {
                      "schedule": env_int("ATTEST_PURGE_SECONDS", 86400, minimum=3600)},
     "resume-stale-batches": {"task": "inference.resume_stale_batches", "schedule": 60},
     "resume-stale-explanations": {"task": "explain.resume_stale_jobs", "schedule": 60},
+    "resume-stale-dossiers": {"task": "dossier.resume_stale", "schedule": 60},
     # Monitoring: count new prediction-log rows into drift bins, then (less often) compute
     # every monitored version's figures, health table and alerts (monitoring/tasks.py).
     "monitoring-aggregate": {"task": "monitoring.aggregate",
@@ -407,6 +408,13 @@ ATTEST_EXPLAIN_EAGER_THREAD = env_bool("ATTEST_EXPLAIN_EAGER_THREAD", True)
 # A submitted version's global importance and explanation reliability are computed in the
 # background (about a minute of a worker's time for a 200-tree forest).
 ATTEST_EXPLAIN_ON_SUBMIT = env_bool("ATTEST_EXPLAIN_ON_SUBMIT", True)
+
+# --- compliance dossiers (dossier/) ---------------------------------------------------------
+# A running build without progress for this long is re-queued; (embedded shape, no broker)
+# builds run in a thread of the web process rather than inside the request (tests turn it
+# off).
+ATTEST_DOSSIER_STALE_SECONDS = env_int("ATTEST_DOSSIER_STALE_SECONDS", 300, minimum=60)
+ATTEST_DOSSIER_EAGER_THREAD = env_bool("ATTEST_DOSSIER_EAGER_THREAD", True)
 
 # --- email (sign-off notifications) ------------------------------------------------------
 EMAIL_BACKEND = env_str("ATTEST_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

@@ -16,6 +16,7 @@ api_v1 = [
     path("", include("registry.api.urls")),
     path("", include("inference.api.urls")),
     path("", include("explain.api.urls")),
+    path("", include("dossier.api.urls")),
     *monitoring_api.urlpatterns,
 ]
 
@@ -31,6 +32,7 @@ urlpatterns = [
     path("", include("inference.page_urls")),
     path("", include("explain.urls")),
     path("", include("monitoring.urls")),
+    path("", include("dossier.urls")),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SchemaView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),

@@ -8,6 +8,8 @@ next one sees.
 
 from __future__ import annotations
 
+import hashlib
+import io
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +24,7 @@ from rest_framework.test import APIClient
 
 from audits.checkpoints import audit_checkpoint_write
 from audits.models import AuditEvent
+from dossier.models import Dossier, DossierStatus
 from explain.services import explanation_request
 from inference.batches import batch_submit
 from inference.services import prediction_create
@@ -30,6 +33,7 @@ from portal.tokens import api_token_create
 from registry.models import ModelVersion
 from registry.release import signoff_record, version_promote
 from registry.services import model_version_submit
+from registry.storage import blob_put
 
 from ..artifacts import logistic_model, skops_bytes, training_csv
 from ..inference.helpers import typical_input
@@ -406,6 +410,23 @@ def matrix(ctx) -> list[Case]:
         Case("api-outcomes", "post", f"/api/v1/models/{m}/outcomes/", table(
             s201=("admin", "owner", "clinician"), s403=("auditor", "pi", "irb", "reviewer"),
             s404=HIDDEN, s401=("anonymous",)), api=True, data="outcome-row", format="json"),
+        # -- compliance dossiers: generate_dossier to ask, view_audit or generate_dossier
+        # to read; a member without either gets 403 on the version, 404 on a dossier ----
+        Case("dossier:generate", "post", f"/models/{m}/versions/4/dossiers/", table(
+            ok302=AUDIT_READERS, deny=("clinician", "reviewer"), s404=HIDDEN,
+            login=("anonymous",))),
+        Case("api-version-dossiers", "get", f"/api/v1/models/{m}/versions/4/dossiers/", table(
+            s200=AUDIT_READERS, s403=("clinician", "reviewer"), s404=HIDDEN,
+            s401=("anonymous",)), api=True),
+        Case("api-version-dossiers", "post", f"/api/v1/models/{m}/versions/4/dossiers/", table(
+            s202=AUDIT_READERS, s403=("clinician", "reviewer"), s404=HIDDEN,
+            s401=("anonymous",)), api=True),
+        Case("api-dossier", "get", f"/api/v1/dossiers/{ctx['dossier_id']}/", table(
+            s200=AUDIT_READERS, s404=("clinician", "reviewer", *HIDDEN),
+            s401=("anonymous",)), api=True),
+        Case("api-dossier-pdf", "get", f"/api/v1/dossiers/{ctx['dossier_id']}/pdf/", table(
+            s200=AUDIT_READERS, s404=("clinician", "reviewer", *HIDDEN),
+            s401=("anonymous",)), api=True),
         # -- batch jobs (a finished one and a queued one, both the clinician's) --------
         Case("batches:model-batches", "get", f"/models/{m}/batches/", table(
             s200=("admin", "owner", "clinician"), deny=("auditor", "pi", "irb", "reviewer"),
@@ -455,7 +476,8 @@ def _route_names() -> set[str]:
 
 
 FAKE_CTX = {"model": "m", "batch_done": "b", "batch_queued": "q", "event_id": 1, "checkpoint_key": "k", "dataset_id": 1, "token_id": 1,
-            "prediction_id": "p", "review_id": 1, "predict_row": {}, "job_id": "j"}
+            "prediction_id": "p", "review_id": 1, "predict_row": {}, "job_id": "j",
+            "dossier_id": "d"}
 CASES = matrix(FAKE_CTX)
 
 
@@ -496,12 +518,24 @@ def ctx(personas):
                                  upload=_batch_file(production)) for _ in range(2))
     run_batch.apply(args=[done.pk])  # the other stays queued (its on-commit never runs)
     event = AuditEvent.objects.filter(model_id=personas.model.pk).first()
-    return {"model": personas.model.name, "event_id": event.pk,
+    dossier = _completed_dossier(production, personas.owner)
+    return {"dossier_id": dossier.public_id,"model": personas.model.name, "event_id": event.pk,
             "prediction_id": str(result.prediction.public_id), "review_id": result.review.pk,
             "predict_row": typical_input(production), "dataset_id": dataset.pk,
             "token_id": token.pk, "checkpoint_key": checkpoint.storage_key,
             "personas": personas, "dataset": dataset, "batch_done": done.public_id,
             "batch_queued": queued.public_id, "job_id": job.public_id}
+
+
+def _completed_dossier(version, user):
+    """A completed dossier row with stored bytes (building a real one per case is slow;
+    tests/dossier builds them)."""
+    data = b"%PDF-1.7 matrix stand-in"
+    sha = hashlib.sha256(data).hexdigest()
+    key, _ = blob_put(io.BytesIO(data), sha)
+    return Dossier.objects.create(version=version, status=DossierStatus.COMPLETED, sha256=sha,
+                                  storage_key=key, size=len(data), requested_by=user,
+                                  progress_done=3)
 
 
 def _batch_file(version) -> SimpleUploadedFile:

@@ -1,0 +1,64 @@
+"""The dossier API: request a version's dossier, list them, follow one, download its PDF."""
+
+from __future__ import annotations
+
+from django.http import HttpResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.response import Response
+
+from core.api import AttestAPIView, error_responses
+from registry.selectors import version_get_for_user
+
+from .. import selectors, services
+from ..present import dossier_as_dict
+
+DOSSIER = OpenApiResponse(description="the dossier: id, status, progress {done, total, step}, "
+                                      "sha256, size, evidence_at, chain_head {seq, hash}, "
+                                      "gaps (question numbers), error, links {self, pdf}")
+
+
+class VersionDossiersView(AttestAPIView):
+    @extend_schema(responses={200: OpenApiResponse(description="the version's dossiers, "
+                                                   "newest first"),
+                              **error_responses(401, 403, 404)},
+                   summary="A version's compliance dossiers (view_audit or generate_dossier)")
+    def get(self, request, model, version):
+        obj = version_get_for_user(user=request.user, model_name=model, number=version)
+        rows = selectors.dossiers_for_version(user=request.user, version=obj)
+        return Response({"results": [dossier_as_dict(d) for d in rows]})
+
+    @extend_schema(request=None,
+                   responses={202: DOSSIER, **error_responses(401, 403, 404)},
+                   summary="Generate a compliance dossier (background; generate_dossier)")
+    def post(self, request, model, version):
+        obj = version_get_for_user(user=request.user, model_name=model, number=version)
+        dossier = services.dossier_request(user=request.user, version=obj)
+        body = dossier_as_dict(dossier)
+        return Response(body, status=status.HTTP_202_ACCEPTED,
+                        headers={"Location": body["links"]["self"]})
+
+
+class DossierView(AttestAPIView):
+    @extend_schema(responses={200: DOSSIER, **error_responses(401, 404)},
+                   summary="A compliance dossier's status, progress and sha256")
+    def get(self, request, dossier_id):
+        dossier = selectors.dossier_get_for_user(user=request.user, dossier_id=dossier_id)
+        return Response(dossier_as_dict(dossier))
+
+
+class DossierPdfView(AttestAPIView):
+    @extend_schema(responses={(200, "application/pdf"): OpenApiResponse(
+                                  description="the PDF, its sha256 verified before it is sent"),
+                              **error_responses(401, 404, 409)},
+                   summary="Download a completed dossier (an audit event)")
+    def get(self, request, dossier_id):
+        dossier = selectors.dossier_get_for_user(user=request.user, dossier_id=dossier_id)
+        data = services.dossier_download(user=request.user, dossier=dossier)
+        response = HttpResponse(data, content_type="application/pdf")
+        version = dossier.version
+        response["Content-Disposition"] = (
+            f'attachment; filename="{version.model.name}-v{version.number}-dossier-'
+            f'{dossier.sha256[:12]}.pdf"')
+        response["X-Content-SHA256"] = dossier.sha256
+        return response

@@ -1,0 +1,10 @@
+from django.urls import path
+
+from . import views
+
+app_name = "dossier"
+
+urlpatterns = [
+    path("models/<str:model>/versions/<str:version>/dossiers/", views.dossier_generate,
+         name="generate"),
+]
