@@ -4,6 +4,7 @@ sign → promote → predict → batch, then the notebook path and the audit tra
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import stat
@@ -12,6 +13,7 @@ import attest_client
 import pytest
 
 from audits.chain import verify_chain
+from dossier.models import Dossier
 from registry.models import DatasetVersion, ModelVersion
 
 from ..artifacts import FEATURES_SMALL, breast_cancer_frame, logistic_model, skops_bytes
@@ -107,10 +109,15 @@ def test_the_release_journey_through_the_client(attest, logged_in, files, person
     assert offline.status == 0, offline.out
     assert offline.json["ok"] is True and offline.json["checked"] > 10
 
-    # The server has no dossier endpoint yet: the client says so, with its own exit status.
-    dossier = attest("dossier", "get", MODEL, "1")
-    assert dossier.status == 7
-    assert "does not offer compliance dossiers" in dossier.error_line()
+    # The compliance dossier: generated in the background, waited for, downloaded with its
+    # sha256 checked against the one the server recorded.
+    target = files / "dossier.pdf"
+    dossier = attest("dossier", "get", MODEL, "1", "-o", str(target), "--json")
+    assert dossier.status == 0, dossier.err
+    stored = Dossier.objects.get(public_id=dossier.json["id"])
+    assert stored.status == "completed" and dossier.json["sha256"] == stored.sha256
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == stored.sha256
+    assert target.read_bytes().startswith(b"%PDF-")
 
     # The notebook path: one call from a fitted estimator to a submitted version.
     frame = breast_cancer_frame()
