@@ -8,9 +8,6 @@ in by COPY; elsewhere by bulk_create.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
-
 import orjson
 from django.db import connection
 
@@ -20,52 +17,13 @@ from ..log import chain_advance, chain_links, chain_lock
 from ..models import Prediction, ReviewItem, ReviewStatus
 from ..services import ScoredRow
 
-# The log's columns in COPY order: those equal for every row of a chunk first, written as
-# one prepared prefix per chunk.
+# The log's columns in COPY order: those equal for every row of a chunk first, taken once
+# per chunk from its first row.
 _LOG_CONSTANT = ("model_id", "version_id", "shadow_version_id", "requester_id", "runtime",
                  "created_at", "latency_ms", "batch_id")
 _LOG_COLUMNS = (*_LOG_CONSTANT, "id", "public_id", "input_sha256", "input", "label", "score",
                 "confidence", "probabilities", "routing", "reason", "ood", "shadow_output",
                 "row_index", "row_hash", "chain_hash")
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-def _copy_text(value: str) -> str:
-    """A text value for COPY's text format (backslash, tab, newline and CR escaped)."""
-    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
-        return value.translate(_COPY_ESCAPES)
-    return value
-
-
-def _copy_value(value: Any) -> str:
-    """An integer, float, text or time value for COPY's text format (None is NULL)."""
-    if value is None:
-        return "\\N"
-    if isinstance(value, str):
-        return _copy_text(value)
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value)
-
-
-def _log_prefix(rows: list[ScoredRow]) -> str:
-    """The COPY columns equal for every row of one ``score_rows`` call, as one prefix."""
-    return "\t".join(_copy_value(rows[0].values[name]) for name in _LOG_CONSTANT) + "\t"
-
-
-def _copy_line(prefix: str, pk: int, r: ScoredRow, dumps=orjson.dumps) -> str:
-    """One log row in COPY's text format, columns as ``_LOG_COLUMNS``."""
-    v = r.values
-    shadow = v["shadow_output"]
-    return prefix + "\t".join((
-        str(pk), v["public_id"], v["input_sha256"], _copy_text(r.input_json.decode()),
-        _copy_text(v["label"]), repr(v["score"]), repr(v["confidence"]),
-        _copy_text(dumps(v["probabilities"]).decode()), v["routing"],
-        _copy_text(v["reason"]), _copy_text(dumps(v["ood"]).decode()),
-        "\\N" if shadow is None else _copy_text(dumps(shadow).decode()),
-        _copy_value(v["row_index"]), v["row_hash"], v["chain_hash"]))
 
 
 _REVIEW_COLUMNS = ("prediction_id", "model_id", "version_id", "status", "created_at",
@@ -77,9 +35,10 @@ def log_write(rows: list[ScoredRow], *, model: RegisteredModel, version: ModelVe
     number routed to review.
 
     On PostgreSQL: ids drawn from the table's sequence in one query, then one COPY for
-    the log rows and one for the review items (Django's bulk_create spends ~65% of a
-    chunk rendering and quoting 20 columns per row; docs/performance.md). JSON goes in
-    as the canonical text already computed for the hashes. Elsewhere: bulk_create.
+    the log rows and one for the review items, by psycopg's ``write_row`` (Django's
+    bulk_create spends ~65% of a chunk rendering and quoting 20 columns per row;
+    docs/performance.md). JSON goes in as the canonical text already computed for the
+    hashes. Elsewhere: bulk_create.
     """
     if not rows:
         return 0
@@ -101,24 +60,26 @@ def log_write(rows: list[ScoredRow], *, model: RegisteredModel, version: ModelVe
     table = Prediction._meta.db_table
     dumps = orjson.dumps
     # One score_rows call computes these once for all its rows (tests check it).
-    prefix = _log_prefix(rows)
+    constant = tuple(rows[0].values[name] for name in _LOG_CONSTANT)
     with connection.cursor() as cursor:
         cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id')) "
                        "FROM generate_series(1, %s)", [table, len(rows)])
         ids = [r[0] for r in cursor.fetchall()]
         routed = []
         raw = cursor.cursor  # psycopg's cursor: COPY is not in the DB-API
-        lines = []
+        # write_row quotes and escapes; json columns get the canonical text (a str).
         with raw.copy(f"COPY {table} ({', '.join(_LOG_COLUMNS)}) FROM STDIN") as copy:
             for pk, r in zip(ids, rows, strict=True):
-                lines.append(_copy_line(prefix, pk, r, dumps))
-                if len(lines) == 1000:
-                    copy.write("\n".join(lines) + "\n")
-                    lines = []
+                v = r.values
+                shadow = v["shadow_output"]
+                copy.write_row((
+                    *constant, pk, v["public_id"], v["input_sha256"], r.input_json.decode(),
+                    v["label"], v["score"], v["confidence"], dumps(v["probabilities"]).decode(),
+                    v["routing"], v["reason"], dumps(v["ood"]).decode(),
+                    None if shadow is None else dumps(shadow).decode(),
+                    v["row_index"], v["row_hash"], v["chain_hash"]))
                 if r.review:
-                    routed.append((pk, r.values["created_at"]))
-            if lines:
-                copy.write("\n".join(lines) + "\n")
+                    routed.append((pk, v["created_at"]))
         chain_advance(head, links=links, last_id=ids[-1])
         if routed:
             review_table = ReviewItem._meta.db_table

@@ -979,3 +979,38 @@ def test_a_long_unknown_column_name_is_shortened_in_the_error(personas, version)
     [error] = response.json()["errors"]
     assert error["code"] == "unknown_field" and "x" * 80 + "…" in error["message"]
     assert len(error["message"]) < 250
+
+
+def test_the_log_writer_keeps_text_copy_would_read_as_structure(personas):
+    """Backslashes, tabs, newlines and CRs in a row's text (its reason, its input's JSON)
+    come back as written and the log verifies: COPY's escaping on PostgreSQL (psycopg's
+    write_row), bulk_create elsewhere."""
+    import hashlib
+    import time
+
+    from django.db import transaction
+
+    from inference.batches.logwrite import log_write
+    from inference.log import row_hash, verify_prediction_log
+    from inference.validation import check_input
+
+    version = released_version(personas)
+    schema, profile = version.input_schema, version.dataset.profile
+    checked = [check_input(typical_input(version), schema=schema, profile=profile)
+               for _ in range(3)]
+    rows = services.score_rows(model=version.model, version=version, checked=checked,
+                               loaded=version_model_load(version=version, purpose="batch"),
+                               requester=personas.clinician, started=time.perf_counter(),
+                               row_indices=[0, 1, 2])
+    awkward = 'back\\slash\ttab\nnew\rline "quoted" \\N – ✓'
+    for r in rows:
+        r.input = {**r.input, "note": awkward}
+        r.input_json = services.canonical_bytes(r.input)
+        r.values["input_sha256"] = hashlib.sha256(r.input_json).hexdigest()
+        r.values["reason"] = awkward
+        r.values["row_hash"] = row_hash(r.values)
+    with transaction.atomic():
+        log_write(rows, model=version.model, version=version)
+    stored = Prediction.objects.filter(public_id__in=[r.values["public_id"] for r in rows])
+    assert [(p.reason, p.input["note"]) for p in stored] == [(awkward, awkward)] * 3
+    assert verify_prediction_log().ok

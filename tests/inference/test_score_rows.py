@@ -58,16 +58,3 @@ def test_the_columns_written_once_per_chunk_are_the_same_for_every_row(personas)
                                row_indices=list(range(20)))
     for name in _LOG_CONSTANT:
         assert len({repr(r.values[name]) for r in rows}) == 1, name
-
-
-def test_copy_text_escapes_what_copy_would_read_as_structure():
-    from datetime import UTC, datetime
-
-    from inference.batches.logwrite import _copy_text, _copy_value
-
-    assert _copy_text('{"a": "x\\\\y"}') == '{"a": "x\\\\\\\\y"}'
-    assert _copy_text("tab\there\nnew\rline") == "tab\\there\\nnew\\rline"
-    assert _copy_text("plain – ✓") == "plain – ✓"
-    assert _copy_value(None) == "\\N" and _copy_value(7) == "7" and _copy_value(0.1) == "0.1"
-    assert _copy_value(datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)) == \
-        "2026-01-02T03:04:05.000006+00:00"
