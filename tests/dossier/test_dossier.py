@@ -297,3 +297,49 @@ def test_a_draft_has_no_dossier_section(personas, client_as):
         f"/models/{personas.model.name}/versions/{version.number}/").content.decode()
     assert "Generate a compliance dossier" not in html
     assert ModelVersion.objects.filter(pk=version.pk).exists()
+
+
+def test_a_monitoring_run_and_a_purge_are_stated(personas):
+    from ..inference.helpers import purge_later
+    from ..monitoring.helpers import count_and_run
+
+    version = scripted_history(personas, predictions=4)
+    run = count_and_run(version)
+    purged = purge_later()
+    assert purged.get(personas.model.name)
+    snapshot = _snapshot(version)
+    monitoring = snapshot["monitoring"]
+    assert monitoring["status"] == "answered"
+    assert monitoring["computed_at"] == run.computed_at.isoformat()
+    health = {r["signal"]: r for r in monitoring["health"]}
+    assert health and set(health) == {r["signal"] for r in run.summary["health"]}
+    q4 = _question(snapshot, 4)
+    assert len(q4["evidence"]["purges"]) == 1
+    assert "1 purge event(s) recorded." in " ".join(q4["why"])
+    text = _squashed(pdf_text(render.dossier_pdf(snapshot)))
+    assert _squashed(f"Latest monitoring run computed {run.computed_at.isoformat()}") in text
+    for row in health.values():  # the health table, a row per signal (cells wrap)
+        assert _squashed(row["label"]) in text
+    assert _squashed(f"{purged[personas.model.name]} raw inputs older than") in text
+
+
+def test_stored_explanation_figures_are_stated(personas, monkeypatch,
+                                               django_capture_on_commit_callbacks):
+    from explain import reliability
+    from explain.models import VersionExplanation
+    from explain.services import version_explanation_request
+
+    for key, value in (("rows", 4), ("lime_samples", 500), ("global_rows", 60)):
+        monkeypatch.setitem(reliability.DEFAULT_PARAMETERS, key, value)
+    version = version_missing_irb(personas, irb_decision="approve")
+    with django_capture_on_commit_callbacks(execute=True):
+        version_explanation_request(version=version)
+    stored = VersionExplanation.objects.get(version=version)
+    snapshot = _snapshot(version)
+    x = snapshot["explanations"]
+    assert x["status"] == "answered" and x["content_sha256"] == stored.content_sha256
+    top = stored.content["global_importance"]["features"][0]["feature"]
+    assert x["global_importance"]["features"][0]["feature"] == top
+    text = _squashed(pdf_text(render.dossier_pdf(snapshot)))
+    assert stored.content_sha256 in text and _squashed(top) in text
+    assert _squashed(stored.content["lime_stability"]["reading"]) in text
