@@ -81,8 +81,12 @@ def evidence_snapshot(*, version: ModelVersion, at: datetime,
     The prediction-log and audit-chain verifications walk the whole log and chain: on a
     large installation they dominate the time (bench/dossier.py is still to be written).
     """
+    # SET TRANSACTION must be the transaction's first statement: only when this atomic
+    # block opens the transaction (the build job's case). Called inside a caller's
+    # transaction (a test's, a shell's) the reads share that transaction's isolation.
+    opens = not connection.in_atomic_block
     with transaction.atomic():
-        if connection.vendor == "postgresql":
+        if connection.vendor == "postgresql" and opens:
             with connection.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         return _read(ModelVersion.objects.select_related("model", "dataset").get(pk=version.pk),
