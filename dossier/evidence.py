@@ -28,6 +28,7 @@ from explain.selectors import version_explanation_latest
 from inference.log import ROW_FIELDS, verify_prediction_log
 from inference.models import Prediction, RejectionCount
 from inference.selectors import review_stats
+from monitoring import charts
 from monitoring.selectors import monitoring_evidence
 from registry.models import ModelVersion, SignoffDecision, VersionState
 from registry.selectors import production_at, signature_manifest
@@ -413,7 +414,25 @@ def _monitoring(version: ModelVersion) -> dict:
               for r in evidence["health"]]
     return {"status": ANSWERED, "computed_at": evidence["computed_at"],
             "aggregated_through": evidence["aggregated_through"], "health": health,
-            "retraining": evidence["retraining"], "alerts": evidence["alerts"]}
+            "retraining": evidence["retraining"], "alerts": evidence["alerts"],
+            "charts": _monitoring_charts(evidence)}
+
+
+def _monitoring_charts(evidence: dict) -> list[dict]:
+    """The 30-day histogram of the most drifted feature (monitoring.charts' SVG), kept in
+    the snapshot as text so a render reads no clock or counter. Only for a feature with at
+    least ``min_predictions`` live values: below that the page withholds the bin counts
+    (small cells could single out a patient), and so does the dossier."""
+    figures = (evidence.get("figures") or {}).get("30d") or {}
+    minimum = (evidence.get("thresholds") or {}).get("min_predictions", 30)
+    drift = [d for d in figures.get("drift") or []
+             if d.get("counts") is not None and d.get("n", 0) >= minimum]
+    if not drift:
+        return []
+    chosen = max(drift, key=lambda d: d.get("psi") or 0)
+    chart = charts.histogram_chart(chosen)
+    return [{"title": chart.title, "summary": chart.summary, "svg": str(chart.svg),
+             "feature": chosen["feature"], "n": chosen.get("n")}]
 
 
 def _explanations(version: ModelVersion) -> dict:

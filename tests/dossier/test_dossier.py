@@ -313,6 +313,7 @@ def test_a_monitoring_run_and_a_purge_are_stated(personas):
     assert monitoring["computed_at"] == run.computed_at.isoformat()
     health = {r["signal"]: r for r in monitoring["health"]}
     assert health and set(health) == {r["signal"] for r in run.summary["health"]}
+    assert monitoring["charts"] == []  # 4 live values: the histogram's cells are withheld
     q4 = _question(snapshot, 4)
     assert len(q4["evidence"]["purges"]) == 1
     assert "1 purge event(s) recorded." in " ".join(q4["why"])
@@ -343,3 +344,17 @@ def test_stored_explanation_figures_are_stated(personas, monkeypatch,
     text = _squashed(pdf_text(render.dossier_pdf(snapshot)))
     assert stored.content_sha256 in text and _squashed(top) in text
     assert _squashed(stored.content["lime_stability"]["reading"]) in text
+
+
+def test_the_monitoring_histogram_is_drawn_from_enough_live_values(personas):
+    from ..monitoring.helpers import count_and_run, log_rows, training_like
+
+    version = scripted_history(personas, predictions=2)
+    log_rows(personas, training_like(60, seed=3, shift={"mean radius": 2.0}))
+    count_and_run(version)
+    snapshot = _snapshot(version)
+    (chart,) = snapshot["monitoring"]["charts"]
+    assert chart["svg"].startswith("<svg") and chart["n"] >= 60
+    pdf = render.dossier_pdf(snapshot)
+    assert _squashed(chart["title"]) in _squashed(pdf_text(pdf))
+    assert render.dossier_pdf(snapshot) == pdf  # the chart is in the snapshot: same bytes
