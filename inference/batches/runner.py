@@ -14,7 +14,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -240,7 +240,7 @@ def batch_chunk_process(*, job: BatchJob, index: int, records: list[Record], loa
     """Validate, score and log one chunk, exactly once; returns False if it was already done.
 
     ``batch_chunk_prepare`` then ``batch_chunk_commit``; ``batch_chunks_run`` overlaps the
-    two across consecutive chunks.
+    two across consecutive chunks on PostgreSQL (``_committer``).
     """
     return batch_chunk_commit(job=job, prepared=batch_chunk_prepare(
         job=job, index=index, records=records, loaded=loaded))
@@ -344,67 +344,74 @@ def batch_chunks_run(*, job: BatchJob, chunks: Iterable[tuple[int, Callable[[], 
                      sizer: ChunkSizer | None = None) -> bool:
     """Process the chunks not in ``done``, in order; False if cancellation stopped it.
 
-    ``sizer`` (the one ``chunks`` asks for sizes) is told how long each chunk took,
-    from one progress step to the next.
-
-    On PostgreSQL (outside any transaction) chunk k is committed by a second thread with
-    its own connection while this one prepares chunk k+1: the database ingests one chunk
-    while Python validates and scores the next (docs/performance.md, "Predict"). Commits
-    stay in chunk order, one at a time, and a commit's error is raised here before the
-    next chunk is handed over, so what is written is what the sequential loop writes.
+    Each chunk is prepared (``batch_chunk_prepare``) and handed to ``_committer``, which
+    commits it after the one before it. ``sizer`` (the one ``chunks`` asks for sizes) is
+    told how long each chunk took, from one progress step to the next.
     """
-    overlap = connection.vendor == "postgresql" and not connection.in_atomic_block
-    step = [time.perf_counter()]
-
-    def stepped(rows: int) -> None:
-        now = time.perf_counter()
-        if sizer is not None:
-            sizer.observe(rows, now - step[0])
-        step[0] = now
-
-    if not overlap:
+    step = time.perf_counter()
+    with _committer(job) as commit:
         for index, records in chunks:
             if index in done:
                 continue
             if _cancel_requested(job.pk):
                 return False
-            chunk = records()
-            batch_chunk_process(job=job, index=index, records=chunk, loaded=loaded)
-            stepped(len(chunk))
-        return True
+            prepared = batch_chunk_prepare(job=job, index=index, records=records(),
+                                           loaded=loaded)
+            commit(prepared)
+            # The previous chunk's commit (a progress step) and this one's preparation
+            # are behind us: the time since the last step is what this chunk costs.
+            now = time.perf_counter()
+            if sizer is not None:
+                sizer.observe(prepared.size, now - step)
+            step = now
+    return True
+
+
+@contextmanager
+def _committer(job: BatchJob) -> Iterator[Callable[[PreparedChunk], None]]:
+    """``commit(prepared)``: commit a chunk (``batch_chunk_commit``) after the previous one.
+
+    On PostgreSQL outside any transaction, a second thread with its own connection commits
+    chunk k while the caller prepares chunk k+1: the database ingests one chunk while
+    Python validates and scores the next. Commits stay in chunk order, one at a time, and
+    a commit's error is raised by the next ``commit`` (or on leaving) before anything else
+    is handed over, so what is written is what committing in line writes. Elsewhere
+    (SQLite has one writer; inside a transaction the thread could not see the job)
+    ``commit`` commits at once.
+
+    Kept for its measured worth: 200,000 rows on PostgreSQL (time-sized chunks from 5,000
+    rows, logistic regression, one BLAS thread, 2 cores), the whole loop took 7.95 s
+    overlapped against 9.36 s committing in line (best of 3: 15% less time); 7.54 s
+    against 9.53 s with the earlier hand-formatted COPY.
+    """
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        yield lambda prepared: batch_chunk_commit(job=job, prepared=prepared)
+        return
     context = contextvars.copy_context()  # the actor of the job's audit context
+    pending: Future | None = None
 
-    def commit(prepared: PreparedChunk) -> bool:
-        return context.run(batch_chunk_commit, job=job, prepared=prepared)
-
-    def close() -> None:
-        connection.close()  # the committing thread's own connection
+    def commit(prepared: PreparedChunk) -> None:
+        nonlocal pending
+        if pending is not None:
+            pending.result()
+        pending = committer.submit(context.run, batch_chunk_commit, job=job, prepared=prepared)
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-commit") as committer:
-        pending = None
         try:
-            for index, records in chunks:
-                if index in done:
-                    continue
-                if _cancel_requested(job.pk):
-                    return False
-                prepared = batch_chunk_prepare(job=job, index=index, records=records(),
-                                               loaded=loaded)
-                if pending is not None:
-                    pending.result()
-                pending = committer.submit(commit, prepared)
-                # The previous chunk's commit (a progress step) and this one's preparation
-                # are behind us: the time since the last step is what this chunk costs.
-                stepped(prepared.size)
+            yield commit
             if pending is not None:
                 pending.result()
-                pending = None
-        finally:
-            if pending is not None:  # an error here: let the commit in flight finish first
+        except BaseException:
+            if pending is not None:  # let the commit in flight finish first
                 with contextlib.suppress(Exception):
                     pending.result()
-            committer.submit(close).result()
-    return True
+            raise
+        finally:
+            committer.submit(_close_connection).result()  # the committing thread's own
+
+
+def _close_connection() -> None:
+    connection.close()  # called in the thread whose connection it closes
 
 
 UNSCORABLE = "The model could not score this row: a value is too extreme for it."

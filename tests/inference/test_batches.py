@@ -415,18 +415,17 @@ def test_a_job_whose_input_changed_in_storage_fails_without_scoring(personas, ve
 
 def test_a_running_job_stops_at_the_next_chunk(personas, version, monkeypatch,
                                                django_capture_on_commit_callbacks):
-    real = batches.batch_chunk_process
+    real = batches.batch_chunk_commit
 
-    def cancel_after_the_first(**kwargs):
-        done = real(**kwargs)
-        if kwargs["index"] == 0:
-            response = api_as(personas.clinician).delete(
-                f"/api/v1/batches/{kwargs['job'].public_id}/")
+    def cancel_after_the_first(*, job, prepared):
+        done = real(job=job, prepared=prepared)
+        if prepared.index == 0:
+            response = api_as(personas.clinician).delete(f"/api/v1/batches/{job.public_id}/")
             assert response.status_code == 202 and response.json()["cancel_requested"]
             assert response.json()["status"] == "running"
         return done
 
-    monkeypatch.setattr(runner, "batch_chunk_process", cancel_after_the_first)
+    monkeypatch.setattr(runner, "batch_chunk_commit", cancel_after_the_first)
     with django_capture_on_commit_callbacks(execute=True):
         job = batches.batch_submit(enqueue=batch_enqueue, user=personas.clinician, model=personas.model,
                                    upload=_csv_upload(_frame(1000)), chunk_size=250)
