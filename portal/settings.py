@@ -450,5 +450,7 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("ATTEST_LOG_LEVEL", "INFO")},
     # shap logs its KernelExplainer's internals at INFO
-    "loggers": {"django.request": {"level": "ERROR"}, "shap": {"level": "WARNING"}},
+    # WeasyPrint logs every layout step at INFO (weasyprint.progress); its warnings stay.
+    "loggers": {"django.request": {"level": "ERROR"}, "shap": {"level": "WARNING"},
+                "weasyprint": {"level": "WARNING"}, "fontTools": {"level": "WARNING"}},
 }

@@ -225,10 +225,13 @@ def test_a_pdf_changed_in_storage_is_refused(personas, django_capture_on_commit_
     version = scripted_history(personas, predictions=3)
     body = _generate(personas, version, django_capture_on_commit_callbacks).json()
     dossier = Dossier.objects.get(public_id=body["id"])
-    path = artifact_storage().path(dossier.storage_key)
-    with open(path, "r+b") as handle:
-        handle.seek(100)
-        handle.write(b"X")
+    from django.core.files.base import ContentFile
+
+    store = artifact_storage()  # local files or S3: through the storage API
+    with store.open(dossier.storage_key, "rb") as handle:
+        original = handle.read()
+    store.delete(dossier.storage_key)
+    store.save(dossier.storage_key, ContentFile(original[:100] + b"X" + original[101:]))
     response = api_as(personas.owner).get(f"/api/v1/dossiers/{body['id']}/pdf/")
     assert response.status_code == 409
     assert not AuditEvent.objects.filter(action=Action.DOSSIER_DOWNLOADED).exists()
