@@ -10,12 +10,13 @@ validate   ``inference.columnar.check_many`` plus picking the valid rows and the
 score      ``inference.services.score_rows``: ``predict_proba`` on the matrix,
            routing, the log row with its two sha256 (the input's and the row's);
 predict    of which ``predict_proba`` alone;
-format     building the chunk's COPY lines (``inference.batches._copy_line``);
-commit     ``inference.batches.batch_chunk_commit``: lock the job, COPY the log
-           rows and review items, save the progress, commit;
+format     building the chunk's COPY rows (``inference.batches.logwrite.log_tuple``;
+           psycopg's ``write_row`` quotes them inside the COPY, counted under commit);
+commit     ``inference.batches.runner.batch_chunk_commit``: lock the job and the chain
+           head, COPY the log rows and review items, save the progress, commit;
 free       dropping the chunk's objects.
 
-Then the COPY alone, the same lines into a copy of the log table (its six indexes),
+Then the COPY alone, the same rows (by ``write_row``) into a copy of the log table (its six indexes),
 with the raw input in a ``json`` column (what Attest uses) and in ``jsonb`` (what it
 used until ``inference`` 0007): what PostgreSQL spends per row on each.
 
@@ -69,7 +70,8 @@ def phases(m: bp.BenchModel, args: argparse.Namespace, requester) -> tuple[dict,
     from django.utils import timezone
 
     from core.gc import gc_paused
-    from inference import batches, services
+    from inference import services
+    from inference.batches import logwrite, runner
     from inference.columnar import check_many
     from inference.models import BatchJob, BatchStatus
     from registry.loading import version_model_load
@@ -86,7 +88,7 @@ def phases(m: bp.BenchModel, args: argparse.Namespace, requester) -> tuple[dict,
     schema, profile = version.input_schema, version.dataset.profile
     names = [f["name"] for f in schema]
     spent = dict.fromkeys(("validate", "score", "predict", "format", "commit", "free"), 0.0)
-    copies: list[str] = []
+    copies: list[list[tuple]] = []
     clock = time.perf_counter
     for index, start in enumerate(range(0, args.rows - n + 1, n)):
         matrix = base[np.arange(start, start + n) % len(base)]
@@ -96,10 +98,10 @@ def phases(m: bp.BenchModel, args: argparse.Namespace, requester) -> tuple[dict,
             t0 = clock()
             screened = check_many([v for _i, v, _p in records], schema=schema, profile=profile,
                                   path="row")
-            positions, indices, errors = batches._errors_of(
+            positions, indices, errors = runner._errors_of(
                 records, screened.checked, reject_ood=version.ood_policy == "reject")
             valid = [screened.checked[p] for p in positions]
-            scoring = batches._matrix_of(screened, positions, valid, names)
+            scoring = runner._matrix_of(screened, positions, valid, names)
             t1 = clock()
             services._probabilities(loaded, valid, scoring)
             t2 = clock()
@@ -107,17 +109,18 @@ def phases(m: bp.BenchModel, args: argparse.Namespace, requester) -> tuple[dict,
                                        loaded=loaded, requester=job.requester, started=t2,
                                        batch=job, row_indices=indices, matrix=scoring)
             t3 = clock()
-            prefix = batches._log_prefix(rows)
-            text = "\n".join(batches._copy_line(prefix, start + i + 1, r)
-                             for i, r in enumerate(rows)) + "\n"
+            for r in rows:  # the chain links are drawn under the head's lock, at commit
+                r.values["chain_hash"] = "0" * 64
+            constant = logwrite.log_constant(rows)
+            text = [logwrite.log_tuple(constant, start + i + 1, r) for i, r in enumerate(rows)]
             t4 = clock()
         if errors or len(rows) != n:
             raise BenchError(f"chunk {index}: {len(errors)} rows refused; the bench rows are "
                              "meant to be valid")
         copies.append(text)
-        prepared = batches.PreparedChunk(index, start, n, rows, None, 0, {})
+        prepared = runner.PreparedChunk(index, start, n, rows, None, 0, {})
         t5 = clock()
-        if not batches.batch_chunk_commit(job=job, prepared=prepared):
+        if not runner.batch_chunk_commit(job=job, prepared=prepared):
             raise BenchError(f"chunk {index} was not committed")
         t6 = clock()
         del rows, prepared, screened, valid, records, text
@@ -136,11 +139,11 @@ def copy_alone(copies: list[str]) -> dict[str, float]:
     """Seconds to COPY the lines into a copy of the log table, input as json and as jsonb."""
     from django.db import connection, transaction
 
-    from inference import batches
+    from inference.batches import logwrite
     from inference.models import Prediction
 
     table_name = Prediction._meta.db_table
-    columns = ", ".join(batches._LOG_COLUMNS)
+    columns = ", ".join(logwrite._LOG_COLUMNS)
     found = {}
     for kind in ("json", "jsonb"):
         with connection.cursor() as cursor:
@@ -151,10 +154,11 @@ def copy_alone(copies: list[str]) -> dict[str, float]:
                            "INCLUDING INDEXES) WITH (autovacuum_enabled = false)")
             cursor.execute(f"ALTER TABLE bench_log_copy ALTER COLUMN input TYPE {kind}")
         t0 = time.perf_counter()
-        for text in copies:
+        for chunk in copies:
             with transaction.atomic(), connection.cursor() as cursor, cursor.cursor.copy(
                     f"COPY bench_log_copy ({columns}) FROM STDIN") as copy:
-                copy.write(text)
+                for row in chunk:
+                    copy.write_row(row)
         found[kind] = time.perf_counter() - t0
         with connection.cursor() as cursor:
             cursor.execute("DROP TABLE bench_log_copy")

@@ -29,7 +29,7 @@ HTTP/1.1 connection each (``http.client``), on 127.0.0.1; they share the machine
 cores with the servers, the same way for every server.
 
 batch      ``--batch-rows`` rows scored and logged by the batch worker's own chunk
-           function (``inference.batches.batch_chunk_process``: column-wise validation
+           function (``inference.batches.runner.batch_chunk_process``: column-wise validation
            and OOD check, scoring, routing, row hashes, COPY of the log rows and review
            items and the job's progress, one transaction per ``--chunk`` rows) against
            raw ``predict_proba`` on the same chunk + a plain ``COPY`` of the same
@@ -923,7 +923,7 @@ def py_spy(server: Server, out: Path, seconds: float) -> subprocess.Popen | None
 def batch_compare(m: BenchModel, args: argparse.Namespace, requester) -> dict:
     """Attest's batch chunk path against predict_proba + COPY, chunk by chunk, interleaved.
 
-    Attest: ``inference.batches.batch_chunks_run`` itself -- the loop a batch worker
+    Attest: ``inference.batches.runner.batch_chunks_run`` itself -- the loop a batch worker
     runs -- on records as the CSV reader yields them, for a job row created for the
     purpose (column-wise validation and OOD check, scoring, routing, row hashes, log
     rows and review items by COPY, the job's progress, one transaction per chunk; on
@@ -935,7 +935,7 @@ def batch_compare(m: BenchModel, args: argparse.Namespace, requester) -> dict:
     from django.db import connection, transaction
     from django.utils import timezone
 
-    from inference import batches
+    from inference.batches import runner
     from inference.models import BatchJob, BatchStatus, Prediction, ReviewItem
     from registry.loading import version_model_load
 
@@ -998,17 +998,17 @@ def batch_compare(m: BenchModel, args: argparse.Namespace, requester) -> dict:
     # Attest: the worker's chunk loop itself, timed from the first chunk's records to the
     # last commit; each chunk's commit time is read from the job's progress.
     progress: list[float] = []
-    original_commit = batches.batch_chunk_commit
+    original_commit = runner.batch_chunk_commit
 
     def commit(**kwargs) -> bool:
         done = original_commit(**kwargs)
         progress.append(time.perf_counter())
         return done
 
-    batches.batch_chunk_commit = commit
+    runner.batch_chunk_commit = commit  # the loop below calls it through its module
     # Chunks cut as the worker's reader cuts them: each one's size asked of the job's sizer
     # when it is cut (batch_files.chunks), after the previous chunk was handed over.
-    sizer = batches.ChunkSizer(args.chunk, args.chunk_seconds)
+    sizer = runner.ChunkSizer(args.chunk, args.chunk_seconds)
     starts: list[tuple[int, int]] = []
 
     def cut():
@@ -1028,10 +1028,10 @@ def batch_compare(m: BenchModel, args: argparse.Namespace, requester) -> dict:
     try:
         making[0] = 0.0  # the baseline's record building is not Attest's
         t0 = time.perf_counter()
-        completed = batches.batch_chunks_run(job=job, loaded=loaded, chunks=cut(), sizer=sizer)
+        completed = runner.batch_chunks_run(job=job, loaded=loaded, chunks=cut(), sizer=sizer)
         attest_s = time.perf_counter() - t0 - making[0]
     finally:
-        batches.batch_chunk_commit = original_commit
+        runner.batch_chunk_commit = original_commit
         if profiled is not None:
             profiled.disable()
             profiled.dump_stats(str(args.profile / f"batch-{m.key}.prof"))

@@ -30,6 +30,24 @@ _REVIEW_COLUMNS = ("prediction_id", "model_id", "version_id", "status", "created
                    "decision", "final_label", "reason_code", "comment")
 
 
+def log_constant(rows: list[ScoredRow]) -> tuple:
+    """The values of ``_LOG_CONSTANT``: one score_rows call computes them once for all its
+    rows (tests check it), so the chunk's first row has them."""
+    return tuple(rows[0].values[name] for name in _LOG_CONSTANT)
+
+
+def log_tuple(constant: tuple, pk: int, r: ScoredRow, dumps=orjson.dumps) -> tuple:
+    """One log row in ``_LOG_COLUMNS`` order, for ``copy.write_row`` (which quotes and
+    escapes); json columns get the canonical text (a str)."""
+    v = r.values
+    shadow = v["shadow_output"]
+    return (*constant, pk, v["public_id"], v["input_sha256"], r.input_json.decode(),
+            v["label"], v["score"], v["confidence"], dumps(v["probabilities"]).decode(),
+            v["routing"], v["reason"], dumps(v["ood"]).decode(),
+            None if shadow is None else dumps(shadow).decode(),
+            v["row_index"], v["row_hash"], v["chain_hash"])
+
+
 def log_write(rows: list[ScoredRow], *, model: RegisteredModel, version: ModelVersion) -> int:
     """Write log rows and their review items (inside the caller's transaction); returns the
     number routed to review.
@@ -59,27 +77,18 @@ def log_write(rows: list[ScoredRow], *, model: RegisteredModel, version: ModelVe
         return len(reviews)
     table = Prediction._meta.db_table
     dumps = orjson.dumps
-    # One score_rows call computes these once for all its rows (tests check it).
-    constant = tuple(rows[0].values[name] for name in _LOG_CONSTANT)
+    constant = log_constant(rows)
     with connection.cursor() as cursor:
         cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id')) "
                        "FROM generate_series(1, %s)", [table, len(rows)])
         ids = [r[0] for r in cursor.fetchall()]
         routed = []
         raw = cursor.cursor  # psycopg's cursor: COPY is not in the DB-API
-        # write_row quotes and escapes; json columns get the canonical text (a str).
         with raw.copy(f"COPY {table} ({', '.join(_LOG_COLUMNS)}) FROM STDIN") as copy:
             for pk, r in zip(ids, rows, strict=True):
-                v = r.values
-                shadow = v["shadow_output"]
-                copy.write_row((
-                    *constant, pk, v["public_id"], v["input_sha256"], r.input_json.decode(),
-                    v["label"], v["score"], v["confidence"], dumps(v["probabilities"]).decode(),
-                    v["routing"], v["reason"], dumps(v["ood"]).decode(),
-                    None if shadow is None else dumps(shadow).decode(),
-                    v["row_index"], v["row_hash"], v["chain_hash"]))
+                copy.write_row(log_tuple(constant, pk, r, dumps))
                 if r.review:
-                    routed.append((pk, v["created_at"]))
+                    routed.append((pk, r.values["created_at"]))
         chain_advance(head, links=links, last_id=ids[-1])
         if routed:
             review_table = ReviewItem._meta.db_table
