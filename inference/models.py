@@ -69,6 +69,10 @@ class Prediction(models.Model):
     runtime = models.CharField(max_length=16, blank=True)
     created_at = models.DateTimeField()
     latency_ms = models.FloatField()
+    # CPU time of the thread that validated, scored and built the row, per row (a batch
+    # chunk's over its rows); monitoring's cost per 1,000. Not in the row hash: rows logged
+    # before it have none, and it records what the server spent, not what it answered.
+    cpu_ms = models.FloatField(null=True, blank=True)
     batch = models.ForeignKey("BatchJob", on_delete=models.PROTECT, null=True, blank=True,
                               related_name="predictions", db_index=False,
                               db_constraint=False)

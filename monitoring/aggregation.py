@@ -53,7 +53,7 @@ HOUR_ROWS_KEPT = timedelta(hours=72)  # hourly counts serve the 24-hour window o
 # reads a million ISO times in ~0.1 s): Django's per-row converters cost more than the
 # counting itself.
 _FIELDS = ("id", "version_id", "created_text", "input_text", "score", "label", "routing",
-           "ood_text", "batch_id", "latency_ms")
+           "ood_text", "batch_id", "latency_ms", "cpu_ms")
 
 
 def watermark() -> int:
@@ -188,6 +188,8 @@ def _count_version(info: _VersionInfo, group: list[tuple], times: np.ndarray,
     review = np.fromiter((r[6] == Routing.REVIEW for r in rows), dtype=bool, count=n)
     flagged = np.fromiter((r[7] not in (None, "[]") for r in rows), dtype=bool, count=n)
     latency = np.fromiter((r[9] for r in rows), dtype=float, count=n)
+    cpu = np.fromiter((np.nan if r[10] is None else r[10] for r in rows), dtype=float, count=n)
+    measured = ~np.isnan(cpu)
     has_input = np.fromiter((r[3] is not None for r in rows), dtype=bool, count=n)
     score_ids = stats.score_bin(scores)
     latency_ids = stats.latency_bin(latency)
@@ -211,6 +213,7 @@ def _count_version(info: _VersionInfo, group: list[tuple], times: np.ndarray,
         totals, singles = per_bucket(), per_bucket(single)
         reviews, oods, inputs = per_bucket(review), per_bucket(flagged), per_bucket(has_input)
         latency_sum = per_bucket(weights=latency)
+        cpu_sum, cpu_rows = per_bucket(measured, weights=cpu), per_bucket(measured)
         score_counts = grid(score_ids, stats.SCORE_BINS)
         score_sums = grid(score_ids, stats.SCORE_BINS, weights=scores)
         labels = grid(label_ids, len(label_names))
@@ -224,6 +227,8 @@ def _count_version(info: _VersionInfo, group: list[tuple], times: np.ndarray,
             row["ood"] += int(oods[b])
             row["inputs_unavailable"] += int(totals[b] - inputs[b])
             row["latency_ms_sum"] += float(latency_sum[b])
+            row["cpu_ms_sum"] += float(cpu_sum[b])
+            row["cpu_rows"] += int(cpu_rows[b])
             row["score_counts"] += score_counts[b]
             row["score_sums"] += score_sums[b]
             for j in np.flatnonzero(labels[b]):
@@ -290,6 +295,7 @@ def _version_row(version_rows: dict, vid: int, period: str, start: float) -> dic
         row = version_rows[key] = {
             "predictions": 0, "singles": 0, "batch_rows": 0, "routed_to_review": 0, "ood": 0,
             "inputs_unavailable": 0, "testing": 0, "latency_ms_sum": 0.0,
+            "cpu_ms_sum": 0.0, "cpu_rows": 0,
             "score_counts": np.zeros(stats.SCORE_BINS, dtype=np.int64),
             "score_sums": np.zeros(stats.SCORE_BINS), "labels": defaultdict(int),
             "ood_codes": defaultdict(int), "latency_counts": defaultdict(int)}
@@ -297,7 +303,7 @@ def _version_row(version_rows: dict, vid: int, period: str, start: float) -> dic
 
 
 _SUMMED = ("predictions", "singles", "batch_rows", "routed_to_review", "ood",
-           "inputs_unavailable", "testing")
+           "inputs_unavailable", "testing", "cpu_rows")
 
 
 def _add_dict(stored: dict, new: dict) -> dict:
@@ -327,6 +333,7 @@ def _store(version_rows: dict, feature_rows: dict) -> None:
             for name in _SUMMED:
                 setattr(row, name, (getattr(old, name) if old else 0) + new[name])
             row.latency_ms_sum = (old.latency_ms_sum if old else 0.0) + new["latency_ms_sum"]
+            row.cpu_ms_sum = (old.cpu_ms_sum if old else 0.0) + new["cpu_ms_sum"]
             row.score_counts = _add_list(old.score_counts if old else [], new["score_counts"])
             row.score_sums = _add_list(old.score_sums if old else [], new["score_sums"],
                                        floats=True)

@@ -467,7 +467,11 @@ def window_figures(window: Window, ctx: Context, *, detail: bool = True) -> dict
     p95 = stats.histogram_quantile(counts.latency_counts, 0.95)
     p50 = stats.histogram_quantile(counts.latency_counts, 0.50)
     mean_latency = counts.latency_ms_sum / n if n else None
-    cost = (mean_latency / 1000.0 * 1000 * ctx.price / 3600.0) if mean_latency is not None else None
+    # Measured CPU time where the rows carry it (Prediction.cpu_ms); rows logged before
+    # it was recorded fall back to their latency, an upper bound.
+    measured = counts.cpu_rows > 0
+    mean_cpu = counts.cpu_ms_sum / counts.cpu_rows if measured else mean_latency
+    cost = (mean_cpu / 1000.0 * 1000 * ctx.price / 3600.0) if mean_cpu is not None else None
     perf = _performance(outcomes, counts, ctx)
     overrides = _overrides(reviews, ctx)
     out = {
@@ -497,12 +501,18 @@ def window_figures(window: Window, ctx: Context, *, detail: bool = True) -> dict
                                if counts.singles >= t["min_predictions"] else Status.NO_DATA),
                     "note": "single predictions only (batch rows excluded); percentiles are "
                             "known to within 6% (log-spaced bins)"},
-        "cost": {"per_1000": cost, "mean_latency_ms": mean_latency, "cpu_hour_price": ctx.price,
+        "cost": {"per_1000": cost, "mean_latency_ms": mean_latency, "mean_cpu_ms": mean_cpu,
+                 "measured_rows": counts.cpu_rows, "cpu_hour_price": ctx.price,
                  "status": status_of(cost, "cost_per_1000", t) if enough else Status.NO_DATA,
-                 "estimated": True,
-                 "note": "CPU time per prediction estimated as its logged latency (one core "
-                         "busy for the whole request; batch rows: the chunk's time per row), "
-                         "an upper bound, × the price per CPU-hour"},
+                 "estimated": not measured,
+                 "note": ("CPU time per prediction as measured by the server (the thread that "
+                          "validated, scored and logged it; batch rows: the chunk's CPU time "
+                          "per row; the database's own CPU is not included) of "
+                          f"{counts.cpu_rows} of {n} predictions, × the price per CPU-hour"
+                          if measured else
+                          "CPU time per prediction estimated as its logged latency (one core "
+                          "busy for the whole request; batch rows: the chunk's time per row), "
+                          "an upper bound, × the price per CPU-hour")},
         "overrides": overrides,
         "performance": perf,
         "attribution_drift": _attribution_drift(
@@ -579,7 +589,10 @@ def _health_row(key: str, figures: dict, t: dict) -> dict:
     elif key == "cost_per_1000":
         d = figures["cost"]
         value, status = d["per_1000"], d["status"]
-        if d["mean_latency_ms"] is not None:
+        if d.get("mean_cpu_ms") is not None and not d["estimated"]:
+            evidence = (f"measured: {d['mean_cpu_ms']:.3f} ms of CPU per prediction × "
+                        f"${d['cpu_hour_price']:g} per CPU-hour")
+        elif d["mean_latency_ms"] is not None:
             evidence = (f"estimated: {d['mean_latency_ms']:.2f} ms per prediction × "
                         f"${d['cpu_hour_price']:g} per CPU-hour")
     if status == Status.NO_DATA and not evidence:

@@ -59,6 +59,9 @@ class VersionCounts(models.Model):
     score_sums = models.JSONField(default=list)
     latency_counts = models.JSONField(default=dict)  # single predictions only
     latency_ms_sum = models.FloatField(default=0.0)  # every live row (batch rows per row)
+    # Measured CPU time (Prediction.cpu_ms) of the live rows that have it, and how many do.
+    cpu_ms_sum = models.FloatField(default=0.0)
+    cpu_rows = models.PositiveBigIntegerField(default=0)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["version", "period", "start"],

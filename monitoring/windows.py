@@ -90,6 +90,8 @@ class Counts:
     inputs_unavailable: int = 0
     testing: int = 0
     latency_ms_sum: float = 0.0
+    cpu_ms_sum: float = 0.0  # measured CPU time of the cpu_rows rows that have it
+    cpu_rows: int = 0
     score_counts: np.ndarray = field(default_factory=lambda: np.zeros(stats.SCORE_BINS))
     score_sums: np.ndarray = field(default_factory=lambda: np.zeros(stats.SCORE_BINS))
     labels: dict = field(default_factory=lambda: defaultdict(int))
@@ -100,7 +102,7 @@ class Counts:
 
 
 _SUMMED = ("predictions", "singles", "batch_rows", "routed_to_review", "ood",
-           "inputs_unavailable", "testing")
+           "inputs_unavailable", "testing", "cpu_rows")
 
 
 class CountStore:
@@ -133,6 +135,7 @@ class CountStore:
             for name in _SUMMED:
                 setattr(out, name, getattr(out, name) + getattr(row, name))
             out.latency_ms_sum += row.latency_ms_sum
+            out.cpu_ms_sum += row.cpu_ms_sum
             if row.score_counts:
                 out.score_counts += np.asarray(row.score_counts, dtype=float)
                 out.score_sums += np.asarray(row.score_sums, dtype=float)

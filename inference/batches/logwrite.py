@@ -20,7 +20,7 @@ from ..services import ScoredRow
 # The log's columns in COPY order: those equal for every row of a chunk first, taken once
 # per chunk from its first row.
 _LOG_CONSTANT = ("model_id", "version_id", "shadow_version_id", "requester_id", "runtime",
-                 "created_at", "latency_ms", "batch_id")
+                 "created_at", "latency_ms", "cpu_ms", "batch_id")
 _LOG_COLUMNS = (*_LOG_CONSTANT, "id", "public_id", "input_sha256", "input", "label", "score",
                 "confidence", "probabilities", "routing", "reason", "ood", "shadow_output",
                 "row_index", "row_hash", "chain_hash")

@@ -267,7 +267,7 @@ def batch_chunk_prepare(*, job: BatchJob, index: int, records: list[Record],
     artifact store (content-addressed, so a retried chunk writes the same key). No
     database writes."""
     with gc_paused():  # ~20,000 rows of short-lived dicts, no cycles (core/gc.py)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.thread_time()
         version = job.version
         schema, profile = version.input_schema, version.dataset.profile
         screened = check_many([values for _i, values, _p in records], schema=schema,
@@ -281,7 +281,8 @@ def batch_chunk_prepare(*, job: BatchJob, index: int, records: list[Record],
             try:
                 rows = score_rows(model=job.model, version=version, checked=valid,
                                   loaded=loaded, requester=job.requester, started=started,
-                                  batch=job, row_indices=indices, matrix=matrix)
+                                  batch=job, row_indices=indices, matrix=matrix,
+                                  cpu_started=cpu_started)
             except ScoringFailed:
                 # Valid rows the model cannot represent (1e308 overflowing a scaler): find
                 # them, list them as errors, and score the rest.
@@ -293,7 +294,8 @@ def batch_chunk_prepare(*, job: BatchJob, index: int, records: list[Record],
                 if valid:
                     rows = score_rows(model=job.model, version=version, checked=valid,
                                       loaded=loaded, requester=job.requester,
-                                      started=started, batch=job, row_indices=indices)
+                                      started=started, batch=job, row_indices=indices,
+                                      cpu_started=cpu_started)
     part = files.error_part_put(errors) if errors else None
     return PreparedChunk(index, records[0][0] if records else 0, len(records), rows, part,
                          len({e[0] for e in errors}), _codes_by_row(errors),

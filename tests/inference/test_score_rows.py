@@ -39,9 +39,31 @@ def test_each_row_hash_is_log_row_hash_of_the_row(personas):
                                started=time.perf_counter(), row_indices=[0, 1])
     assert [r.review for r in rows] == [rows[0].values["routing"] == "review", True]
     for r in rows:
-        assert set(r.values) - {"row_hash"} == set(ROW_FIELDS)
+        # cpu_ms is recorded beside the hashed fields, not in them
+        assert set(r.values) - {"row_hash", "cpu_ms"} == set(ROW_FIELDS)
         assert r.values["row_hash"] == row_hash(r.values)
         assert r.input_json == services.canonical_bytes(r.input)
+
+
+def test_each_row_records_its_share_of_the_threads_cpu_time(personas):
+    version = released_version(personas)
+    schema, profile = version.input_schema, version.dataset.profile
+    row = {f["name"]: (f.get("min", 0) + f.get("max", 1)) / 2 for f in schema}
+    checked = [check_input(dict(row), schema=schema, profile=profile) for _ in range(4)]
+    loaded = version_model_load(version=version, purpose="batch")
+    cpu_started = time.thread_time()
+    spin = time.thread_time() + 0.02
+    while time.thread_time() < spin:  # 20 ms of this thread's CPU before scoring
+        pass
+    rows = services.score_rows(model=version.model, version=version, checked=checked,
+                               loaded=loaded, requester=personas.clinician,
+                               started=time.perf_counter(), cpu_started=cpu_started)
+    shares = {r.values["cpu_ms"] for r in rows}
+    assert len(shares) == 1 and 20 / 4 <= shares.pop() < 1000  # 20 ms over 4 rows, at least
+    unmeasured = services.score_rows(model=version.model, version=version, checked=checked,
+                                     loaded=loaded, requester=personas.clinician,
+                                     started=time.perf_counter())
+    assert {r.values["cpu_ms"] for r in unmeasured} == {None}
 
 
 def test_the_columns_written_once_per_chunk_are_the_same_for_every_row(personas):

@@ -129,6 +129,25 @@ def test_latency_counts_single_predictions_only(personas, monkeypatch,
             format="multipart")
     assert response.status_code == 202, response.json()
     assert Prediction.objects.filter(batch__isnull=False).count() == 300
+    # batch rows carry their chunk's CPU time per row too
+    assert not Prediction.objects.filter(batch__isnull=False, cpu_ms__isnull=True).exists()
     row = _health(count_and_run(version))["latency_p95_ms"]
     assert row["evidence"] == "12 single predictions"
     assert row["value"] is not None
+
+
+def test_the_cost_comes_from_the_measured_cpu_time_of_the_rows(personas):
+    from inference.models import Prediction
+
+    version = released_version(personas, confidence_threshold=0.5)
+    log_rows(personas, training_like(40, seed=33), chunk=1)
+    cpu = [p.cpu_ms for p in Prediction.objects.filter(version=version)]
+    assert len(cpu) == 40 and all(c is not None and c > 0 for c in cpu)
+    run = count_and_run(version)
+    row = _health(run)["cost_per_1000"]
+    assert row["evidence"].startswith("measured: ")
+    price = 0.05  # ATTEST_MONITORING_CPU_HOUR_PRICE's default
+    expected = sum(cpu) / len(cpu) / 1000.0 * 1000 * price / 3600.0
+    assert row["value"] == pytest.approx(expected, rel=0.06)  # the health row rounds it
+    detail = run.figures.get(window="7d", signal="cost").detail
+    assert detail["estimated"] is False and detail["measured_rows"] == 40
