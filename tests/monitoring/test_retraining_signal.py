@@ -37,6 +37,13 @@ def test_overrides_leaning_one_way_on_low_confidence_cases_suggest_retraining(pe
     assert "the model said benign, the reviewer decided malignant" in low[0]
     # no input drifted: the overrides alone raised it
     assert not any(e.startswith("Input drift") for e in signal["evidence"])
+    # the health table says it too, beside the thresholds (override rate > 20%, one
+    # direction > 30% of decided reviews: alert)
+    health = {r["signal"]: r for r in run.summary["health"] if not r.get("feature")}
+    assert health["override_rate"]["status"] == "alert"
+    assert health["override_direction"]["status"] == "alert"
+    assert "model said benign, reviewer decided malignant" in \
+        health["override_direction"]["evidence"]
     detail = run.figures.get(window="30d", signal="overrides").detail["low_confidence"]
     assert detail["top_direction"]["share"] >= 0.30
     assert f"of {detail['decided']} decided reviews" in low[0]
@@ -51,8 +58,11 @@ def test_overrides_in_both_directions_or_too_few_do_not(personas):
                           final_label=flips[r.prediction.label], reason_code="clinical_judgement")
         else:
             review_decide(user=personas.reviewer, item=r.review, decision="accept")
-    signal = count_and_run(version).summary["retraining"]
+    run = count_and_run(version)
+    signal = run.summary["retraining"]
     assert not any(e.startswith("Among low-confidence") for e in signal["evidence"])
+    health = {r["signal"]: r for r in run.summary["health"] if not r.get("feature")}
+    assert health["override_direction"]["status"] != "alert"  # about 10% each way
 
 
 def test_a_handful_of_one_way_overrides_is_no_verdict(personas):
