@@ -29,6 +29,7 @@ from inference.log import ROW_FIELDS, verify_prediction_log
 from inference.models import Prediction, RejectionCount
 from inference.selectors import review_stats
 from monitoring import charts
+from monitoring.evaluation import runbook_has_retraining
 from monitoring.selectors import monitoring_evidence
 from registry.models import ModelVersion, SignoffDecision, VersionState
 from registry.selectors import production_at, signature_manifest
@@ -48,11 +49,6 @@ LOGGED_FIELDS = (*ROW_FIELDS, "input", "row_hash", "chain_hash")
 CARD_COHORT = re.compile(r"^#+\s*.*\b(cohort|training data|training set|dataset)\b",
                          re.IGNORECASE | re.MULTILINE)
 REDEPLOY = re.compile(r"roll ?back|redeploy|re-deploy", re.IGNORECASE)
-
-
-def runbook_has_retraining(runbook: str) -> bool:
-    """The rule monitoring applies to a runbook (monitoring.evaluation): it names retraining."""
-    return "retrain" in (runbook or "").lower()
 
 
 def _iso(value: datetime | None) -> str | None:

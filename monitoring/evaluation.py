@@ -638,6 +638,12 @@ def health_table(by_window: dict[str, dict], t: dict) -> list[dict]:
     return rows
 
 
+def runbook_has_retraining(runbook: str) -> bool:
+    """A runbook describes retraining when it names it (the rule the monitoring page and
+    the dossier both state)."""
+    return "retrain" in (runbook or "").lower()
+
+
 def retraining_signal(health: list[dict], by_window: dict[str, dict], t: dict,
                       version: ModelVersion) -> dict:
     """Overrides leaning one way, or drift or performance in alert: say so, with evidence."""
@@ -673,7 +679,7 @@ def retraining_signal(health: list[dict], by_window: dict[str, dict], t: dict,
         if row["status"] == Status.ALERT:
             evidence.append(f"{row['label']}: {row['value_text']} ({row['evidence']}).")
     runbook = version.runbook or ""
-    has_procedure = "retrain" in runbook.lower()
+    has_procedure = runbook_has_retraining(runbook)
     return {"suggested": bool(evidence), "evidence": evidence,
             "runbook_has_retraining": has_procedure,
             "runbook_url": f"/models/{version.model.name}/versions/{version.number}/#runbook",
