@@ -73,6 +73,10 @@ class Prediction(models.Model):
     # chunk's over its rows); monitoring's cost per 1,000. Not in the row hash: rows logged
     # before it have none, and it records what the server spent, not what it answered.
     cpu_ms = models.FloatField(null=True, blank=True)
+    # The features whose missing value the model's "impute" policy filled in (their logged
+    # value is the imputed one), so monitoring counts them as missing. Null on rows logged
+    # before it: unknown, not "none imputed". In the row hash when set (log.row_material).
+    imputed = models.JSONField(null=True, blank=True)
     batch = models.ForeignKey("BatchJob", on_delete=models.PROTECT, null=True, blank=True,
                               related_name="predictions", db_index=False,
                               db_constraint=False)
