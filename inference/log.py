@@ -37,6 +37,10 @@ ROW_FIELDS = ("public_id", "version_id", "model_id", "input_sha256", "label", "s
               "confidence", "probabilities", "routing", "reason", "ood", "shadow_version_id",
               "shadow_output", "requester_id", "runtime", "created_at", "latency_ms", "batch_id",
               "row_index")
+# Hashed only when set: rows logged before a field existed have NULL there, and their
+# hashes (taken without it) must still verify; once set, clearing it breaks the hash.
+# ``imputed`` (inference 0012): the features whose missing value was imputed.
+ROW_FIELDS_WHEN_SET = ("imputed",)
 # Rows younger than this are not anchored yet: a transaction that began earlier may
 # still commit a lower id, which a finished anchor would then miss.
 ANCHOR_SETTLE = timedelta(seconds=30)
@@ -48,6 +52,9 @@ def row_time_text(value) -> str:
 
 def row_material(values: dict, *, created_text: str | None = None) -> dict:
     material = {name: values.get(name) for name in ROW_FIELDS}
+    for name in ROW_FIELDS_WHEN_SET:
+        if values.get(name) is not None:
+            material[name] = values[name]
     material["public_id"] = str(material["public_id"])
     created = material["created_at"]
     if created_text is not None:  # the caller formatted created_at already (many rows, one time)
@@ -63,7 +70,8 @@ def row_hash(values: dict, *, created_text: str | None = None) -> str:
 
 
 def prediction_row_hash(prediction: Prediction) -> str:
-    return row_hash({name: getattr(prediction, name) for name in ROW_FIELDS})
+    return row_hash({name: getattr(prediction, name)
+                     for name in (*ROW_FIELDS, *ROW_FIELDS_WHEN_SET)})
 
 
 def chain_link(previous: str, row_hash_hex: str) -> str:
@@ -176,7 +184,8 @@ def verify_prediction_log(*, chunk_size: int = 20000) -> LogVerdict:
     """Recompute every row hash, every model's chain, every anchor digest and the sha256 of
     every raw input still stored; name the first problem; count rows left unanchored
     beyond the window."""
-    fields = ("id", "row_hash", "chain_hash", *ROW_FIELDS, "input_text")
+    hashed = (*ROW_FIELDS, *ROW_FIELDS_WHEN_SET)
+    fields = ("id", "row_hash", "chain_hash", *hashed, "input_text")
     sha256_of = ROW_FIELDS.index("input_sha256") + 3
     model_of = ROW_FIELDS.index("model_id") + 3
     anchors = list(PredictionAnchor.objects.order_by("from_id").values_list(
@@ -210,7 +219,7 @@ def verify_prediction_log(*, chunk_size: int = 20000) -> LogVerdict:
                 break
             for row in rows:
                 pk, stored, link = row[0], row[1], row[2]
-                values = dict(zip(ROW_FIELDS, row[3:-1], strict=True))
+                values = dict(zip(hashed, row[3:-1], strict=True))
                 if row_hash(values) != stored:
                     raise _Problem(pk, "row does not match its hash")
                 chain = chains.setdefault(row[model_of], [CHAIN_GENESIS, 0, 0])

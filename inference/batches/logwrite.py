@@ -23,7 +23,7 @@ _LOG_CONSTANT = ("model_id", "version_id", "shadow_version_id", "requester_id", 
                  "created_at", "latency_ms", "cpu_ms", "batch_id")
 _LOG_COLUMNS = (*_LOG_CONSTANT, "id", "public_id", "input_sha256", "input", "label", "score",
                 "confidence", "probabilities", "routing", "reason", "ood", "shadow_output",
-                "row_index", "row_hash", "chain_hash")
+                "row_index", "imputed", "row_hash", "chain_hash")
 
 
 _REVIEW_COLUMNS = ("prediction_id", "model_id", "version_id", "status", "created_at",
@@ -40,12 +40,13 @@ def log_tuple(constant: tuple, pk: int, r: ScoredRow, dumps=orjson.dumps) -> tup
     """One log row in ``_LOG_COLUMNS`` order, for ``copy.write_row`` (which quotes and
     escapes); json columns get the canonical text (a str)."""
     v = r.values
-    shadow = v["shadow_output"]
+    shadow, imputed = v["shadow_output"], v["imputed"]
     return (*constant, pk, v["public_id"], v["input_sha256"], r.input_json.decode(),
             v["label"], v["score"], v["confidence"], dumps(v["probabilities"]).decode(),
             v["routing"], v["reason"], dumps(v["ood"]).decode(),
             None if shadow is None else dumps(shadow).decode(),
-            v["row_index"], v["row_hash"], v["chain_hash"])
+            v["row_index"], None if imputed is None else dumps(imputed).decode(),
+            v["row_hash"], v["chain_hash"])
 
 
 def log_write(rows: list[ScoredRow], *, model: RegisteredModel, version: ModelVersion) -> int:

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from inference import services
-from inference.log import ROW_FIELDS, row_hash
+from inference.log import ROW_FIELDS, ROW_FIELDS_WHEN_SET, row_hash
 from inference.validation import check_input
 from registry.loading import version_model_load
 
@@ -39,8 +39,8 @@ def test_each_row_hash_is_log_row_hash_of_the_row(personas):
                                started=time.perf_counter(), row_indices=[0, 1])
     assert [r.review for r in rows] == [rows[0].values["routing"] == "review", True]
     for r in rows:
-        # cpu_ms is recorded beside the hashed fields, not in them
-        assert set(r.values) - {"row_hash", "cpu_ms"} == set(ROW_FIELDS)
+        # cpu_ms is recorded beside the hashed fields, not in them; imputed is hashed
+        assert set(r.values) - {"row_hash", "cpu_ms"} == {*ROW_FIELDS, *ROW_FIELDS_WHEN_SET}
         assert r.values["row_hash"] == row_hash(r.values)
         assert r.input_json == services.canonical_bytes(r.input)
 
