@@ -365,7 +365,21 @@ def release_models(models: list[BenchModel], work: Path) -> dict:
             "batch": runtime.batch_runtime}
         joblib_dump(m.estimator, work / f"{m.key}.joblib")
     _row, token = api_token_create(user=users["clinician"], name="bench")
+    explain_jobs_wait()
     return {"users": users, "token": token}
+
+
+def explain_jobs_wait(timeout: float = 600.0) -> None:
+    """Wait for the explanation figures jobs that submitting and releasing started (in
+    this process's threads: the embedded shape): their LIME and SHAP work would share
+    the cores and this process's interpreter with the clients measured next."""
+    from explain.models import ACTIVE_STATUSES, ExplanationJob
+
+    deadline = time.monotonic() + timeout
+    while ExplanationJob.objects.filter(status__in=ACTIVE_STATUSES).exists():
+        if time.monotonic() > deadline:
+            raise BenchError(f"explanation jobs still running after {timeout:.0f} s")
+        time.sleep(0.5)
 
 
 def joblib_dump(estimator, path: Path) -> None:
@@ -386,10 +400,12 @@ def percentiles(values: list[float]) -> tuple[float, float]:
     return pick(0.50), pick(0.95)
 
 
-def app_in_process(m: BenchModel, token: str, calls: int) -> tuple[float, float, float]:
+def app_in_process(m: BenchModel, token: str, calls: int,
+                   profile_to: Path | None = None) -> tuple[float, float, float]:
     """Attest's WSGI application called directly, one prediction per call, as a web
     server would call it but without one: (p50 µs, p95 µs, CPU µs per call). What is
-    left of a (full) row's server CPU is the web server's own."""
+    left of a (full) row's server CPU is the web server's own. With ``profile_to``,
+    another ``calls`` calls run under cProfile after the measured ones (stats there)."""
     import sys as _sys
 
     from portal.wsgi import application
@@ -427,6 +443,15 @@ def app_in_process(m: BenchModel, token: str, calls: int) -> tuple[float, float,
     bad = Counter(s for s in status if not s.startswith("200"))
     if bad:
         raise BenchError(f"the app answered {dict(bad)} in process")
+    if profile_to is not None:
+        import cProfile
+
+        profiled = cProfile.Profile(time.thread_time)  # CPU, not waits on the database
+        profiled.enable()
+        for i in range(calls):
+            call(bodies[i % len(bodies)])
+        profiled.disable()
+        profiled.dump_stats(str(profile_to))
     return (*percentiles(durations), cpu_us)
 
 
@@ -1235,7 +1260,9 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one linear scrip
                     raw_rows.append([m.key, label, "-", "-", found])
                 else:
                     raw_rows.append([m.key, label, f"{found[0]:.1f}", f"{found[1]:.1f}", ""])
-            p50, p95, cpu_us = app_in_process(m, token, args.raw_calls)
+            p50, p95, cpu_us = app_in_process(
+                m, token, args.raw_calls,
+                args.profile / f"app-{m.key}.prof" if args.profile else None)
             raw_rows.append([m.key, "Attest's WSGI app (the whole predict path, logged), "
                              "called without a web server", f"{p50:.1f}", f"{p95:.1f}",
                              f"{cpu_us:.0f} µs CPU per call"])
