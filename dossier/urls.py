@@ -7,4 +7,5 @@ app_name = "dossier"
 urlpatterns = [
     path("models/<str:model>/versions/<str:version>/dossiers/", views.dossier_generate,
          name="generate"),
+    path("dossiers/<str:dossier_id>/", views.dossier_detail, name="detail"),
 ]

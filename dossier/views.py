@@ -1,9 +1,10 @@
-"""The "Compliance dossier" section of the registry's version page and its Generate button."""
+"""The "Compliance dossier" section of the registry's version page, its Generate button and
+one dossier's page."""
 
 from __future__ import annotations
 
 from django.contrib import messages
-from django.shortcuts import redirect
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from core.pages import page_view
@@ -36,6 +37,18 @@ def version_section(request, version, page_name: str) -> dict | None:
 @require_POST
 def dossier_generate(request, model, version):
     obj = version_get_for_user(user=request.user, model_name=model, number=version)
-    services.dossier_request(user=request.user, version=obj)
+    dossier = services.dossier_request(user=request.user, version=obj)
     messages.success(request, "The compliance dossier is being generated.")
-    return redirect(f"/models/{obj.model.name}/versions/{obj.number}/#dossiers")
+    return redirect("dossier:detail", dossier_id=dossier.public_id)
+
+
+@page
+def dossier_detail(request, dossier_id):
+    """One dossier: its progress while it is built (the page reloads itself until it is
+    done, so nobody has to), then its evidence instant, sha256, gaps and the download."""
+    dossier = selectors.dossier_get_for_user(user=request.user, dossier_id=dossier_id)
+    return render(request, "dossier/detail.html", {
+        "dossier": dossier, "version": dossier.version,
+        "active": dossier.status in ACTIVE_STATUSES,
+        "gaps": [q for q in (dossier.snapshot or {}).get("questions", [])
+                 if q.get("status") != "answered"]})

@@ -281,16 +281,43 @@ def test_the_version_page_lists_dossiers_and_offers_generate(
     assert "Compliance dossier" in html and "Generate a compliance dossier" in html
     with django_capture_on_commit_callbacks(execute=True):
         response = owner.post(f"{page}dossiers/")
-    assert response.status_code == 302
     dossier = Dossier.objects.get()
+    assert response.status_code == 302 and response["Location"] == f"/dossiers/{dossier.public_id}/"
     html = owner.get(page).content.decode()
     assert dossier.sha256[:16] in html and f"/api/v1/dossiers/{dossier.public_id}/pdf/" in html
+    assert f'href="/dossiers/{dossier.public_id}/"' in html
     auditor_html = client_as("auditor").get(page).content.decode()
     assert f"/api/v1/dossiers/{dossier.public_id}/pdf/" in auditor_html
     clinician_html = client_as("clinician").get(page).content.decode()
     assert "Compliance dossier" not in clinician_html
     refused = client_as("clinician").post(f"{page}dossiers/")
     assert refused.status_code == 302 and Dossier.objects.count() == 1
+
+
+def test_a_dossier_page_follows_the_build_then_offers_the_pdf(
+        personas, client_as, django_capture_on_commit_callbacks):
+    version = scripted_history(personas, predictions=3)
+    with django_capture_on_commit_callbacks(execute=False):  # queued: the job has not run
+        dossier = dossier_request(user=personas.owner, version=version)
+    url = f"/dossiers/{dossier.public_id}/"
+    queued = client_as("owner").get(url).content.decode()
+    assert '<meta http-equiv="refresh" content="3">' in queued
+    assert '<progress id="dossier-progress" max="3" value="0"' in queued
+    assert "/pdf/" not in queued and "not taken yet" in queued
+    dossier_build(dossier_id=dossier.pk)
+    dossier.refresh_from_db()
+    assert dossier.status == DossierStatus.COMPLETED
+    done = client_as("auditor").get(url).content.decode()
+    assert 'http-equiv="refresh"' not in done
+    assert dossier.sha256 in done and f"/api/v1/dossiers/{dossier.public_id}/pdf/" in done
+    gaps = [q for q in dossier.snapshot["questions"] if q["status"] != "answered"]
+    for q in gaps:
+        assert f"Q{q['number']}." in done
+    if not gaps:
+        assert "each of the five evaluator questions is answered" in done
+    for who in ("clinician", "outsider", "viewer_other"):
+        assert client_as(who).get(url).status_code == 404, who
+    assert client_as("owner").get("/dossiers/not-a-uuid/").status_code == 404
 
 
 def test_a_draft_has_no_dossier_section(personas, client_as):

@@ -415,6 +415,9 @@ def matrix(ctx) -> list[Case]:
         Case("dossier:generate", "post", f"/models/{m}/versions/4/dossiers/", table(
             ok302=AUDIT_READERS, deny=("clinician", "reviewer"), s404=HIDDEN,
             login=("anonymous",))),
+        Case("dossier:detail", "get", f"/dossiers/{ctx['dossier_id']}/", table(
+            s200=AUDIT_READERS, s404=("clinician", "reviewer", *HIDDEN),
+            login=("anonymous",))),
         Case("api-version-dossiers", "get", f"/api/v1/models/{m}/versions/4/dossiers/", table(
             s200=AUDIT_READERS, s403=("clinician", "reviewer"), s404=HIDDEN,
             s401=("anonymous",)), api=True),
