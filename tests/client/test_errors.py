@@ -212,7 +212,7 @@ def test_help_runs_and_lists_exit_statuses(capsys):
         cli.main(["--help"])
     assert exited.value.code == 0
     out = capsys.readouterr().out
-    for code in (1, 2, 3, 4, 5, 6, 7, 70):
+    for code in (1, 2, 3, 4, 5, 6, 7, 8, 70):
         assert f"  {code:>3}  " in out
 
 

@@ -231,6 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", "-d", default=".", help="where batch result and error "
                    "files go (default: here)")
     p.add_argument("--force", action="store_true", help="overwrite existing result files")
+    p.add_argument("--passthrough", action="append", default=[], metavar="COLUMN",
+                   help="batch files: copy this column (an identifier to join results back "
+                   "by) as text to the result and error files, unscored and never logged; "
+                   "repeat, or comma-separate (a,b)")
     p.add_argument("--no-wait", action="store_true", help="submit the batch and return")
     p.add_argument("--timeout", type=_positive_int, default=None, metavar="SECONDS",
                    help="give up waiting for a batch after this long")

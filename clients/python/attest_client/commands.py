@@ -30,11 +30,13 @@ from .artifacts import (
 from .errors import (
     EXIT_CHECK_FAILED,
     EXIT_OK,
+    EXIT_PARTIAL,
     AttestError,
     AuthError,
     CheckFailed,
     DeniedError,
     NotFoundError,
+    RefusedError,
     ServerUnavailable,
     UsageError,
 )
@@ -112,14 +114,27 @@ def _text_file(path: str | None, what: str) -> str | None:
         raise UsageError(f"{what} {path} is not UTF-8 text") from None
 
 
-def _confirm(args: argparse.Namespace, question: str) -> None:
+def _require_terminal(args: argparse.Namespace) -> None:
+    """Refuse, before anything is loaded or sent, a run that would have to ask but cannot."""
     if getattr(args, "yes", False):
         return
-    if not sys.stdin.isatty():
-        raise UsageError("confirmation needed but stdin is not a terminal: review the schema and "
-                         "types above and pass --yes")
-    answer = input(f"{question} [y/N] ").strip().lower()
-    if answer not in ("y", "yes"):
+    if sys.stdin is None or not sys.stdin.isatty():
+        raise UsageError("confirmation needed but stdin is not a terminal: run it in a terminal "
+                         "to review the inferred input schema and trusted types, or pass --yes")
+
+
+def _confirm(args: argparse.Namespace, question: str) -> None:
+    """Ask on stderr (stdout is for results, also with --json); anything but y/yes, or the
+    end of input, cancels (exit status 2)."""
+    if getattr(args, "yes", False):
+        return
+    _require_terminal(args)
+    sys.stderr.write(f"{question} [y/N] ")
+    sys.stderr.flush()
+    answer = sys.stdin.readline()
+    if not answer.endswith("\n"):
+        sys.stderr.write("\n")  # end of input (Ctrl-D): end the prompt's line
+    if answer.strip().lower() not in ("y", "yes"):
         raise UsageError("cancelled: nothing was registered")
 
 
@@ -338,7 +353,8 @@ def _features_of(model: Any, scorer: Any) -> list[str] | None:
 
 def _show_and_confirm(args: argparse.Namespace, *, model: str, dataset: dict,
                       features: list[str], types: list[str], fmt: str) -> None:
-    if not args.json:
+    # Shown whenever it is asked about, also with --json (on stderr, like the question).
+    if not args.json or not args.yes:
         say(f"Registering a {fmt} model as a new version of {model}, trained on "
             f"{dataset['name']}@{dataset['version']}.")
         say("Input schema (from the training profile):\n"
@@ -362,6 +378,7 @@ def _local_scorer(data: bytes, fmt: str, types: list[str], features: list[str] |
 def _register_file(args: argparse.Namespace, client: Client, *, data: bytes, filename: str,
                    fmt: str, features: list[str] | None, environment: dict | None = None,
                    extra: dict | None = None, notes: list[str] | None = None) -> int:
+    _require_terminal(args)
     model_precheck(client, args.model, create=args.create)
     dataset = dataset_resolve(client, args.dataset)
     types = untrusted_types(data) if fmt == "skops" else []
@@ -369,7 +386,7 @@ def _register_file(args: argparse.Namespace, client: Client, *, data: bytes, fil
     if expected and set(types) - set(expected):
         raise UsageError("the skops file needs types you did not list with --trust: "
                          + ", ".join(sorted(set(types) - set(expected))))
-    if fmt == "skops" and not args.yes and not args.json:
+    if fmt == "skops" and not args.yes:
         # Loading runs the file's constructors: the user sees the types before that.
         say("Types beyond skops' defaults in this file: " + (", ".join(types) or "none"))
         _confirm(args, "Load it here with these types trusted (to read its features and score "
@@ -584,7 +601,18 @@ def _prediction_line(p: dict) -> str:
     return text + (f" ({p['reason']})" if p.get("reason") else "")
 
 
+def _passthrough(args: argparse.Namespace) -> list[str]:
+    """--passthrough values, repeated or comma-separated, in order; the server checks them."""
+    return [name.strip() for value in getattr(args, "passthrough", None) or []
+            for name in value.split(",") if name.strip()]
+
+
 def predict(args: argparse.Namespace) -> int:
+    is_batch = args.data is None and args.input not in (None, "-") \
+        and args.input.lower().endswith(BATCH_SUFFIXES)
+    if _passthrough(args) and not is_batch:
+        raise UsageError("--passthrough is for batch files (.csv, .parquet): a JSON input has "
+                         "no columns to copy")
     client = _client(args)
     if args.data is not None:
         raw = args.data
@@ -592,7 +620,7 @@ def predict(args: argparse.Namespace) -> int:
         raw = sys.stdin.read()
     elif args.input is None:
         raise UsageError("give the input: a .json/.csv/.parquet file, --data JSON, or - for stdin")
-    elif args.input.lower().endswith(BATCH_SUFFIXES):
+    elif is_batch:
         return _batch(args, client, check_file(args.input, "input file"))
     else:
         raw = read_file(args.input, "input file").decode("utf-8", errors="replace")
@@ -637,26 +665,54 @@ def _finish_batch(args: argparse.Namespace, client: Client, job: dict, stem: str
             files[kind] = str(targets[kind])
     summary = (f"batch {job['id']}: {job['status']}; {job['predictions']} predictions, "
                f"{job['rows_failed']} rows failed, {job['rows_routed']} routed to review")
+    if job["status"] == "completed" and job.get("rows_failed"):
+        reasons = [f"{r['code']}" + (f" on {r['field']}" if r.get("field") else "")
+                   + f" ({r['rows']} row{'s' if r['rows'] != 1 else ''})" for r in (job.get("failure_reasons") or [])[:3]]
+        summary += "\n  why rows failed: " + ("; ".join(reasons) or "see the error file")
     if files:
         summary += "\n" + "\n".join(f"  {kind}: {path}" for kind, path in files.items())
     if job.get("error"):
         summary += f"\n  error: {job['error']}"
     emit(args, {**job, "files": files}, summary)
-    if job["status"] != "completed":
+    return _batch_exit(job)
+
+
+def _batch_exit(job: dict) -> int:
+    """0 every row scored (or still going), 8 completed with some rows failed (the error
+    file says which and why), 1 failed or cancelled as a whole."""
+    if job["status"] in ("failed", "cancelled"):
         return EXIT_CHECK_FAILED
+    if job["status"] == "completed" and job.get("rows_failed"):
+        return EXIT_PARTIAL
     return EXIT_OK
 
 
 def _batch(args: argparse.Namespace, client: Client, path: Path) -> int:
     # Refuse to overwrite before uploading anything.
     _targets(Path(args.output_dir).expanduser(), path.stem, args.force)
-    job = client.batch_submit(args.model, path, version=args.model_version)
+    try:
+        job = client.batch_submit(args.model, path, version=args.model_version,
+                                  passthrough=_passthrough(args))
+    except RefusedError as exc:
+        raise _unknown_column_hint(exc) from None
     say(f"Batch {job['id']}: {job['progress']['total_rows']} rows queued.", quiet=args.json)
     if args.no_wait:
         emit(args, job, f"batch {job['id']} {job['status']}: follow it with `attest batch "
                         f"status {job['id']} --wait`")
         return EXIT_OK
     return _finish_batch(args, client, job, path.stem)
+
+
+def _unknown_column_hint(exc: RefusedError) -> RefusedError:
+    """The server names its API field (passthrough_columns); say the option that sets it."""
+    unknown = [str(e["field"])[len("file."):] for e in exc.errors
+               if isinstance(e, dict) and e.get("code") == "unknown_field"
+               and str(e.get("field") or "").startswith("file.")]
+    if not unknown:
+        return exc
+    return RefusedError(f"{exc.message} (to copy it with attest: --passthrough "
+                        f"{','.join(unknown)})", code=exc.code, status=exc.status,
+                        errors=exc.errors, body=exc.body)
 
 
 def batch_status(args: argparse.Namespace) -> int:
@@ -666,8 +722,9 @@ def batch_status(args: argparse.Namespace) -> int:
         return _finish_batch(args, client, job, Path(job.get("file_name") or "batch").stem)
     p = job.get("progress") or {}
     emit(args, job, f"batch {job['id']}: {job['status']}, {p.get('rows_done')} of "
-                    f"{p.get('total_rows')} rows ({p.get('percent')}%)")
-    return EXIT_OK if job["status"] not in ("failed", "cancelled") else EXIT_CHECK_FAILED
+                    f"{p.get('total_rows')} rows ({p.get('percent')}%)"
+                    + (f", {job['rows_failed']} failed" if job.get("rows_failed") else ""))
+    return _batch_exit(job)
 
 
 def batch_cancel(args: argparse.Namespace) -> int:

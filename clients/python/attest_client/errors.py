@@ -12,24 +12,30 @@ EXIT_OK = 0
 EXIT_CHECK_FAILED = 1  # the command ran and the answer is "no": a broken audit chain, an
 #                        export that does not extend its checkpoint, a failed batch job
 EXIT_USAGE = 2  # bad arguments or local input: file not found or unreadable, a pickle
-#                 file, an estimator that cannot be serialised, a local schema mismatch
+#                 file, an estimator that cannot be serialised, a local schema mismatch;
+#                 also a confirmation you declined (or could not be asked: no terminal)
 EXIT_AUTH = 3  # not logged in, token refused or expired, wrong username or password
 EXIT_DENIED = 4  # the server says 403 (not permitted) or 404 (no such thing, or not yours)
 EXIT_REFUSED = 5  # the server refused the request as invalid (400, 409, 413, 429)
 EXIT_UNREACHABLE = 6  # the server is down, too slow, failing (5xx) or not an Attest server
 EXIT_UNSUPPORTED = 7  # this server does not offer the feature (e.g. dossiers)
+EXIT_PARTIAL = 8  # a batch job completed but some of its rows failed: the others are scored
+#                   (the result file), the failed ones and why are in the error file. Not 0,
+#                   so a script notices; not 1, which is a job that failed as a whole
 EXIT_INTERNAL = 70  # a bug in the client (BSD sysexits' EX_SOFTWARE)
 EXIT_INTERRUPTED = 130
 
 EXIT_CODES = {
     EXIT_OK: "success",
     EXIT_CHECK_FAILED: "the check ran and failed (audit chain broken, batch job failed, ...)",
-    EXIT_USAGE: "bad arguments or input file (not found, pickle, unconvertible, schema)",
+    EXIT_USAGE: "bad arguments or input file (not found, pickle, unconvertible, schema), "
+                "or a confirmation declined",
     EXIT_AUTH: "not logged in, or the token or password was refused",
     EXIT_DENIED: "not permitted, or not found (the server hides what you may not see)",
     EXIT_REFUSED: "the server refused the request (its reason is printed)",
     EXIT_UNREACHABLE: "the server could not be reached or failed",
     EXIT_UNSUPPORTED: "the server does not offer this feature",
+    EXIT_PARTIAL: "a batch job completed but some rows failed (see its error file)",
     EXIT_INTERNAL: "a bug in the client (set ATTEST_DEBUG=1 for the traceback)",
     EXIT_INTERRUPTED: "interrupted",
 }

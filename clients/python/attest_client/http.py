@@ -419,8 +419,13 @@ class Client:
     def predict(self, model: str, body: dict) -> dict:
         return self.post(f"{API}/models/{model}/predict/", body, expect=(200,))
 
-    def batch_submit(self, model: str, file: Path, *, version: int | None = None) -> dict:
+    def batch_submit(self, model: str, file: Path, *, version: int | None = None,
+                     passthrough: list[str] | None = None) -> dict:
+        """Upload ``file`` as a batch job; ``passthrough`` names columns of the file to copy to
+        the result and error files (sent as one comma-separated ``passthrough_columns``)."""
         fields = {} if version is None else {"version": str(version)}
+        if passthrough:
+            fields["passthrough_columns"] = ",".join(passthrough)
         return self.upload(f"{API}/models/{model}/batches/", fields,
                            {"file": (file.name, file, "application/octet-stream")},
                            desc=f"Uploading {file.name}", expect=(202,))
