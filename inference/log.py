@@ -37,8 +37,10 @@ ROW_FIELDS = ("public_id", "version_id", "model_id", "input_sha256", "label", "s
               "confidence", "probabilities", "routing", "reason", "ood", "shadow_version_id",
               "shadow_output", "requester_id", "runtime", "created_at", "latency_ms", "batch_id",
               "row_index")
-# Hashed only when set: rows logged before a field existed have NULL there, and their
-# hashes (taken without it) must still verify; once set, clearing it breaks the hash.
+# Hashed only when not empty: rows logged before a field existed have NULL there, and
+# their hashes (taken without it) must still verify, and a row with nothing imputed hashes
+# as it did before (any verifier of the older rows needs no change). Once a feature is
+# named, removing or changing it breaks the hash.
 # ``imputed`` (inference 0012): the features whose missing value was imputed.
 ROW_FIELDS_WHEN_SET = ("imputed",)
 # Rows younger than this are not anchored yet: a transaction that began earlier may
@@ -53,7 +55,7 @@ def row_time_text(value) -> str:
 def row_material(values: dict, *, created_text: str | None = None) -> dict:
     material = {name: values.get(name) for name in ROW_FIELDS}
     for name in ROW_FIELDS_WHEN_SET:
-        if values.get(name) is not None:
+        if values.get(name):
             material[name] = values[name]
     material["public_id"] = str(material["public_id"])
     created = material["created_at"]

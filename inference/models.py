@@ -75,7 +75,7 @@ class Prediction(models.Model):
     cpu_ms = models.FloatField(null=True, blank=True)
     # The features whose missing value the model's "impute" policy filled in (their logged
     # value is the imputed one), so monitoring counts them as missing. Null on rows logged
-    # before it: unknown, not "none imputed". In the row hash when set (log.row_material).
+    # before it: unknown, not "none imputed". In the row hash when not empty (log.row_material).
     imputed = models.JSONField(null=True, blank=True)
     batch = models.ForeignKey("BatchJob", on_delete=models.PROTECT, null=True, blank=True,
                               related_name="predictions", db_index=False,

@@ -376,14 +376,16 @@ def score_rows(*, model: RegisteredModel, version: ModelVersion, checked: list[C
             "created_at": now, "latency_ms": latency_ms,
             "batch_id": batch_pk,
             "row_index": row_indices[i] if row_indices is not None else None,
-            "imputed": c.imputed,
         }
         # log.row_hash(values) without its per-row copying and time formatting: the keys
-        # are exactly log.ROW_FIELDS and ROW_FIELDS_WHEN_SET (imputed, always a list here)
-        # and public_id is text already (tests compare the two).
+        # are exactly log.ROW_FIELDS (and imputed, log.ROW_FIELDS_WHEN_SET, when a feature
+        # was) and public_id is text already (tests compare the two).
         material = values.copy()
         material["created_at"] = created_text
+        if c.imputed:
+            material["imputed"] = c.imputed
         values["row_hash"] = sha256(_canonical(material)).hexdigest()
+        values["imputed"] = c.imputed
         values["cpu_ms"] = cpu_ms  # after the hash: not one of log.ROW_FIELDS
         out.append(ScoredRow(values, c.values, input_json, routing == Routing.REVIEW))
     return out
