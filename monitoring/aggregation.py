@@ -53,7 +53,7 @@ HOUR_ROWS_KEPT = timedelta(hours=72)  # hourly counts serve the 24-hour window o
 # reads a million ISO times in ~0.1 s): Django's per-row converters cost more than the
 # counting itself.
 _FIELDS = ("id", "version_id", "created_text", "input_text", "score", "label", "routing",
-           "ood_text", "batch_id", "latency_ms", "cpu_ms")
+           "ood_text", "batch_id", "latency_ms", "cpu_ms", "imputed_text")
 
 
 def watermark() -> int:
@@ -103,7 +103,8 @@ def _settled_rows(after: int, limit: int, cutoff: datetime) -> tuple[list[tuple]
     rows = list(Prediction.objects.filter(id__gt=after).order_by("id")
                 .annotate(created_text=Cast("created_at", TextField()),
                           input_text=Cast("input", TextField()),
-                          ood_text=Cast("ood", TextField()))
+                          ood_text=Cast("ood", TextField()),
+                          imputed_text=Cast("imputed", TextField()))
                 .values_list(*_FIELDS)[:limit])
     times = epoch_seconds([r[2] for r in rows])
     young = np.flatnonzero(times > cutoff.timestamp())
@@ -191,6 +192,7 @@ def _count_version(info: _VersionInfo, group: list[tuple], times: np.ndarray,
     cpu = np.fromiter((np.nan if r[10] is None else r[10] for r in rows), dtype=float, count=n)
     measured = ~np.isnan(cpu)
     has_input = np.fromiter((r[3] is not None for r in rows), dtype=bool, count=n)
+    unknown_imputed = np.fromiter((r[11] is None for r in rows), dtype=bool, count=n)
     score_ids = stats.score_bin(scores)
     latency_ids = stats.latency_bin(latency)
     label_names, label_ids = np.unique(np.array([r[5] for r in rows], dtype=object).astype(str),
@@ -214,6 +216,7 @@ def _count_version(info: _VersionInfo, group: list[tuple], times: np.ndarray,
         reviews, oods, inputs = per_bucket(review), per_bucket(flagged), per_bucket(has_input)
         latency_sum = per_bucket(weights=latency)
         cpu_sum, cpu_rows = per_bucket(measured, weights=cpu), per_bucket(measured)
+        unrecorded = per_bucket(has_input & unknown_imputed)
         score_counts = grid(score_ids, stats.SCORE_BINS)
         score_sums = grid(score_ids, stats.SCORE_BINS, weights=scores)
         labels = grid(label_ids, len(label_names))
@@ -229,6 +232,7 @@ def _count_version(info: _VersionInfo, group: list[tuple], times: np.ndarray,
             row["latency_ms_sum"] += float(latency_sum[b])
             row["cpu_ms_sum"] += float(cpu_sum[b])
             row["cpu_rows"] += int(cpu_rows[b])
+            row["imputation_unrecorded"] += int(unrecorded[b])
             row["score_counts"] += score_counts[b]
             row["score_sums"] += score_sums[b]
             for j in np.flatnonzero(labels[b]):
@@ -243,6 +247,7 @@ def _count_version(info: _VersionInfo, group: list[tuple], times: np.ndarray,
         return
     texts = [r[3] for r in rows if r[3] is not None]
     inputs = orjson.loads(("[" + ",".join(texts) + "]").encode()) if texts else []
+    imputed = _imputed_masks([r[11] for r in rows if r[3] is not None])
     present = {period: (starts, index[has_input], keep)
                for period, (starts, index, keep) in buckets.items()}
     numeric = _numeric_matrix(info.layouts, inputs)
@@ -252,6 +257,8 @@ def _count_version(info: _VersionInfo, group: list[tuple], times: np.ndarray,
             bins, missing = layout.bin_numbers(numeric[1][:, numeric[0][name]])
         else:
             bins, missing = layout.bin_values([d.get(name) for d in inputs])
+        if name in imputed:  # logged with its imputed value: a missing value all the same
+            missing = missing | imputed[name]
         for period, (starts, index, keep) in present.items():
             k = len(starts)
             counted = np.bincount(index[~missing] * layout.size + bins[~missing],
@@ -265,6 +272,20 @@ def _count_version(info: _VersionInfo, group: list[tuple], times: np.ndarray,
                 else:
                     entry[0] = entry[0] + counted[b]
                     entry[1] += int(misses[b])
+
+
+def _imputed_masks(texts: list[str | None]) -> dict[str, np.ndarray]:
+    """Per feature named in any row's ``imputed`` (its text; null on rows logged before
+    it was recorded, "[]" when nothing was imputed): which rows had it imputed."""
+    masks: dict[str, np.ndarray] = {}
+    for i, text in enumerate(texts):
+        if text is None or text == "[]":
+            continue
+        for name in orjson.loads(text):
+            if name not in masks:
+                masks[name] = np.zeros(len(texts), dtype=bool)
+            masks[name][i] = True
+    return masks
 
 
 def _numeric_matrix(layouts: list[FeatureLayout], inputs: list[dict]):
@@ -295,7 +316,7 @@ def _version_row(version_rows: dict, vid: int, period: str, start: float) -> dic
         row = version_rows[key] = {
             "predictions": 0, "singles": 0, "batch_rows": 0, "routed_to_review": 0, "ood": 0,
             "inputs_unavailable": 0, "testing": 0, "latency_ms_sum": 0.0,
-            "cpu_ms_sum": 0.0, "cpu_rows": 0,
+            "cpu_ms_sum": 0.0, "cpu_rows": 0, "imputation_unrecorded": 0,
             "score_counts": np.zeros(stats.SCORE_BINS, dtype=np.int64),
             "score_sums": np.zeros(stats.SCORE_BINS), "labels": defaultdict(int),
             "ood_codes": defaultdict(int), "latency_counts": defaultdict(int)}
@@ -303,7 +324,7 @@ def _version_row(version_rows: dict, vid: int, period: str, start: float) -> dic
 
 
 _SUMMED = ("predictions", "singles", "batch_rows", "routed_to_review", "ood",
-           "inputs_unavailable", "testing", "cpu_rows")
+           "inputs_unavailable", "testing", "cpu_rows", "imputation_unrecorded")
 
 
 def _add_dict(stored: dict, new: dict) -> dict:

@@ -204,8 +204,10 @@ def _baseline_counts(version_id: int, start: datetime, end: datetime) -> Counts:
 
 # -- one window ---------------------------------------------------------------------------
 
-def feature_drift(layout: FeatureLayout, entry: list | None, thresholds: dict) -> dict:
-    """PSI, the test chosen by the feature's type, missing values and a status."""
+def feature_drift(layout: FeatureLayout, entry: list | None, thresholds: dict, *,
+                  unrecorded: int = 0) -> dict:
+    """PSI, the test chosen by the feature's type, missing values and a status.
+    ``unrecorded``: rows of the window whose log does not say what was imputed."""
     counts = entry[0] if entry else np.zeros(layout.size)
     missing = int(entry[1]) if entry else 0
     n = int(counts.sum())
@@ -226,6 +228,12 @@ def feature_drift(layout: FeatureLayout, entry: list | None, thresholds: dict) -
                                           f"{test.test.upper()} test does not reject "
                                           f"(p = {p:.3f} ≥ {thresholds['p_value']})")
     increase = (live_missing - layout.training_missing_rate) if live_missing is not None else None
+    # Rows logged before Prediction.imputed (inference 0012) carry an imputed value as a
+    # value: an imputed feature's missing values among them are not known.
+    note = (f"{unrecorded} of the {seen} predictions were logged before imputed features "
+            "were recorded (inference 0012): an imputed value there counts as a value, so "
+            "the missing rate is a lower bound"
+            if layout.imputed and unrecorded and seen else "")
     return {
         "feature": layout.name, "kind": layout.kind, "type": layout.schema_type, "n": n,
         "psi": stats.finite_or_none(value), "test": test.test,
@@ -233,7 +241,7 @@ def feature_drift(layout: FeatureLayout, entry: list | None, thresholds: dict) -
         "approximate": test.approximate, "test_note": test.note, "status": status,
         "verdict": verdict, "missing": missing, "missing_rate": stats.finite_or_none(live_missing),
         "training_missing_rate": layout.training_missing_rate,
-        "missing_increase": stats.finite_or_none(increase),
+        "missing_increase": stats.finite_or_none(increase), "missing_note": note,
         "missing_status": (status_of(increase, "missing_rate_increase", thresholds)
                            if seen >= thresholds["min_predictions"] and increase is not None
                            else Status.NO_DATA),
@@ -454,7 +462,8 @@ def window_figures(window: Window, ctx: Context, *, detail: bool = True) -> dict
     """Every figure of one window, as plain values (the API's and the page's shape)."""
     counts = ctx.store.counts(window)
     t = ctx.thresholds
-    drift = [feature_drift(layout, counts.features.get(layout.name), t) for layout in ctx.layouts]
+    drift = [feature_drift(layout, counts.features.get(layout.name), t,
+                           unrecorded=counts.imputation_unrecorded) for layout in ctx.layouts]
     n = counts.predictions
     last_day = (window.end - timedelta(microseconds=1)).date()
     rejected = sum(c for day, _code, c in ctx.rejections
@@ -585,7 +594,8 @@ def _health_row(key: str, figures: dict, t: dict) -> dict:
             value, status, feature = top["missing_increase"], top["missing_status"], \
                 top["feature"]
             evidence = (f"{top['feature']}: {top['missing_rate']:.1%} live vs "
-                        f"{top['training_missing_rate']:.1%} in training")
+                        f"{top['training_missing_rate']:.1%} in training"
+                        + (f"; {top['missing_note']}" if top.get("missing_note") else ""))
     elif key == "cost_per_1000":
         d = figures["cost"]
         value, status = d["per_1000"], d["status"]

@@ -12,7 +12,7 @@ on, so counts accumulated over months always line up bin for bin.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -34,6 +34,9 @@ class FeatureLayout:
     edges: tuple[float, ...] = ()
     categories: tuple[str, ...] = ()
     index: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+    # The schema's missing-value policy is "impute": a missing value is logged as the
+    # imputed one, and the row's Prediction.imputed names the feature.
+    imputed: bool = False
 
     @property
     def bins(self) -> int:
@@ -103,7 +106,7 @@ def feature_layouts(version: ModelVersion) -> list[FeatureLayout]:
         column = columns.get(name) or {}
         layout = _layout(name, kind, column)
         if layout is not None:
-            layouts.append(layout)
+            layouts.append(replace(layout, imputed=feature.get("missing") == "impute"))
     return layouts
 
 

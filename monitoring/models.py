@@ -62,6 +62,10 @@ class VersionCounts(models.Model):
     # Measured CPU time (Prediction.cpu_ms) of the live rows that have it, and how many do.
     cpu_ms_sum = models.FloatField(default=0.0)
     cpu_rows = models.PositiveBigIntegerField(default=0)
+    # Live rows counted from their raw input whose log does not record which features were
+    # imputed (Prediction.imputed is null: logged before inference 0012): an imputed value
+    # there counts as a value, so an imputed feature's missing rate is a lower bound.
+    imputation_unrecorded = models.PositiveBigIntegerField(default=0)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["version", "period", "start"],

@@ -92,6 +92,7 @@ class Counts:
     latency_ms_sum: float = 0.0
     cpu_ms_sum: float = 0.0  # measured CPU time of the cpu_rows rows that have it
     cpu_rows: int = 0
+    imputation_unrecorded: int = 0  # rows counted whose log does not say what was imputed
     score_counts: np.ndarray = field(default_factory=lambda: np.zeros(stats.SCORE_BINS))
     score_sums: np.ndarray = field(default_factory=lambda: np.zeros(stats.SCORE_BINS))
     labels: dict = field(default_factory=lambda: defaultdict(int))
@@ -102,7 +103,7 @@ class Counts:
 
 
 _SUMMED = ("predictions", "singles", "batch_rows", "routed_to_review", "ood",
-           "inputs_unavailable", "testing", "cpu_rows")
+           "inputs_unavailable", "testing", "cpu_rows", "imputation_unrecorded")
 
 
 class CountStore:
