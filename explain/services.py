@@ -199,7 +199,7 @@ def _job_for(*, kind: str, version: ModelVersion, input_sha256: str, method: str
         with transaction.atomic():
             job = ExplanationJob.objects.create(
                 parameters=parameters, input=normalize_json(inputs) if inputs is not None
-                else None, queue=explain_queue(), progress_total=0,
+                else None, queue=explain_queue(kind=kind, method=method), progress_total=0,
                 requested_by=user if getattr(user, "is_authenticated", False) else None, **key)
             transaction.on_commit(lambda: enqueue(job.pk, job.queue))
     except IntegrityError:  # created concurrently: join it
@@ -209,9 +209,22 @@ def _job_for(*, kind: str, version: ModelVersion, input_sha256: str, method: str
     return job
 
 
-def explain_queue() -> str:
-    """Explanation jobs run on CPU; the default queue."""
-    return "default"
+def explain_queue(*, kind: str = JobKind.PREDICTION, method: str = Method.SHAP) -> str:
+    """The Celery queue of explanation work: ``gpu`` for SHAP of inputs (a job's one
+    input, a batch's rows) when a GPU worker is configured (ATTEST_GPU_QUEUE_ENABLED),
+    ``default`` otherwise and for LIME and a version's figures, whose time goes to LIME's
+    sampling, which an accelerator does not speed up.
+
+    What runs there is the same code, so the values are the same on either queue: on a
+    worker with an accelerator the model-agnostic path's model calls of an ONNX version
+    go through onnxruntime's CUDA provider (``registry.runtime.onnx_providers``); TreeSHAP
+    and LinearSHAP run on that worker's CPU (shap's GPU tree explainer needs a CUDA build
+    of shap, which the image does not install), and the queue keeps their long runs off
+    the default workers.
+    """
+    if not getattr(settings, "ATTEST_GPU_QUEUE_ENABLED", False):
+        return "default"
+    return "gpu" if method == Method.SHAP and kind == JobKind.PREDICTION else "default"
 
 
 # -- running jobs --------------------------------------------------------------------------
