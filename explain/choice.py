@@ -74,6 +74,9 @@ FIDELITY_ROWS = 200
 # TreeSHAP's time per unit of leaves × depth², measured by bench/explain.py on two busy
 # cores (docs/performance.md, "Explanations"); it only decides inline or worker.
 TREE_NS_PER_UNIT = 5.0
+# LinearExplainer's time per row: one dot product (bench/explain.py: 0.004 ms a row on
+# 30 features; doubled for headroom). Only used to bound a batch's explaining work.
+LINEAR_MS_PER_ROW = 0.01
 
 
 def _qualname(obj: Any) -> str:
@@ -95,6 +98,16 @@ class Choice:
     sign: float = 1.0  # log-odds of the positive class = sign * decision_function
     explainer: Any = None  # the shap TreeExplainer, built once
     linear: dict = field(default_factory=dict)  # background sha256 -> LinearExplainer
+
+
+def estimated_ms_per_row(choice: Choice) -> float | None:
+    """The explainer's estimated time per row: the trees' estimate, the linear constant;
+    None for the model-agnostic explainer (its cost is not bounded by an estimate)."""
+    if choice.kind == ExplainerKind.TREE:
+        return float(choice.cost["estimated_ms_per_row"])
+    if choice.kind == ExplainerKind.LINEAR:
+        return LINEAR_MS_PER_ROW
+    return None
 
 
 def inline_budget_ms() -> float:

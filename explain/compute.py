@@ -13,16 +13,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 
 from core.errors import ValidationFailed
 from core.hashing import sha256_json
 from registry.loading import version_model_load
 from registry.models import ModelVersion
 
-from .choice import Choice, explainer_choose
+from .choice import Choice, estimated_ms_per_row, explainer_choose
 from .limetab import DEFAULT_SAMPLES, lime_handle
 from .models import BackgroundSource, ExplainerKind, Method, Units
-from .shapley import ShapRows, shap_rows
+from .shapley import ExactExplainerFailed, ShapRows, shap_rows
 from .space import FeatureSpace, background_for, positive_index, positive_proba_fn
 
 CONVERSION = "probability = 1 / (1 + exp(-log_odds))"
@@ -102,6 +103,15 @@ def shap_content(version: ModelVersion, space: FeatureSpace, rows: ShapRows, i: 
     return content
 
 
+def shap_background(version: ModelVersion, space: FeatureSpace, kind: str) -> tuple[str, str]:
+    """(background source, its sha256) of a SHAP explanation by explainer ``kind``: the
+    trees need none (their own training coverage), the others use the version's set."""
+    if kind == ExplainerKind.TREE:
+        return BackgroundSource.TREE_PATHS, ""
+    background = background_for(version, space)
+    return background.source, background.sha256
+
+
 def _check_input(version: ModelVersion, space: FeatureSpace, inputs: dict) -> np.ndarray:
     if not isinstance(inputs, dict):
         raise ValidationFailed("The input to explain must be an object of feature values.",
@@ -130,11 +140,7 @@ def explanation_compute(*, version: ModelVersion, inputs: dict, method: str,
                          choice=choice)
         content = shap_content(version, space, rows, 0)
         exact = rows.kind in (ExplainerKind.TREE, ExplainerKind.LINEAR)
-        if rows.kind == ExplainerKind.TREE:
-            source, sha = BackgroundSource.TREE_PATHS, ""
-        else:
-            background = background_for(version, space)
-            source, sha = background.source, background.sha256
+        source, sha = shap_background(version, space, rows.kind)
         return Computed(method=Method.SHAP, explainer=rows.kind, reason=rows.reason,
                         units=rows.units, content=content, values=values,
                         background_source=source, background_sha256=sha,
@@ -192,3 +198,101 @@ class _LazyBackground:
         if self._made is None:
             self._made = background_for(self._version, self._space)
         return getattr(self._made, name)
+
+
+# -- many inputs at once (a batch job's "explain all rows") -----------------------------------
+
+# The explainers a batch may ask for: exact, cheap per row, their cost estimated up front.
+FAST_KINDS = (ExplainerKind.TREE, ExplainerKind.LINEAR)
+
+
+def batch_explain_budget_seconds() -> float:
+    return float(getattr(settings, "ATTEST_BATCH_EXPLAIN_MAX_SECONDS", 1800.0))
+
+
+def explanation_rows_plan(*, version: ModelVersion, method: Any, rows: int) -> dict:
+    """What explaining ``rows`` inputs of ``version`` will take, or ValidationFailed.
+
+    1. Only SHAP: LIME takes about half a second a row and its weights do not add up.
+    2. Only the exact fast explainers (tree, linear); the model-agnostic one (ONNX,
+       categorical inputs, other estimators) is refused with the reason it was chosen.
+    3. The explainer's estimated time per row times the rows must stay within
+       ATTEST_BATCH_EXPLAIN_MAX_SECONDS of a worker's time.
+    """
+    if method != Method.SHAP:
+        raise ValidationFailed("explain must be 'shap' (SHAP contributions of every row); "
+                               "LIME is offered per prediction only.", code="invalid",
+                               field="explain")
+    choice = explainer_choose(version=version)
+    ms = estimated_ms_per_row(choice)
+    if choice.kind not in FAST_KINDS or ms is None:
+        raise ValidationFailed(
+            "Explaining every row needs an exact fast explainer (tree or linear SHAP); this "
+            f"version gets the {ExplainerKind(choice.kind).label}: {choice.reason} Explain "
+            "single predictions instead.", code="explainer_not_fast", field="explain",
+            extra={"explainer": choice.kind})
+    seconds = ms * rows / 1000
+    budget = batch_explain_budget_seconds()
+    if seconds > budget:
+        raise ValidationFailed(
+            f"Explaining {rows:,} rows would take about {seconds:,.0f} s of a worker's time "
+            f"({ms:g} ms a row, {choice.reason}), over the {budget:,.0f} s allowed for one "
+            "batch (ATTEST_BATCH_EXPLAIN_MAX_SECONDS). Split the file, or submit it without "
+            "explanations.", code="explain_too_costly", field="explain",
+            extra={"estimated_seconds": float(f"{seconds:.3g}"), "budget_seconds": budget})
+    return {"method": Method.SHAP, "explainer": choice.kind, "reason": choice.reason,
+            "units": choice.units, "estimated_ms_per_row": ms,
+            "estimated_seconds": float(f"{seconds:.3g}")}
+
+
+def contribution_columns(version: ModelVersion) -> list[str]:
+    """The result file's columns of a batch explained with SHAP: the base value, one
+    contribution per feature in schema order (``shap_<feature>``), the model's output they
+    add up to (unrounded, in their units: the score column is rounded, and log-odds are
+    not a probability), then the units."""
+    return ["shap_base_value", *(f"shap_{f['name']}" for f in version.input_schema),
+            "shap_output", "shap_units"]
+
+
+@dataclass
+class RowsComputed:
+    """SHAP of many inputs: per row the base value and one contribution per feature
+    (schema order), adding up to ``output``, and what produced them."""
+
+    explainer: str
+    reason: str
+    units: str
+    base: np.ndarray
+    values: np.ndarray
+    output: np.ndarray
+    residual: float
+    provenance: dict
+
+
+def explanation_rows_compute(*, version: ModelVersion, rows: list[dict]) -> RowsComputed:
+    """SHAP contributions of ``rows`` (validated inputs) by the path one input takes
+    (``shap_rows`` with the version's explainer), on one matrix; the exact explainer
+    only: one that fails or does not add up raises ValidationFailed rather than falling
+    back to the permutation explainer (whose cost and units the batch was not planned
+    for)."""
+    started = time.perf_counter()
+    space = FeatureSpace.of(version)
+    choice = explainer_choose(version=version)
+    if choice.kind not in FAST_KINDS:
+        raise ValidationFailed(f"No exact fast explainer for this version: {choice.reason}",
+                               code="explainer_not_fast", field="explain")
+    try:
+        shap = shap_rows(version, space, space.encode(rows), _LazyBackground(version, space),
+                         seed=0, choice=choice, fallback=False)
+    except ExactExplainerFailed as exc:
+        raise ValidationFailed(str(exc), code="explanation_not_additive",
+                               field="explain") from None
+    source, sha = shap_background(version, space, shap.kind)
+    provenance = {"method": Method.SHAP, "explainer": shap.kind, "reason": shap.reason,
+                  "units": shap.units, "parameters": shap.parameters,
+                  "background_source": source, "background_sha256": sha,
+                  "library_versions": library_versions(),
+                  "compute_ms": round((time.perf_counter() - started) * 1000, 3)}
+    return RowsComputed(explainer=shap.kind, reason=shap.reason, units=shap.units,
+                        base=shap.base, values=shap.values, output=shap.output,
+                        residual=shap.residual, provenance=provenance)

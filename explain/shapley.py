@@ -184,10 +184,28 @@ def permutation_rows(version: ModelVersion, space: FeatureSpace, matrix: np.ndar
                                 "background_rows": len(masked), "seed": seed})
 
 
+class ExactExplainerFailed(Exception):
+    """The exact explainer failed or did not add up, and no fallback was wanted."""
+
+
 def shap_rows(version: ModelVersion, space: FeatureSpace, matrix: np.ndarray,
-              background: Background, *, seed: int, choice: Choice | None = None) -> ShapRows:
-    """SHAP values of ``matrix``'s rows (schema order, encoded) for ``version``."""
+              background: Background, *, seed: int, choice: Choice | None = None,
+              fallback: bool = True) -> ShapRows:
+    """SHAP values of ``matrix``'s rows (schema order, encoded) for ``version``.
+
+    Without ``fallback`` an exact explainer that fails or does not add up raises
+    ``ExactExplainerFailed`` instead of handing the rows to the permutation explainer
+    (a batch: its cost was bounded, and its units fixed, by the exact one).
+    """
     choice = choice or explainer_choose(version=version)
+
+    def instead(problem: str) -> ShapRows:
+        if not fallback:
+            raise ExactExplainerFailed(f"{choice.reason} {problem}.")
+        return permutation_rows(version, space, matrix, background, seed=seed,
+                                reason=f"{choice.reason} {problem}, so the permutation "
+                                       "explainer ran instead.")
+
     if choice.kind in (ExplainerKind.TREE, ExplainerKind.LINEAR):
         coefficients = None
         try:
@@ -200,16 +218,13 @@ def shap_rows(version: ModelVersion, space: FeatureSpace, matrix: np.ndarray,
             residual = float(np.max(np.abs(base + values.sum(axis=1) - output))) if len(
                 matrix) else 0.0
         except (ValueError, TypeError, IndexError) as exc:
-            return permutation_rows(version, space, matrix, background, seed=seed,
-                                    reason=f"{choice.reason} It failed on this input "
-                                           f"({exc.__class__.__name__}), so the permutation "
-                                           "explainer ran instead.")
+            return instead(f"It failed on this input ({exc.__class__.__name__})")
         if not np.isfinite(residual) or residual > ADDITIVITY_TOLERANCE:
-            return permutation_rows(version, space, matrix, background, seed=seed,
-                                    reason=f"{choice.reason} Its values did not add up to the "
-                                           f"model's output (residual {residual:.2e}), so the "
-                                           "permutation explainer ran instead.")
+            return instead("Its values did not add up to the model's output "
+                           f"(residual {residual:.2e})")
         return ShapRows(kind=choice.kind, reason=choice.reason, units=choice.units, base=base,
                         values=values, output=output, residual=residual, parameters=params,
                         coefficients=coefficients)
+    if not fallback:
+        raise ExactExplainerFailed(choice.reason)
     return permutation_rows(version, space, matrix, background, seed=seed, reason=choice.reason)

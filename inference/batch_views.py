@@ -40,6 +40,13 @@ class BatchUploadForm(forms.Form):
         "log, and deleted with those files under the model's retention. Any other column "
         "that is not an input of the model is refused.")
 
+    explain = forms.ChoiceField(
+        required=False, label="Explain every row",
+        choices=[("", "No"), ("shap", "SHAP contributions of every row")],
+        help_text="Adds one column per feature to the result file (shap_<feature>, with the "
+        "base value and units): how much each value moved that row's output. Offered for "
+        "tree and linear models within the time budget; otherwise the form says why.")
+
     def __init__(self, *args, owner: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         if not owner:
@@ -61,7 +68,8 @@ def model_batches(request, model):
                                            upload=form.cleaned_data["file"],
                                            version_number=form.cleaned_data.get("version"),
                                            passthrough_columns=form.cleaned_data.get(
-                                               "passthrough_columns"))
+                                               "passthrough_columns"),
+                                           explain=form.cleaned_data.get("explain") or None)
             except PermissionDenied:
                 raise
             except ApplicationError as exc:

@@ -260,6 +260,14 @@ class BatchJob(models.Model):
     # log. Their values live only in the stored input, result and error files, which the
     # retention purge deletes together (batches.batch_inputs_purge).
     passthrough_columns = models.JSONField(default=list, blank=True)
+    # "Explain all rows" (inference/batches/explaining.py): the method asked for at upload
+    # ("shap" or empty), per chunk its contributions' stored part ({"<chunk>": {key, sha256,
+    # rows, explainer, units, background_sha256, library_versions}}, written in the chunk's
+    # transaction), and at the end what was computed (method, explainer, units, library
+    # versions, background hash, rows), recorded with BATCH_FINISHED.
+    explain = models.CharField(max_length=8, blank=True)
+    explain_parts = models.JSONField(default=dict, blank=True)
+    explanation = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -389,7 +389,8 @@ ATTEST_MONITORING_CPU_HOUR_PRICE = env_float("ATTEST_MONITORING_CPU_HOUR_PRICE",
                                              minimum=0.0, maximum=1000.0)
 # Batch jobs: rows of a job's first chunk and the seconds of work each later chunk is
 # sized to (one transaction each; progress advances per chunk; 0 s keeps the first size),
-# the GPU queue for ONNX versions, and when a job without progress is resumed.
+# the GPU queue (ONNX versions' batches; SHAP explanation jobs and explained batches,
+# explain.services.explain_queue), and when a job without progress is resumed.
 ATTEST_BATCH_CHUNK_ROWS = env_int("ATTEST_BATCH_CHUNK_ROWS", 5000, minimum=100)
 ATTEST_BATCH_CHUNK_SECONDS = env_float("ATTEST_BATCH_CHUNK_SECONDS", 1.0, minimum=0.0,
                                         maximum=60.0)
@@ -403,6 +404,10 @@ ATTEST_BATCH_STALE_SECONDS = env_int("ATTEST_BATCH_STALE_SECONDS", 120, minimum=
 # process rather than inside the request (tests turn it off).
 ATTEST_EXPLAIN_INLINE_MS = env_float("ATTEST_EXPLAIN_INLINE_MS", 25.0, minimum=0.0,
                                      maximum=10000.0)
+# A batch may ask for the SHAP contributions of every row (tree or linear explainers) when
+# their estimated time (explain.choice) is at most this many seconds of a worker's time.
+ATTEST_BATCH_EXPLAIN_MAX_SECONDS = env_float("ATTEST_BATCH_EXPLAIN_MAX_SECONDS", 1800.0,
+                                             minimum=0.0, maximum=86400.0)
 ATTEST_EXPLAIN_STALE_SECONDS = env_int("ATTEST_EXPLAIN_STALE_SECONDS", 120, minimum=30)
 ATTEST_EXPLAIN_EAGER_THREAD = env_bool("ATTEST_EXPLAIN_EAGER_THREAD", True)
 # A submitted version's global importance and explanation reliability are computed in the

@@ -19,7 +19,7 @@ from ..batches import files
 from ..models import BatchJob
 from ..tasks import batch_enqueue, batch_resume_embedded
 
-FORM_FIELDS = {"file", "version", "file_format", "passthrough_columns"}
+FORM_FIELDS = {"file", "version", "file_format", "passthrough_columns", "explain"}
 
 
 def batch_as_dict(job: BatchJob, request) -> dict:
@@ -32,6 +32,7 @@ def batch_as_dict(job: BatchJob, request) -> dict:
         "status": job.status, "cancel_requested": job.cancel_requested,
         "file_name": job.file_name, "file_format": job.file_format,
         "passthrough_columns": list(job.passthrough_columns),
+        "explain": job.explain or None, "explanation": job.explanation or None,
         "files_purged": job.files_purged,
         "input_sha256": job.input_sha256, "input_size": job.input_size,
         "chunk_size": job.chunk_size, "chunk_seconds": job.chunk_seconds or None,
@@ -70,6 +71,13 @@ BatchRequest = inline_serializer(name="BatchRequest", fields={
         "deleted with the files under the model's retention. Repeat the field, or give one "
         "comma-separated value; a column that is neither a feature nor named here is "
         "refused"),
+    "explain": serializers.ChoiceField(
+        choices=["shap"], required=False,
+        help_text="'shap': the SHAP contributions of every scored row as result columns "
+        "(shap_base_value, shap_<feature>, shap_output, shap_units; base value + "
+        "contributions = shap_output, the model's output in those units). Only for versions "
+        "with an exact fast explainer (tree or linear) and within the estimated-time budget; "
+        "otherwise a 400 says why"),
 })
 
 
@@ -109,7 +117,8 @@ class BatchListView(AttestAPIView):
                                    upload=request.FILES.get("file"),
                                    version_number=request.data.get("version"),
                                    file_format=request.data.get("file_format") or None,
-                                   passthrough_columns=_passthrough(request.data))
+                                   passthrough_columns=_passthrough(request.data),
+                                   explain=request.data.get("explain") or None)
         body = batch_as_dict(job, request)
         return Response(body, status=status.HTTP_202_ACCEPTED,
                         headers={"Location": body["links"]["self"]})

@@ -4,7 +4,9 @@ Modules: ``jobs`` (submit, read, cancel, resume stale jobs, purge the files), ``
 (claim a job, run its time-sized chunks, finish it, summarise failures), ``logwrite``
 (a chunk's rows into the prediction log: COPY on PostgreSQL, bulk_create elsewhere, the
 model's chain head locked first) and ``files`` (reading the input, writing the result
-and error files with the pass-through columns, the stored files).
+and error files with the pass-through columns, the stored files) and ``explaining``
+("explain all rows": the explain app's SHAP of each chunk's scored rows, stored per chunk
+and joined into the result file as ``shap_*`` columns).
 
 The request that uploads the file checks it (format, encoding, ragged rows,
 the header against the version's schema, the broker), stores it and writes a

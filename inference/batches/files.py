@@ -457,12 +457,19 @@ class _PassedThrough:
 def _write_results(job: BatchJob, passed: _PassedThrough | None = None) -> tuple[str, str]:
     def write(out) -> None:
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow((*job.passthrough_columns, *RESULT_HEADER) if passed else RESULT_HEADER)
+        header: tuple = (*job.passthrough_columns, *RESULT_HEADER) if passed else RESULT_HEADER
         rows = (Prediction.objects.filter(batch_id=job.pk).order_by("row_index")
                 .values_list(*("row_index", "public_id", "label", "score", "confidence",
                                "routing", "reason")).iterator(chunk_size=5000))
+        if job.explain:  # the contributions after the result's own columns (explaining.py)
+            from .explaining import Contributions, contribution_columns
+
+            header = (*header, *contribution_columns(job.version))
+            contributions = Contributions(job)
+            rows = ((*row, *contributions(row[0])) for row in rows)
         if passed:
             rows = ((*passed(row[0]), *row) for row in rows)
+        writer.writerow(header)
         writer.writerows(rows)
     return _spool_and_put(write, "batch-results")
 

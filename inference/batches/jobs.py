@@ -34,7 +34,7 @@ from registry.storage import spool_upload
 
 from ..models import BatchJob, BatchStatus
 from ..services import target_version
-from . import files
+from . import explaining, files
 from .files import ERROR_HEADER, RESULT_HEADER, copy_verified, put
 from .runner import (
     ACTIVE,
@@ -54,10 +54,13 @@ log = logging.getLogger(__name__)
 Enqueue = Callable[[int, str], None]
 
 
-def batch_queue_for(version: ModelVersion) -> str:
-    """``gpu`` for versions served by onnxruntime when a GPU queue is configured."""
+def batch_queue_for(version: ModelVersion, *, explain: str = "") -> str:
+    """``gpu`` for versions served by onnxruntime, and for explained batches (the explain
+    app's queue, ``explain.services.explain_queue``), when a GPU queue is configured."""
     if not getattr(settings, "ATTEST_GPU_QUEUE_ENABLED", False):
         return "default"
+    if explain and explaining.explain_queue_for(explain) == "gpu":
+        return "gpu"
     onnx = version.artifact_format == ArtifactFormat.ONNX
     serving = getattr(version, "serving_runtime", None)
     if serving is not None and getattr(serving, "batch_runtime", "") == "onnxruntime":
@@ -174,7 +177,8 @@ _PUBLISH_FAILED = ("The job could not be queued: the job queue (message broker) 
 def batch_submit(*, user, model: RegisteredModel, upload, enqueue: Enqueue,
                  version_number: Any = None, file_format: str | None = None,
                  chunk_size: int | None = None,
-                 passthrough_columns: str | Iterable[str] | None = None) -> BatchJob:
+                 passthrough_columns: str | Iterable[str] | None = None,
+                 explain: str | None = None) -> BatchJob:
     """Check an uploaded file, store it and queue a job to score it.
 
     ``enqueue(job_id, queue)`` sends the job to its worker; the callers pass
@@ -185,7 +189,10 @@ def batch_submit(*, user, model: RegisteredModel, upload, enqueue: Enqueue,
        format, strict UTF-8, no ragged rows, a header with every required feature
        and no unknown column (the pass-through columns named, a comma-separated text or a
        list, are columns of the file and not features), at least one row. Any problem is
-       a 400, nothing stored.
+       a 400, nothing stored. With ``explain`` ("shap": every row's contributions as
+       result columns) the explain app plans the work (``explaining.explain_plan``): a
+       400 naming the reason unless the version has a fast exact explainer whose
+       estimated time for these rows is within ATTEST_BATCH_EXPLAIN_MAX_SECONDS.
     3. The broker is checked (503, nothing stored, when it is down).
     4. The file is stored under its sha256; the job row and its audit event are
        written in one transaction, and ``enqueue`` is called on commit.
@@ -208,21 +215,24 @@ def batch_submit(*, user, model: RegisteredModel, upload, enqueue: Enqueue,
     path, sha256, size = spool_upload(upload, limit=settings.ATTEST_MAX_UPLOAD_BYTES)
     try:
         names, total = files.inspect(path, fmt)
+        plan = explaining.explain_plan(version=version, explain=explain, rows=total)
+        contributions = explaining.contribution_columns(version) if plan else []
         files.check_columns(version, names, passthrough=passthrough,
-                                  reserved=(*RESULT_HEADER, *ERROR_HEADER))
+                                  reserved=(*RESULT_HEADER, *ERROR_HEADER, *contributions))
         _broker_check()
         with open(path, "rb") as local:
             input_key = put(local, sha256, "batch-input")
     finally:
         os.unlink(path)
-    queue = batch_queue_for(version)
+    queue = batch_queue_for(version, explain=explain or "")
     publish: dict[str, Exception] = {}
     with transaction.atomic():
         job = BatchJob.objects.create(
             model=model, version=version, requester=user, file_name=name, file_format=fmt,
             input_sha256=sha256, input_key=input_key, input_size=size, total_rows=total,
             chunk_size=chunk_size, chunk_seconds=chunk_seconds, queue=queue,
-            passthrough_columns=passthrough)
+            passthrough_columns=passthrough, explain=plan["method"] if plan else "",
+            explanation={"planned": plan} if plan else {})
         audit_event_record(
             action=Action.BATCH_SUBMITTED, obj=job, model_id=model.pk, model_name=model.name,
             version_id=version.pk, version_label=version.label,
@@ -230,7 +240,7 @@ def batch_submit(*, user, model: RegisteredModel, upload, enqueue: Enqueue,
                      "input_sha256": sha256, "rows": total, "chunk_size": chunk_size,
                      "chunk_seconds": chunk_seconds, "queue": queue,
                      # names only: their values never leave the job's files
-                     "passthrough_columns": passthrough})
+                     "passthrough_columns": passthrough, "explain": plan})
         transaction.on_commit(lambda: _publish(enqueue, job.pk, queue, publish))
     if "error" in publish:
         raise ServiceUnavailable(_PUBLISH_FAILED, code="queue_unavailable",

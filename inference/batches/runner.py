@@ -38,7 +38,7 @@ from ..services import (
     rejection_count,
     score_rows,
 )
-from . import files
+from . import explaining, files
 from .files import Record
 from .logwrite import log_write
 
@@ -258,6 +258,7 @@ class PreparedChunk:
     failed_rows: int
     codes: Counter
     reasons: list = field(default_factory=list)  # _reasons_by_row: stored with the part
+    explained: dict | None = None  # the contributions' part (explaining.chunk_explain)
 
 
 def batch_chunk_prepare(*, job: BatchJob, index: int, records: list[Record],
@@ -297,9 +298,13 @@ def batch_chunk_prepare(*, job: BatchJob, index: int, records: list[Record],
                                       started=started, batch=job, row_indices=indices,
                                       cpu_started=cpu_started)
     part = files.error_part_put(errors) if errors else None
+    # "Explain all rows": the scored rows' SHAP contributions, part of this chunk's work
+    # (and so of its progress step and its size).
+    explained = explaining.chunk_explain(job=job, inputs=[c.values for c in valid],
+                                         row_indices=indices) if job.explain and valid else None
     return PreparedChunk(index, records[0][0] if records else 0, len(records), rows, part,
                          len({e[0] for e in errors}), _codes_by_row(errors),
-                         _reasons_by_row(errors))
+                         _reasons_by_row(errors), explained)
 
 
 def batch_chunk_commit(*, job: BatchJob, prepared: PreparedChunk) -> bool:
@@ -332,8 +337,10 @@ def batch_chunk_commit(*, job: BatchJob, prepared: PreparedChunk) -> bool:
             locked.error_parts = {**locked.error_parts,
                                   str(index): [*prepared.part, prepared.failed_rows,
                                                prepared.reasons]}
+        if prepared.explained:
+            locked.explain_parts = {**locked.explain_parts, str(index): prepared.explained}
         locked.save(update_fields=["chunks_done", "rows_done", "rows_failed", "rows_routed",
-                                   "error_parts", "updated_at"])
+                                   "error_parts", "explain_parts", "updated_at"])
     # Counted after the commit, outside the chunk's transaction, so single predictions
     # counting the same reasons never wait for a chunk; a crash right here undercounts.
     for code, n in sorted(prepared.codes.items()):
@@ -507,8 +514,12 @@ def job_finish(job_id: int, status: str, *, error: str = "", write_files: bool =
         if locked.status in FINISHED:
             return locked.status
         now = timezone.now()
+        # What was explained, from the chunks committed (the locked row's): stored with
+        # the state change and in its audit event.
+        explained = {"explanation": explaining.explanation_record(locked)} \
+            if locked.explain else {}
         BatchJob.objects.filter(pk=job_id).update(status=status, error=error, finished_at=now,
-                                                  updated_at=now, **written)
+                                                  updated_at=now, **written, **explained)
         audit_event_record(
             action=Action.BATCH_FINISHED, obj=locked, model_id=locked.model_id,
             model_name=job.model.name, version_id=locked.version_id,
@@ -518,7 +529,8 @@ def job_finish(job_id: int, status: str, *, error: str = "", write_files: bool =
                      "predictions": locked.rows_done - locked.rows_failed,
                      "rows_failed": locked.rows_failed, "rows_routed": locked.rows_routed,
                      "attempts": locked.attempts, "result_sha256": written.get("result_sha256"),
-                     "error_sha256": written.get("error_sha256"), "error": error or None})
+                     "error_sha256": written.get("error_sha256"), "error": error or None,
+                     **explained})
     return status
 
 
