@@ -136,6 +136,12 @@ def test_a_forest_batch_gets_contributions_that_add_up_to_each_rows_score(
     assert body["explain"] == "shap" and body["explanation"] == record
     assert body["progress"]["rows_done"] == 40
 
+    client = Client()
+    client.force_login(personas.clinician)
+    page = client.get(f"/batches/{job.public_id}/").content.decode()
+    assert "38 rows explained by the tree explainer, in probability" in page
+    assert "shap_output" in page
+
     submitted = AuditEvent.objects.get(action=Action.BATCH_SUBMITTED, object_id=str(job.pk))
     assert submitted.details["explain"]["explainer"] == ExplainerKind.TREE
     finished = AuditEvent.objects.get(action=Action.BATCH_FINISHED, object_id=str(job.pk))
