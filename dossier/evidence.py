@@ -25,7 +25,7 @@ from audits.chain import chain_head, verify_chain
 from audits.models import Action, AuditEvent
 from audits.reconcile import reconcile
 from explain.selectors import version_explanation_latest
-from inference.log import ROW_FIELDS, verify_prediction_log
+from inference.log import ROW_FIELDS, ROW_FIELDS_WHEN_SET, verify_prediction_log
 from inference.models import Prediction, RejectionCount
 from inference.selectors import review_stats
 from monitoring import charts
@@ -45,7 +45,7 @@ RELEASE_ACTIONS = (Action.VERSION_SUBMITTED, Action.SIGNOFF_RECORDED, Action.VER
 ENTERED_PRODUCTION = (Action.VERSION_PROMOTED, Action.VERSION_ROLLED_BACK)
 # The columns of every prediction-log row: those hashed into the row (inference.log),
 # the raw input (kept for the retention period) and the two hashes.
-LOGGED_FIELDS = (*ROW_FIELDS, "input", "row_hash", "chain_hash")
+LOGGED_FIELDS = (*ROW_FIELDS, *ROW_FIELDS_WHEN_SET, "input", "row_hash", "chain_hash")
 CARD_COHORT = re.compile(r"^#+\s*.*\b(cohort|training data|training set|dataset)\b",
                          re.IGNORECASE | re.MULTILINE)
 REDEPLOY = re.compile(r"roll ?back|redeploy|re-deploy", re.IGNORECASE)
