@@ -192,7 +192,7 @@ def write_log(registered, version, model, live: np.ndarray, names: list[str], ow
             "shadow_version_id": None, "shadow_output": None, "requester_id": owner.pk,
             "runtime": "sklearn", "created_at": when.strftime("%Y-%m-%d %H:%M:%S.%f"),
             "latency_ms": round(2 + (i % 97) / 10, 3), "cpu_ms": round(0.5 + (i % 13) / 20, 4),
-            "batch_id": None, "row_index": None,
+            "batch_id": None, "row_index": None, "imputed": "[]",  # nothing imputed
             # monitoring reads neither hash: placeholders (verify_predictions would refuse them)
             "row_hash": "0" * 64, "chain_hash": "0" * 64, "purged_at": None}
         rows.append([record[c] for c in columns])
