@@ -5,7 +5,8 @@ things of theirs belong to its flows and pages:
 
 * work that must start when a version is submitted (``explain`` computes a
   version's global importance and explanation reliability), and
-* sections of the version page and of the PI review page (their charts).
+* sections of the version page and of the PI review page (their charts), and
+* the page of a document a signature covers (a compliance dossier the IRB signed).
 
 So those apps register a callable here from their ``AppConfig.ready`` (as the
 registry registers its model directory with ``audits``), and the registry calls
@@ -25,8 +26,13 @@ SubmitHook = Callable[[Any, Any], None]
 # is "version" (the version page) or "review" (the PI/IRB review page).
 VersionSection = Callable[[Any, Any, str], dict | None]
 
+# fn(document_ref) -> the document's page (a path), or None: the link of a document
+# sign-off's document (registry.models.DOCUMENT_TYPES names the type).
+DocumentLink = Callable[[str], str | None]
+
 _submit_hooks: dict[str, SubmitHook] = {}
 _version_sections: dict[str, VersionSection] = {}
+_document_links: dict[str, DocumentLink] = {}
 
 
 def register_submit_hook(name: str, hook: SubmitHook) -> None:
@@ -51,3 +57,13 @@ def version_sections(*, request, version, page: str) -> list[dict]:
         if made:
             sections.append(made)
     return sections
+
+
+def register_document_link(document_type: str, link: DocumentLink) -> None:
+    _document_links[document_type] = link
+
+
+def document_link(*, document_type: str, document_ref: str) -> str | None:
+    """The page of a signed document, when the app holding it registered one."""
+    link = _document_links.get(document_type)
+    return link(document_ref) if link and document_ref else None

@@ -179,6 +179,22 @@ class SignoffDecision(models.TextChoices):
     REJECT = "reject", "Reject"
 
 
+class DocumentMeaning(models.TextChoices):
+    """Sign-offs of a document about a version rather than of its release.
+
+    Such a signature covers the document's sha256 besides the version's content hash. It
+    never counts towards a release policy (a policy may not list it), so it neither
+    approves nor rejects the version: ``irb_dossier_review`` does not replace
+    ``irb_approval`` for promotion.
+    """
+
+    IRB_DOSSIER_REVIEW = "irb_dossier_review", "IRB reviewed the compliance dossier"
+
+
+# What kind of document each document meaning signs (the app above that holds it links it).
+DOCUMENT_TYPES: dict[str, str] = {DocumentMeaning.IRB_DOSSIER_REVIEW: "dossier"}
+
+
 class AppendOnlyQuerySet(models.QuerySet):
     def update(self, **kwargs):
         raise TypeError("signatures are append-only")
@@ -194,6 +210,11 @@ class Signature(models.Model):
     signature means, the decision, and the content hash it is bound to. Rows are
     never changed or deleted: the model, its queryset and database triggers
     (migration 0003) refuse it.
+
+    A release sign-off (``document_sha256`` empty) covers the content hash; one per
+    meaning per version. A document sign-off (a ``DocumentMeaning``, such as the IRB's
+    review of a compliance dossier) covers a document's sha256 too, names the document
+    in ``document_ref`` (a dossier's public id) and is one per signer per document.
     """
 
     version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="signatures")
@@ -205,6 +226,10 @@ class Signature(models.Model):
     decision = models.CharField(max_length=8, choices=SignoffDecision.choices)
     comment = models.TextField(blank=True)
     content_hash = models.CharField(max_length=64)
+    # A document sign-off's document: its sha256 (what the signature covers) and its id in
+    # the app that holds it. Both empty on a release sign-off.
+    document_sha256 = models.CharField(max_length=64, blank=True, default="")
+    document_ref = models.CharField(max_length=100, blank=True, default="")
     signed_at = models.DateTimeField()
 
     objects = AppendOnlyQuerySet.as_manager()
@@ -212,7 +237,12 @@ class Signature(models.Model):
     class Meta:
         ordering = ["version", "signed_at"]
         constraints = [
-            models.UniqueConstraint(fields=["version", "meaning"], name="one_signature_per_meaning"),
+            models.UniqueConstraint(fields=["version", "meaning"],
+                                    condition=Q(document_sha256=""),
+                                    name="one_signature_per_meaning"),
+            models.UniqueConstraint(fields=["version", "meaning", "document_sha256", "signer"],
+                                    condition=~Q(document_sha256=""),
+                                    name="one_document_signature_per_signer"),
         ]
 
     def __str__(self) -> str:

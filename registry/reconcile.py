@@ -1,9 +1,13 @@
 """The registry's rows against the audit chain (registered with ``audits.reconcile``).
 
 - Every signature row against its ``release.signoff_recorded`` event: signer,
-  printed name, role, decision, the content hash it covers and its time. A
-  forged printed name, a changed decision or a row with no event is named; so
-  is a sign-off event whose row is gone.
+  printed name, role, decision, the content hash it covers and its time, and for
+  a document sign-off (the IRB's review of a dossier) the document's sha256 and
+  id. A forged printed name, a changed decision, a dossier sha256 edited to cover
+  another document or a row with no event is named; so is a sign-off event whose
+  row is gone. Release sign-offs pair with their event by (version, meaning), one
+  each; document sign-offs, several per meaning, by the signature id their event
+  records.
 - Every version's current state against the state its last event recorded
   (a draft moved into production behind the app's back), and from submit on
   its content hash against the one the submit event recorded and against the
@@ -43,21 +47,42 @@ def reconcile_registry(model_ids: set[int] | None) -> tuple[dict[str, int], list
     return {"signatures": len(signatures), "versions": len(versions)}, findings
 
 
+def _event_key(event: AuditEvent) -> tuple:
+    after = event.after or {}
+    if after.get("document_sha256"):
+        return ("document", (event.details or {}).get("signature_id"))
+    return (event.version_id, after.get("meaning"))
+
+
+def _row_key(sig: Signature) -> tuple:
+    if sig.document_sha256:
+        return ("document", sig.pk)
+    return (sig.version_id, sig.meaning)
+
+
 def _signatures(signatures: list[Signature], events, versions) -> list[Finding]:
-    recorded: dict[tuple[int, str], AuditEvent] = {}
+    recorded: dict[tuple, AuditEvent] = {}
     for event in events.filter(action=Action.SIGNOFF_RECORDED).order_by("seq"):
-        meaning = (event.after or {}).get("meaning")
-        recorded.setdefault((event.version_id, meaning), event)
+        recorded.setdefault(_event_key(event), event)
     findings = []
     for sig in signatures:
         name = f"signature {sig.pk} ({sig.meaning} on {sig.version})"
-        event = recorded.pop((sig.version_id, sig.meaning), None)
+        event = recorded.pop(_row_key(sig), None)
+        if event is None:
+            # A row whose document sha256 was set or cleared behind the app's back pairs
+            # under the other key: find its event there, so the finding names the field.
+            other = ((sig.version_id, sig.meaning) if sig.document_sha256
+                     else ("document", sig.pk))
+            event = recorded.pop(other, None)
         if event is None:
             findings.append(Finding(_SIGNATURE, str(sig.pk), name, model_id=sig.version.model_id,
                                     problem="no sign-off event records it"))
             continue
         after = event.after or {}
         problems = []
+        if event.version_id != sig.version_id:
+            problems.append(f"is on {sig.version} but the event recorded "
+                            f"{event.version_label or event.version_id}")
         # The event names the signer by username (and by actor when signed in a request).
         if after.get("signer") != sig.signer.get_username() or \
                 event.actor_id not in (None, sig.signer_id):
@@ -67,6 +92,14 @@ def _signatures(signatures: list[Signature], events, versions) -> list[Finding]:
             if after.get(attr) != getattr(sig, attr):
                 problems.append(f"{attr.replace('_', ' ')} {getattr(sig, attr)!r} but the event "
                                 f"recorded {after.get(attr)!r}")
+        if after.get("meaning") != sig.meaning:
+            problems.append(f"meaning {sig.meaning!r} but the event recorded "
+                            f"{after.get('meaning')!r}")
+        # Events of release sign-offs (and those written before documents) record neither.
+        for attr in ("document_sha256", "document_ref"):
+            if (after.get(attr) or "") != getattr(sig, attr):
+                problems.append(f"{attr.replace('_', ' ')} {getattr(sig, attr) or '(none)'!r} "
+                                f"but the event recorded {after.get(attr) or '(none)'!r}")
         if abs(event.time - sig.signed_at) > SIGNED_AT_TOLERANCE:
             problems.append(f"signed at {sig.signed_at.isoformat()} but the event is of "
                             f"{event.time.isoformat()}")
@@ -74,7 +107,8 @@ def _signatures(signatures: list[Signature], events, versions) -> list[Finding]:
                              event_seq=event.seq, problem=f"{p} (event #{event.seq})")
                      for p in problems]
     by_id = {v.pk: v for v in versions}
-    for (version_id, meaning), event in recorded.items():
+    for event in recorded.values():
+        version_id, meaning = event.version_id, (event.after or {}).get("meaning")
         version = by_id.get(version_id)
         findings.append(Finding(
             _VERSION, str(version_id), str(version or f"version {version_id}"),

@@ -9,6 +9,7 @@ even against code that forgets.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from django.contrib.auth.hashers import check_password
@@ -23,6 +24,8 @@ from core.errors import Conflict, ErrorItem, PermissionDenied, TooManyAttempts, 
 
 from . import duties, lifecycle
 from .models import (
+    DOCUMENT_TYPES,
+    DocumentMeaning,
     ModelAccessGrant,
     ModelVersion,
     RegisteredModel,
@@ -31,6 +34,7 @@ from .models import (
     VersionState,
 )
 from .roles import Capability, is_global_admin, signing_roles
+from .selectors import user_capabilities
 from .services import (
     _deny,
     _model_event_fields,
@@ -40,6 +44,7 @@ from .services import (
 )
 
 log = logging.getLogger(__name__)
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def _locked(version: ModelVersion) -> tuple[RegisteredModel, ModelVersion]:
@@ -104,31 +109,12 @@ def signoff_record(*, user, version: ModelVersion, meaning: str, decision: str, 
     """
     _require(user=user, model=version.model, capability=Capability.SIGN_RELEASE,
              what=f"sign {version}")
-    problems = []
-    if decision not in SignoffDecision.values:
-        problems.append(ErrorItem("invalid", "decision must be approve or reject.", "decision"))
-    if not isinstance(comment, str) or len(comment) > 5000:
-        problems.append(ErrorItem("invalid", "comment must be text (at most 5000 characters).",
-                                  "comment"))
-    if decision == SignoffDecision.REJECT and not (comment or "").strip():
-        problems.append(ErrorItem("required", "Say why in the comment when you reject.",
-                                  "comment"))
-    if problems:
-        raise ValidationFailed(items=problems)
-    wait = password_lock_seconds(username=user.get_username(),
-                                 address=current_actor().remote_addr)
-    if wait:  # the same lock as sign-in: wrong passwords here count there too
-        audit_event_record(action=Action.LOGIN_THROTTLED, obj=version,
-                           **_version_event_fields(version),
-                           details={"meaning": meaning, "during": "signoff"})
-        raise TooManyAttempts(f"Too many wrong passwords: signing is locked for "
-                              f"{max(1, round(wait / 60))} more minute(s).", retry_after=wait,
-                              field="password")
-    if not password or not check_password(password, user.password):
-        audit_event_record(action=Action.SIGNOFF_PASSWORD_FAILED, obj=version,
-                           **_version_event_fields(version), details={"meaning": meaning})
-        raise ValidationFailed("The password is not correct. Signing needs your own password.",
-                               code="wrong_password", field="password")
+    if meaning in DocumentMeaning.values:
+        raise ValidationFailed(f"'{meaning}' signs a document about the version, not its "
+                               "release: sign it on the document (a compliance dossier's page).",
+                               code="document_meaning", field="meaning")
+    _check_decision(decision, comment)
+    _check_password(user=user, version=version, password=password, details={"meaning": meaning})
     with transaction.atomic():
         model, fresh = _locked(version)
         if fresh.state != VersionState.IN_REVIEW:
@@ -141,7 +127,7 @@ def signoff_record(*, user, version: ModelVersion, meaning: str, decision: str, 
             raise ValidationFailed(f"'{meaning}' is not a sign-off this version's policy "
                                    f"requires ({', '.join(policy)}).",
                                    code="unknown_meaning", field="meaning")
-        if fresh.signatures.filter(meaning=meaning).exists():
+        if fresh.signatures.filter(meaning=meaning, document_sha256="").exists():
             raise Conflict(f"'{meaning}' has already been signed on this version.",
                            code="already_signed", field="meaning")
         barrier = duties.signoff_barrier(user_id=user.pk, version=fresh,
@@ -179,11 +165,168 @@ def signoff_record(*, user, version: ModelVersion, meaning: str, decision: str, 
             _transition(fresh, VersionState.REJECTED, Action.VERSION_REJECTED,
                         details={"meaning": meaning, "by": user.get_username()})
         else:
-            approved = set(fresh.signatures.filter(decision=SignoffDecision.APPROVE)
+            approved = set(fresh.signatures.filter(decision=SignoffDecision.APPROVE,
+                                                   document_sha256="")
                            .values_list("meaning", flat=True))
             if set(policy) <= approved:
                 _transition(fresh, VersionState.APPROVED, Action.VERSION_APPROVED,
                             details={"signoffs": sorted(approved)})
+    return signature
+
+
+def _check_decision(decision: str, comment: str) -> None:
+    """Every sign-off's rules: approve or reject, a comment of text, a reason to reject."""
+    problems = []
+    if decision not in SignoffDecision.values:
+        problems.append(ErrorItem("invalid", "decision must be approve or reject.", "decision"))
+    if not isinstance(comment, str) or len(comment) > 5000:
+        problems.append(ErrorItem("invalid", "comment must be text (at most 5000 characters).",
+                                  "comment"))
+    if decision == SignoffDecision.REJECT and not (comment or "").strip():
+        problems.append(ErrorItem("required", "Say why in the comment when you reject.",
+                                  "comment"))
+    if problems:
+        raise ValidationFailed(items=problems)
+
+
+def _check_password(*, user, version: ModelVersion, password: str, details: dict) -> None:
+    """The signature's second component: the signer's own password (a wrong one is
+    recorded and refused; too many lock signing as they lock sign-in)."""
+    wait = password_lock_seconds(username=user.get_username(),
+                                 address=current_actor().remote_addr)
+    if wait:  # the same lock as sign-in: wrong passwords here count there too
+        audit_event_record(action=Action.LOGIN_THROTTLED, obj=version,
+                           **_version_event_fields(version),
+                           details={**details, "during": "signoff"})
+        raise TooManyAttempts(f"Too many wrong passwords: signing is locked for "
+                              f"{max(1, round(wait / 60))} more minute(s).", retry_after=wait,
+                              field="password")
+    if not password or not check_password(password, user.password):
+        audit_event_record(action=Action.SIGNOFF_PASSWORD_FAILED, obj=version,
+                           **_version_event_fields(version), details=details)
+        raise ValidationFailed("The password is not correct. Signing needs your own password.",
+                               code="wrong_password", field="password")
+
+
+# -- document sign-offs (the IRB's review of a compliance dossier) ----------------------
+
+def document_signoff_authorize(*, user, version: ModelVersion, meaning: str) -> str:
+    """The role ``user`` would sign ``meaning`` (a DocumentMeaning) of ``version`` as.
+
+    NotFound without view_model; PermissionDenied (recorded) without sign_release, without
+    one of the meaning's signing roles (registry.roles) on the model, or for the
+    version's registrant or submitter. A caller that checks its document (the dossier
+    app) calls this first, so one who may not sign learns nothing of the document's state.
+    """
+    if meaning not in DocumentMeaning.values:
+        raise ValidationFailed(f"'{meaning}' is not a document sign-off "
+                               f"({', '.join(DocumentMeaning.values)}).",
+                               code="unknown_meaning", field="meaning")
+    what = f"sign {meaning} of {version}"
+    _require(user=user, model=version.model, capability=Capability.SIGN_RELEASE, what=what)
+    roles = _signing_roles_held(user=user, version=version, meaning=meaning)
+    if not roles:
+        raise _deny(model=version.model, capability=f"sign {meaning}", what=what,
+                    message=f"Signing '{meaning}' needs one of these roles on "
+                            f"{version.model.name}: {', '.join(sorted(signing_roles(meaning)))}.")
+    barrier = duties.own_version_barrier(user_id=user.pk, version=version)
+    if barrier is not None:
+        raise PermissionDenied(barrier[1], code=barrier[0])
+    return sorted(roles)[0]
+
+
+def may_sign_document(*, user, version: ModelVersion, meaning: str) -> bool:
+    """Whether ``user`` may sign ``meaning`` of a document of ``version`` (for pages: it
+    records nothing; ``document_signoff_record`` decides)."""
+    if meaning not in DocumentMeaning.values or version.submitted_at is None:
+        return False
+    if Capability.SIGN_RELEASE not in user_capabilities(user=user, model=version.model):
+        return False
+    return (bool(_signing_roles_held(user=user, version=version, meaning=meaning))
+            and duties.own_version_barrier(user_id=user.pk, version=version) is None)
+
+
+def _signing_roles_held(*, user, version: ModelVersion, meaning: str) -> set[str]:
+    return set(ModelAccessGrant.objects.filter(model_id=version.model_id, user=user)
+               .values_list("role", flat=True)) & signing_roles(meaning)
+
+
+def document_signoff_record(*, user, version: ModelVersion, meaning: str, decision: str,
+                            password: str, document_sha256: str, document_ref: str,
+                            comment: str = "", content_hash: str | None = None) -> Signature:
+    """Sign a document about a submitted version (a DocumentMeaning), re-entering the
+    password like every signature; the signature covers the document's sha256 and the
+    version's content hash.
+
+    The caller has proved the document (the dossier app: completed, stored bytes with
+    this sha256, rendered from this version). This service:
+
+    1. authorizes (``document_signoff_authorize``) and checks decision and comment as for
+       a release sign-off, then the password (a wrong one is recorded and refused);
+    2. under the model's lock: the version must be submitted (its content hash frozen),
+       the hash the signer saw must be its content hash, and the signer must not have
+       signed this document already (one signature per signer per document; each
+       document of a version may be signed);
+    3. writes the signature and its ``release.signoff_recorded`` event, which records
+       the document's sha256 and id, in one transaction. The version's state does not
+       change: a document sign-off is no part of the release policy.
+    """
+    document_type = DOCUMENT_TYPES.get(meaning)
+    document_signoff_authorize(user=user, version=version, meaning=meaning)
+    if not (isinstance(document_sha256, str) and _SHA256.match(document_sha256)):
+        raise ValidationFailed("The document's sha256 must be 64 lower-case hex digits.",
+                               code="invalid", field="document_sha256")
+    if not (isinstance(document_ref, str) and 0 < len(document_ref) <= 100):
+        raise ValidationFailed("The document needs an id (at most 100 characters).",
+                               code="invalid", field="document_ref")
+    _check_decision(decision, comment)
+    _check_password(user=user, version=version, password=password,
+                    details={"meaning": meaning, "document": document_type,
+                             "document_ref": document_ref, "document_sha256": document_sha256})
+    with transaction.atomic():
+        _model, fresh = _locked(version)
+        if fresh.submitted_at is None or fresh.state in (VersionState.DRAFT,
+                                                         VersionState.DISCARDED):
+            raise Conflict(f"Only a document of a submitted version can be signed: "
+                           f"{fresh} is {fresh.get_state_display().lower()}, its content hash "
+                           "not frozen.", code="not_submitted", field="state",
+                           extra={"state": fresh.state})
+        if content_hash is not None and content_hash != fresh.content_hash:
+            raise Conflict("The content hash you reviewed is not the version's content hash; "
+                           "reload the page.", code="hash_mismatch", field="content_hash",
+                           extra={"content_hash": fresh.content_hash})
+        roles = _signing_roles_held(user=user, version=fresh, meaning=meaning)
+        if not roles:  # revoked since the check above
+            raise PermissionDenied(f"Signing '{meaning}' needs one of these roles on "
+                                   f"{fresh.model.name}: "
+                                   f"{', '.join(sorted(signing_roles(meaning)))}.",
+                                   code="wrong_role")
+        role = sorted(roles)[0]
+        already = Conflict(f"You have already signed '{meaning}' of this {document_type} "
+                           f"(sha256 {document_sha256[:12]}…).", code="already_signed",
+                           field="meaning")
+        if fresh.signatures.filter(meaning=meaning, document_sha256=document_sha256,
+                                   signer=user).exists():
+            raise already
+        try:
+            with transaction.atomic():
+                signature = Signature.objects.create(
+                    version=fresh, signer=user,
+                    printed_name=(user.get_full_name() or user.get_username()).strip(),
+                    role=role, meaning=meaning, decision=decision, comment=comment.strip(),
+                    content_hash=fresh.content_hash, document_sha256=document_sha256,
+                    document_ref=document_ref, signed_at=timezone.now())
+        except IntegrityError:
+            raise already from None
+        audit_event_record(action=Action.SIGNOFF_RECORDED, obj=fresh, **_version_event_fields(fresh),
+                           after={"meaning": meaning, "decision": decision,
+                                  "signer": user.get_username(),
+                                  "printed_name": signature.printed_name, "role": signature.role,
+                                  "content_hash": signature.content_hash,
+                                  "document": document_type,
+                                  "document_ref": signature.document_ref,
+                                  "document_sha256": signature.document_sha256},
+                           reason=signature.comment, details={"signature_id": signature.pk})
     return signature
 
 

@@ -73,6 +73,9 @@ SIGNOFF_ROLES: dict[str, frozenset[str]] = {
     "pi_approval": frozenset({ModelRole.APPROVER}),
     "irb_approval": frozenset({ModelRole.IRB}),
 }
+# The IRB's review of a compliance dossier (registry.models.DocumentMeaning): signed by
+# whoever may sign the IRB's release approval.
+SIGNOFF_ROLES["irb_dossier_review"] = SIGNOFF_ROLES["irb_approval"]
 
 
 def signing_roles(meaning: str) -> frozenset[str]:

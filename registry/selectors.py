@@ -14,7 +14,14 @@ from django.db.models import Prefetch, Q, QuerySet
 
 from core.errors import NotFound, PermissionDenied
 
-from .models import DatasetVersion, ModelAccessGrant, ModelVersion, RegisteredModel
+from .extensions import document_link
+from .models import (
+    DOCUMENT_TYPES,
+    DatasetVersion,
+    ModelAccessGrant,
+    ModelVersion,
+    RegisteredModel,
+)
 from .roles import (
     ALL_CAPABILITIES,
     GLOBAL_AUDITOR_CAPABILITIES,
@@ -225,23 +232,53 @@ def model_grants(*, model: RegisteredModel) -> QuerySet[ModelAccessGrant]:
 # -- release workflow -------------------------------------------------------------------
 
 def signature_manifest(*, version: ModelVersion) -> list[dict]:
-    """Who signed what, as which role, when, and the content hash each signature binds."""
+    """Who signed what, as which role, when, and the hash each signature covers.
+
+    First the release sign-offs, one row per meaning (the policy's, pending or signed,
+    then any other signed); then the document sign-offs (the IRB's reviews of compliance
+    dossiers), oldest first, each covering its document's sha256 besides the content hash.
+    """
     required = version.signoff_policy
-    signed = {s.meaning: s for s in version.signatures.select_related("signer")}
+    signatures = list(version.signatures.select_related("signer").order_by("signed_at", "pk"))
+    signed = {s.meaning: s for s in signatures if not s.document_sha256}
     rows = []
     for meaning in required + sorted(set(signed) - set(required)):
         sig = signed.get(meaning)
-        rows.append({
-            "meaning": meaning, "required": meaning in required,
-            "status": sig.decision if sig else "pending",
-            "signer": sig.signer.get_username() if sig else None,
-            "printed_name": sig.printed_name if sig else None,
-            "role": sig.role if sig else None, "comment": sig.comment if sig else "",
-            "signed_at": sig.signed_at.isoformat() if sig else None,
-            "content_hash": sig.content_hash if sig else None,
-            "bound_to_current_content": bool(sig) and sig.content_hash == version.content_hash,
-        })
+        rows.append(_manifest_row(version, sig, meaning=meaning, required=meaning in required))
+    rows += [_manifest_row(version, sig, meaning=sig.meaning, required=False)
+             for sig in signatures if sig.document_sha256]
     return rows
+
+
+def document_signatures(*, version: ModelVersion, document_sha256: str) -> list[dict]:
+    """The manifest rows of the signatures covering one document of a version."""
+    if not document_sha256:
+        return []
+    return [_manifest_row(version, sig, meaning=sig.meaning, required=False)
+            for sig in (version.signatures.select_related("signer")
+                        .filter(document_sha256=document_sha256).order_by("signed_at", "pk"))]
+
+
+def _manifest_row(version: ModelVersion, sig, *, meaning: str, required: bool) -> dict:
+    document = bool(sig) and bool(sig.document_sha256)
+    document_type = DOCUMENT_TYPES.get(meaning, "document") if document else None
+    return {
+        "meaning": meaning, "required": required,
+        "status": sig.decision if sig else "pending",
+        "signer": sig.signer.get_username() if sig else None,
+        "printed_name": sig.printed_name if sig else None,
+        "role": sig.role if sig else None, "comment": sig.comment if sig else "",
+        "signed_at": sig.signed_at.isoformat() if sig else None,
+        "content_hash": sig.content_hash if sig else None,
+        "bound_to_current_content": bool(sig) and sig.content_hash == version.content_hash,
+        # What the signature covers: the version's content hash, or a document of it.
+        "covers": ("document" if document else "content_hash") if sig else None,
+        "document": ({"type": document_type, "ref": sig.document_ref,
+                      "sha256": sig.document_sha256,
+                      "url": document_link(document_type=document_type,
+                                           document_ref=sig.document_ref)}
+                     if document else None),
+    }
 
 
 def versions_awaiting_signoff(*, user) -> list[tuple[ModelVersion, list[str]]]:
@@ -296,7 +333,9 @@ def production_at(*, model: RegisteredModel, when) -> dict:
          "role": e.after.get("role"), "time": e.time.isoformat(), "event_seq": e.seq}
         for e in AuditEvent.objects.filter(version_id=entered.version_id,
                                            action=Action.SIGNOFF_RECORDED,
-                                           time__lte=when).order_by("seq")
+                                           time__lte=when)
+        # a review of a dossier approves no release
+        .exclude(after__has_key="document_sha256").order_by("seq")
     ]
     return {"version": entered.version_label, "since": entered.time.isoformat(),
             "via": "rollback" if entered.action == Action.VERSION_ROLLED_BACK else "promote",

@@ -34,6 +34,7 @@ from .models import (
     MODEL_NAME_VALIDATOR,
     ArtifactFormat,
     DatasetVersion,
+    DocumentMeaning,
     ModelAccessGrant,
     ModelVersion,
     RegisteredModel,
@@ -109,6 +110,11 @@ def _validate_signoffs(value: Any, *, allow_default: bool = True) -> list[str]:
     if len(set(value)) != len(value):
         raise ValidationFailed("required_signoffs lists a meaning twice.", code="invalid",
                                field="required_signoffs")
+    documents = [v for v in value if v in DocumentMeaning.values]
+    if documents:
+        raise ValidationFailed(f"{', '.join(documents)} signs a document about a version (a "
+                               "compliance dossier), not its release: a release policy cannot "
+                               "require it.", code="document_meaning", field="required_signoffs")
     if not value:
         raise ValidationFailed("A release policy needs at least one sign-off: with none, no "
                                "version could ever be approved.", code="empty_policy",
