@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.urls import reverse
 
 from .models import Dossier, DossierStatus
+from .selectors import dossier_signatures
 
 
 def dossier_as_dict(dossier: Dossier) -> dict:
@@ -12,6 +13,7 @@ def dossier_as_dict(dossier: Dossier) -> dict:
     links = {"self": reverse("api-dossier", args=[dossier.public_id])}
     if done:
         links["pdf"] = reverse("api-dossier-pdf", args=[dossier.public_id])
+        links["signoffs"] = reverse("api-dossier-signoffs", args=[dossier.public_id])
     questions = (dossier.snapshot or {}).get("questions") or []
     return {
         "id": str(dossier.public_id),
@@ -30,3 +32,9 @@ def dossier_as_dict(dossier: Dossier) -> dict:
         "error": dossier.error or None,
         "links": links,
     }
+
+
+def dossier_signoffs_as_dict(dossier: Dossier) -> dict:
+    return {"id": str(dossier.public_id), "sha256": dossier.sha256 or None,
+            "content_hash": dossier.version.content_hash, "status": dossier.status,
+            "signatures": dossier_signatures(dossier=dossier)}

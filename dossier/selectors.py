@@ -11,7 +11,7 @@ from django.db.models import Q, QuerySet
 from core.errors import NotFound, PermissionDenied
 from registry.models import ModelVersion
 from registry.roles import Capability
-from registry.selectors import model_list_for_user, user_capabilities
+from registry.selectors import document_signatures, model_list_for_user, user_capabilities
 
 from .models import Dossier
 from .services import READERS
@@ -47,3 +47,10 @@ def dossier_get_for_user(*, user, dossier_id) -> Dossier:
     if dossier is None:
         raise NotFound("No such dossier.")
     return dossier
+
+
+def dossier_signatures(*, dossier: Dossier) -> list[dict]:
+    """The signatures covering this dossier's bytes (its sha256), oldest first, as the
+    sign-off manifest states them. A dossier lists none of its own in its PDF: they come
+    after it; a later dossier of the version lists them."""
+    return document_signatures(version=dossier.version, document_sha256=dossier.sha256)

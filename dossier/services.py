@@ -1,4 +1,5 @@
-"""Writes of the dossier app: request a dossier, build it (the background job), download it.
+"""Writes of the dossier app: request a dossier, build it (the background job), download it,
+and the IRB's signature of it.
 
 The job mirrors explain's: a durable row, claimed by compare-and-set; in the embedded
 shape (Celery eager) it runs in a thread beside the request, otherwise a worker runs the
@@ -21,8 +22,9 @@ from django.utils import timezone
 
 from audits.models import Action
 from audits.services import audit_event_record
-from core.errors import NotFound, PermissionDenied
-from registry.models import ModelVersion
+from core.errors import Conflict, IntegrityFailure, NotFound, PermissionDenied
+from registry import release
+from registry.models import DocumentMeaning, ModelVersion, Signature
 from registry.roles import Capability
 from registry.selectors import user_capabilities
 from registry.storage import blob_put, blob_read_verified
@@ -258,3 +260,75 @@ def dossier_download(*, user, dossier: Dossier) -> bytes:
     audit_event_record(action=Action.DOSSIER_DOWNLOADED, obj=dossier, **_event_fields(version),
                        details={"dossier": str(dossier.public_id), "sha256": dossier.sha256})
     return data
+
+
+# -- the IRB signs a dossier ------------------------------------------------------------------
+
+REVIEW_MEANING = DocumentMeaning.IRB_DOSSIER_REVIEW
+
+
+def may_sign(*, user, dossier: Dossier) -> bool:
+    """Whether to offer this user the sign form (the service decides, and says why not)."""
+    return (dossier.status == DossierStatus.COMPLETED
+            and release.may_sign_document(user=user, version=dossier.version,
+                                          meaning=REVIEW_MEANING))
+
+
+def dossier_review_sign(*, user, dossier: Dossier, decision: str, password: str,
+                        comment: str = "", sha256: str | None = None,
+                        content_hash: str | None = None,
+                        version: ModelVersion | None = None) -> Signature:
+    """The IRB signs that it reviewed this dossier (``irb_dossier_review``).
+
+    The signature is the registry's (one concept: the version page, every later
+    dossier's sign-off manifest and the reconciler read it there); it covers the
+    dossier's sha256 besides the version's content hash. Steps:
+
+    1. NotFound for users who may not read the version's dossiers (as every dossier
+       read); PermissionDenied for readers who may not sign it (the IRB role on the
+       model, registry.roles; not the version's registrant or submitter).
+    2. The dossier must be of ``version`` when the caller names one, completed, rendered
+       from the version's content hash as it stands, have the sha256 the signer read
+       (``sha256``, when given), and its stored bytes must still have that sha256: the
+       IRB signs exactly the bytes anyone downloads. Each refusal is a Conflict (409).
+    3. The registry's ``document_signoff_record``: password re-entry, decision and
+       comment rules as for a release sign-off, one signature per IRB member per dossier,
+       written with its ``release.signoff_recorded`` event (which records the sha256) in
+       one transaction.
+
+    It does not approve the version: irb_approval stays the release's sign-off.
+    """
+    target = dossier.version
+    if not may_read(user=user, version=target):
+        raise NotFound("No such dossier.")
+    release.document_signoff_authorize(user=user, version=target, meaning=REVIEW_MEANING)
+    if version is not None and version.pk != target.pk:
+        raise Conflict(f"Dossier {dossier.public_id} is of {target}, not of {version}.",
+                       code="other_version", field="version",
+                       extra={"dossier_version": target.number})
+    if dossier.status != DossierStatus.COMPLETED:
+        raise Conflict(f"Dossier {dossier.public_id} is {dossier.get_status_display().lower()}:"
+                       " only a completed dossier can be signed.", code="not_completed",
+                       field="status", extra={"status": dossier.status})
+    rendered_from = ((dossier.snapshot or {}).get("cover") or {}).get("content_hash")
+    if rendered_from != target.content_hash:
+        raise Conflict(f"Dossier {dossier.public_id} was rendered from content hash "
+                       f"{rendered_from or '(none recorded)'}, not {target}'s "
+                       f"{target.content_hash}: generate a new dossier and sign that.",
+                       code="stale_dossier", field="content_hash",
+                       extra={"content_hash": target.content_hash})
+    if sha256 is not None and sha256 != dossier.sha256:
+        raise Conflict("The sha256 you reviewed is not this dossier's; reload its page.",
+                       code="hash_mismatch", field="sha256", extra={"sha256": dossier.sha256})
+    try:
+        blob_read_verified(dossier.storage_key, dossier.sha256)
+    except IntegrityFailure as exc:
+        log.error("dossier %s no longer has its sha256: %s", dossier.public_id, exc.message)
+        raise IntegrityFailure(f"The stored PDF of dossier {dossier.public_id} no longer has "
+                               f"its recorded sha256 {dossier.sha256[:12]}…: it cannot be "
+                               "signed (nor downloaded).", code="dossier_changed",
+                               field="sha256", extra=exc.extra) from None
+    return release.document_signoff_record(
+        user=user, version=target, meaning=REVIEW_MEANING, decision=decision,
+        password=password, comment=comment, content_hash=content_hash,
+        document_sha256=dossier.sha256, document_ref=str(dossier.public_id))

@@ -1,5 +1,5 @@
-"""The "Compliance dossier" section of the registry's version page, its Generate button and
-one dossier's page."""
+"""The "Compliance dossier" section of the registry's version page, its Generate button,
+one dossier's page and the IRB's signature of it."""
 
 from __future__ import annotations
 
@@ -7,13 +7,16 @@ from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from core.errors import ApplicationError, NotFound, PermissionDenied
 from core.pages import page_view
 from registry.selectors import version_get_for_user
 
 from . import selectors, services
+from .forms import DossierReviewForm
 from .models import ACTIVE_STATUSES
 
 page = page_view("registry:model-list")
+VISIBLE = ("decision", "comment", "password")
 SHOWN = 10
 
 
@@ -45,10 +48,49 @@ def dossier_generate(request, model, version):
 @page
 def dossier_detail(request, dossier_id):
     """One dossier: its progress while it is built (the page reloads itself until it is
-    done, so nobody has to), then its evidence instant, sha256, gaps and the download."""
+    done, so nobody has to), then its evidence instant, sha256, gaps and the download, the
+    signatures covering it and, for the IRB, the sign form."""
     dossier = selectors.dossier_get_for_user(user=request.user, dossier_id=dossier_id)
+    return _detail(request, dossier)
+
+
+def _detail(request, dossier, form: DossierReviewForm | None = None):
+    signatures = selectors.dossier_signatures(dossier=dossier)
+    signed = any(s["signer"] == request.user.get_username() for s in signatures)
+    if form is None and not signed and services.may_sign(user=request.user, dossier=dossier):
+        form = DossierReviewForm(initial={"sha256": dossier.sha256,
+                                          "content_hash": dossier.version.content_hash})
     return render(request, "dossier/detail.html", {
         "dossier": dossier, "version": dossier.version,
         "active": dossier.status in ACTIVE_STATUSES,
         "gaps": [q for q in (dossier.snapshot or {}).get("questions", [])
-                 if q.get("status") != "answered"]})
+                 if q.get("status") != "answered"],
+        "signatures": signatures, "signed_by_you": signed,
+        "review_meaning": services.REVIEW_MEANING, "sign_form": form})
+
+
+@page
+@require_POST
+def dossier_sign(request, dossier_id):
+    """The IRB signs the dossier (password re-entered); back to its page, or the page again
+    with the form's errors. A reader who may not sign is sent back with the reason."""
+    dossier = selectors.dossier_get_for_user(user=request.user, dossier_id=dossier_id)
+    form = DossierReviewForm(request.POST)
+    if form.is_valid():
+        try:
+            signature = services.dossier_review_sign(user=request.user, dossier=dossier,
+                                                     **form.cleaned_data)
+        except (NotFound, PermissionDenied):
+            raise  # the page's wrapper: 404, or back with the reason
+        except ApplicationError as exc:
+            # Next to the field the signer typed; the rest (the dossier changed, is not
+            # completed, is already signed) above the form.
+            for item in exc.items:
+                shown = item.field if item.field in VISIBLE else None
+                form.add_error(shown, item.message)
+        else:
+            messages.success(request, f"Signed: {signature.meaning} — {signature.decision}, "
+                             f"bound to dossier sha256 {signature.document_sha256[:12]}… and "
+                             f"content hash {signature.content_hash[:12]}…")
+            return redirect("dossier:detail", dossier_id=dossier.public_id)
+    return _detail(request, dossier, form)

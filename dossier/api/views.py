@@ -1,4 +1,5 @@
-"""The dossier API: request a version's dossier, list them, follow one, download its PDF."""
+"""The dossier API: request a version's dossier, list them, follow one, download its PDF,
+and the IRB's signature of it."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from rest_framework import status
 from rest_framework.response import Response
 
 from core.api import AttestAPIView, error_responses
+from core.parsers import StrictJSONParser
 from registry.selectors import version_get_for_user
 
 from .. import selectors, services
-from ..present import dossier_as_dict
+from ..present import dossier_as_dict, dossier_signoffs_as_dict
+from .serializers import DossierSignoffSerializer
 
 DOSSIER = OpenApiResponse(description="the dossier: id, status, progress {done, total, step}, "
                                       "sha256, size, evidence_at, chain_head {seq, hash}, "
@@ -62,3 +65,30 @@ class DossierPdfView(AttestAPIView):
             f'{dossier.sha256[:12]}.pdf"')
         response["X-Content-SHA256"] = dossier.sha256
         return response
+
+
+SIGNOFFS = OpenApiResponse(description="the dossier's id, sha256, the version's content hash "
+                                       "and the signatures covering the dossier (meaning, "
+                                       "status, signer, printed_name, role, signed_at, "
+                                       "content_hash, document {type, ref, sha256, url})")
+
+
+class DossierSignoffView(AttestAPIView):
+    parser_classes = [StrictJSONParser]
+
+    @extend_schema(responses={200: SIGNOFFS, **error_responses(401, 404)},
+                   summary="The signatures covering a compliance dossier")
+    def get(self, request, dossier_id):
+        dossier = selectors.dossier_get_for_user(user=request.user, dossier_id=dossier_id)
+        return Response(dossier_signoffs_as_dict(dossier))
+
+    @extend_schema(request=DossierSignoffSerializer,
+                   responses={201: SIGNOFFS, **error_responses(400, 401, 403, 404, 409, 429)},
+                   summary="The IRB signs a completed dossier (irb_dossier_review); re-enter "
+                           "your password. It does not approve the release.")
+    def post(self, request, dossier_id):
+        dossier = selectors.dossier_get_for_user(user=request.user, dossier_id=dossier_id)
+        body = DossierSignoffSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        services.dossier_review_sign(user=request.user, dossier=dossier, **body.validated_data)
+        return Response(dossier_signoffs_as_dict(dossier), status=status.HTTP_201_CREATED)

@@ -430,6 +430,19 @@ def matrix(ctx) -> list[Case]:
         Case("api-dossier-pdf", "get", f"/api/v1/dossiers/{ctx['dossier_id']}/pdf/", table(
             s200=AUDIT_READERS, s404=("clinician", "reviewer", *HIDDEN),
             s401=("anonymous",)), api=True),
+        # the IRB signs a dossier (irb_dossier_review); other readers may not (403 / back
+        # with the reason), and to those who may not read it the dossier does not exist
+        Case("dossier:sign", "post", f"/dossiers/{ctx['dossier_id']}/sign/", table(
+            ok302=("irb",), deny=("admin", "auditor", "owner", "pi"),
+            s404=("clinician", "reviewer", *HIDDEN), login=("anonymous",)),
+             data="irb-dossier-review"),
+        Case("api-dossier-signoffs", "get", f"/api/v1/dossiers/{ctx['dossier_id']}/signoffs/",
+             table(s200=AUDIT_READERS, s404=("clinician", "reviewer", *HIDDEN),
+                   s401=("anonymous",)), api=True),
+        Case("api-dossier-signoffs", "post", f"/api/v1/dossiers/{ctx['dossier_id']}/signoffs/",
+             table(s201=("irb",), s403=("admin", "auditor", "owner", "pi"),
+                   s404=("clinician", "reviewer", *HIDDEN), s401=("anonymous",)), api=True,
+             data="irb-dossier-review", format="json"),
         # -- batch jobs (a finished one and a queued one, both the clinician's) --------
         Case("batches:model-batches", "get", f"/models/{m}/batches/", table(
             s200=("admin", "owner", "clinician"), deny=("auditor", "pi", "irb", "reviewer"),
@@ -538,7 +551,8 @@ def _completed_dossier(version, user):
     key, _ = blob_put(io.BytesIO(data), sha)
     return Dossier.objects.create(version=version, status=DossierStatus.COMPLETED, sha256=sha,
                                   storage_key=key, size=len(data), requested_by=user,
-                                  progress_done=3)
+                                  progress_done=3,
+                                  snapshot={"cover": {"content_hash": version.content_hash}})
 
 
 def _batch_file(version) -> SimpleUploadedFile:
@@ -568,6 +582,10 @@ def _request(case: Case, persona: str, ctx) -> Any:
         data = {"meaning": "pi_approval", "decision": "approve", "password": PASSWORD,
                 "comment": "ok", "content_hash": ModelVersion.objects.get(
                     model__name=ctx["model"], number=2).content_hash}
+    elif data == "irb-dossier-review":
+        dossier = Dossier.objects.select_related("version").get(public_id=ctx["dossier_id"])
+        data = {"decision": "approve", "password": PASSWORD, "comment": "",
+                "sha256": dossier.sha256, "content_hash": dossier.version.content_hash}
     elif data == "batch-file":
         data = {"file": _batch_file(ModelVersion.objects.get(model__name=ctx["model"],
                                                              number=4))}
