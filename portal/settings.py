@@ -329,6 +329,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # approve/reject: a version's sign-off and a dossier's (both Signature decisions)
+    "ENUM_NAME_OVERRIDES": {"SignoffDecisionEnum": ["approve", "reject"]},
 }
 
 # --- Celery ----------------------------------------------------------------------------
