@@ -8,13 +8,16 @@ import secrets
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth.models import Group
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from audits.models import Action
 from audits.services import audit_event_record
 from core.context import actor_with_user
 from core.errors import NotFound, ValidationFailed
+from registry.roles import AUDITORS_GROUP
 
 from .models import ApiToken
 
@@ -45,10 +48,17 @@ def api_token_create(*, user, name: str, days: int | None = None) -> tuple[ApiTo
 
 
 def _token_with_user(prefix: str) -> ApiToken | None:
+    """The token with its user, and whether that user is a global auditor (the one group
+    every authorization asks about) in the same query, kept where ``is_global_auditor``
+    reads it for the rest of the request."""
+    in_auditors = Group.objects.filter(user=OuterRef("user_id"), name=AUDITORS_GROUP)
     try:
-        return ApiToken.objects.select_related("user").get(prefix=prefix)
+        row = (ApiToken.objects.select_related("user")
+               .annotate(user_is_auditor=Exists(in_auditors)).get(prefix=prefix))
     except ApiToken.DoesNotExist:
         return None
+    row.user._attest_is_auditor = row.user_is_auditor
+    return row
 
 
 def api_token_authenticate(raw: str) -> ApiToken | None:

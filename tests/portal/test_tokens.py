@@ -90,3 +90,20 @@ def test_token_requests_are_validated(api, personas):
     assert response.status_code == 400
     assert response.json()["errors"][0]["field"] == "password"
     assert _token(api, days=1000).status_code == 400
+
+
+def test_a_token_carries_global_auditing_and_its_removal_on_the_next_request(api, personas):
+    """The token's query also says whether its user is a global auditor (no second query
+    per request): membership counts at once, and leaving the group ends it at once."""
+    from django.contrib.auth.models import Group
+
+    from registry.roles import AUDITORS_GROUP
+
+    auditors = Group.objects.get_or_create(name=AUDITORS_GROUP)[0]
+    secret = _token(api, username="outsider").json()["token"]
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {secret}"}
+    assert api.get(f"/api/v1/models/{personas.model.name}/", **auth).status_code == 404
+    auditors.user_set.add(personas.outsider)
+    assert api.get(f"/api/v1/models/{personas.model.name}/", **auth).status_code == 200
+    auditors.user_set.remove(personas.outsider)
+    assert api.get(f"/api/v1/models/{personas.model.name}/", **auth).status_code == 404
