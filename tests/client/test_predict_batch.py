@@ -174,3 +174,41 @@ def test_passthrough_needs_a_batch_file(attest, clinician):
                     as_user=clinician)
     assert result.status == errors.EXIT_USAGE
     assert "--passthrough is for batch files" in result.error_line()
+
+
+# -- --explain --------------------------------------------------------------------------------
+
+def test_explain_adds_contribution_columns_to_a_batch(attest, clinician, tmp_path):
+    out = tmp_path / "out"
+    source = _write(tmp_path / "batch.csv", n=12, bad={})
+    result = attest("predict", MODEL, str(source), "-d", str(out), "--explain", "shap",
+                    "--json", as_user=clinician)
+    assert result.status == errors.EXIT_OK, result.err
+    job = result.json
+    assert job["explain"] == "shap" and job["explanation"]["rows_explained"] == 12
+    rows = _rows(out / "batch-results.csv")
+    features = [c[len("shap_"):] for c in rows[0] if c.startswith("shap_")
+                and c not in ("shap_base_value", "shap_output", "shap_units")]
+    assert sorted(features) == sorted(FEATURES_SMALL)
+    for row in rows:  # base value + contributions = the model's output, row by row
+        total = float(row["shap_base_value"]) + sum(float(row[f"shap_{f}"]) for f in features)
+        assert total == pytest.approx(float(row["shap_output"]), abs=1e-6)
+    text = attest("predict", MODEL, str(source), "-d", str(out), "--force", "--explain", "shap",
+                  as_user=clinician)
+    assert text.status == 0 and "explained: 12 rows by the" in text.out
+
+
+def test_explain_on_one_input_answers_with_its_explanation(attest, clinician, version):
+    import json
+
+    from ..inference.helpers import typical_input
+
+    row = json.dumps(typical_input(version))
+    result = attest("predict", MODEL, "--data", row, "--explain", "shap", "--json",
+                    as_user=clinician)
+    assert result.status == 0, result.err
+    explanation = result.json["explanation"]
+    # The test version is a scaled logistic regression: LinearSHAP answers inline.
+    assert explanation["method"] == "shap" and explanation["model_version"] == version.number
+    text = attest("predict", MODEL, "--data", row, "--explain", "shap", as_user=clinician)
+    assert text.status == 0 and f"explanation: shap in {explanation['units']}" in text.out

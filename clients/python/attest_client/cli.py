@@ -235,6 +235,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="batch files: copy this column (an identifier to join results back "
                    "by) as text to the result and error files, unscored and never logged; "
                    "repeat, or comma-separate (a,b)")
+    p.add_argument("--explain", choices=["shap"], default=None,
+                   help="also explain: one JSON input gets its SHAP explanation in the answer "
+                   "when the model's explainer is fast; a batch file gets SHAP contribution "
+                   "columns for every scored row (tree or linear models within the server's "
+                   "budget; refused otherwise, with the reason)")
     p.add_argument("--no-wait", action="store_true", help="submit the batch and return")
     p.add_argument("--timeout", type=_positive_int, default=None, metavar="SECONDS",
                    help="give up waiting for a batch after this long")

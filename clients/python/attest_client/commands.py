@@ -638,10 +638,25 @@ def predict(args: argparse.Namespace) -> int:
         raise UsageError("the input must be a JSON object (one input) or a list of objects")
     if args.model_version:
         body["version"] = args.model_version
+    if getattr(args, "explain", None):
+        body["explain"] = args.explain
     result = client.predict(args.model, body)
     items = result.get("predictions", [result])
-    emit(args, result, "\n".join(_prediction_line(p) for p in items))
+    lines = [_prediction_line(p) for p in items]
+    if result.get("explanation"):
+        lines.append(_explanation_line(result["explanation"]))
+    emit(args, result, "\n".join(lines))
     return EXIT_OK
+
+
+def _explanation_line(e: dict) -> str:
+    """An inline explanation in one line: what it is and where its figures are, or why
+    the server did not compute it inline and where to ask for it."""
+    if e.get("status") == "not_inline":
+        return (f"  explanation: not computed inline ({e.get('reason') or 'slow explainer'}); "
+                f"ask for one at {e.get('explanations_url')}")
+    return (f"  explanation: {e.get('method')} in {e.get('units')}, id {e.get('id')} "
+            "(--json for the contributions)")
 
 
 def _targets(directory: Path, stem: str, force: bool) -> dict[str, Path]:
@@ -669,6 +684,11 @@ def _finish_batch(args: argparse.Namespace, client: Client, job: dict, stem: str
         reasons = [f"{r['code']}" + (f" on {r['field']}" if r.get("field") else "")
                    + f" ({r['rows']} row{'s' if r['rows'] != 1 else ''})" for r in (job.get("failure_reasons") or [])[:3]]
         summary += "\n  why rows failed: " + ("; ".join(reasons) or "see the error file")
+    explained = job.get("explanation") or {}
+    if explained.get("rows_explained") is not None:
+        summary += (f"\n  explained: {explained['rows_explained']} rows by the "
+                    f"{explained.get('explainer')} explainer, in {explained.get('units')} "
+                    "(shap_* columns of the result file)")
     if files:
         summary += "\n" + "\n".join(f"  {kind}: {path}" for kind, path in files.items())
     if job.get("error"):
@@ -692,7 +712,8 @@ def _batch(args: argparse.Namespace, client: Client, path: Path) -> int:
     _targets(Path(args.output_dir).expanduser(), path.stem, args.force)
     try:
         job = client.batch_submit(args.model, path, version=args.model_version,
-                                  passthrough=_passthrough(args))
+                                  passthrough=_passthrough(args),
+                                  explain=getattr(args, "explain", None))
     except RefusedError as exc:
         raise _unknown_column_hint(exc) from None
     say(f"Batch {job['id']}: {job['progress']['total_rows']} rows queued.", quiet=args.json)

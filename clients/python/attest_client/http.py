@@ -420,12 +420,15 @@ class Client:
         return self.post(f"{API}/models/{model}/predict/", body, expect=(200,))
 
     def batch_submit(self, model: str, file: Path, *, version: int | None = None,
-                     passthrough: list[str] | None = None) -> dict:
+                     passthrough: list[str] | None = None, explain: str | None = None) -> dict:
         """Upload ``file`` as a batch job; ``passthrough`` names columns of the file to copy to
-        the result and error files (sent as one comma-separated ``passthrough_columns``)."""
+        the result and error files (sent as one comma-separated ``passthrough_columns``);
+        ``explain`` ("shap") asks for contribution columns for every scored row."""
         fields = {} if version is None else {"version": str(version)}
         if passthrough:
             fields["passthrough_columns"] = ",".join(passthrough)
+        if explain:
+            fields["explain"] = explain
         return self.upload(f"{API}/models/{model}/batches/", fields,
                            {"file": (file.name, file, "application/octet-stream")},
                            desc=f"Uploading {file.name}", expect=(202,))
