@@ -13,6 +13,7 @@ def dossier_as_dict(dossier: Dossier) -> dict:
     links = {"self": reverse("api-dossier", args=[dossier.public_id])}
     if done:
         links["pdf"] = reverse("api-dossier-pdf", args=[dossier.public_id])
+        links["evidence"] = reverse("api-dossier-evidence", args=[dossier.public_id])
         links["signoffs"] = reverse("api-dossier-signoffs", args=[dossier.public_id])
     questions = (dossier.snapshot or {}).get("questions") or []
     return {

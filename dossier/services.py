@@ -29,7 +29,7 @@ from registry.roles import Capability
 from registry.selectors import user_capabilities
 from registry.storage import blob_put, blob_read_verified
 
-from . import render
+from . import package, render
 from .evidence import evidence_snapshot, json_ready
 from .models import ACTIVE_STATUSES, STEPS, Dossier, DossierStatus, DossierStep
 
@@ -250,15 +250,35 @@ def dossier_download(*, user, dossier: Dossier) -> bytes:
     generate_dossier) and for a dossier not completed; IntegrityFailure (409) when the
     stored bytes no longer have the recorded sha256.
     """
-    version = dossier.version
-    if not may_read(user=user, version=version):
+    data = _stored_pdf(user=user, dossier=dossier)
+    audit_event_record(action=Action.DOSSIER_DOWNLOADED, obj=dossier,
+                       **_event_fields(dossier.version),
+                       details={"dossier": str(dossier.public_id), "sha256": dossier.sha256})
+    return data
+
+
+def _stored_pdf(*, user, dossier: Dossier) -> bytes:
+    if not may_read(user=user, version=dossier.version):
         raise NotFound("Not found.")
     if dossier.status != DossierStatus.COMPLETED:
         raise NotFound(f"Dossier {dossier.public_id} is {dossier.status}: there is no PDF.",
                        code="not_ready")
-    data = blob_read_verified(dossier.storage_key, dossier.sha256)
-    audit_event_record(action=Action.DOSSIER_DOWNLOADED, obj=dossier, **_event_fields(version),
-                       details={"dossier": str(dossier.public_id), "sha256": dossier.sha256})
+    return blob_read_verified(dossier.storage_key, dossier.sha256)
+
+
+def dossier_evidence_download(*, user, dossier: Dossier) -> bytes:
+    """The evidence package (ZIP, ``dossier.package``) and its download's audit event.
+
+    The same rules as the PDF's download (NotFound, IntegrityFailure when the stored PDF
+    changed); recorded as ``dossier.downloaded`` with ``what: evidence`` and the ZIP's
+    sha256 (the same dossier always gives the same ZIP).
+    """
+    data = package.package_zip(dossier, _stored_pdf(user=user, dossier=dossier))
+    audit_event_record(action=Action.DOSSIER_DOWNLOADED, obj=dossier,
+                       **_event_fields(dossier.version),
+                       details={"dossier": str(dossier.public_id), "sha256": dossier.sha256,
+                                "what": "evidence",
+                                "package_sha256": hashlib.sha256(data).hexdigest()})
     return data
 
 

@@ -3,6 +3,8 @@ and the IRB's signature of it."""
 
 from __future__ import annotations
 
+import hashlib
+
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
@@ -18,7 +20,8 @@ from .serializers import DossierSignoffSerializer
 
 DOSSIER = OpenApiResponse(description="the dossier: id, status, progress {done, total, step}, "
                                       "sha256, size, evidence_at, chain_head {seq, hash}, "
-                                      "gaps (question numbers), error, links {self, pdf}")
+                                      "gaps (question numbers), error, links {self, pdf, evidence, "
+                                      "signoffs}")
 
 
 class VersionDossiersView(AttestAPIView):
@@ -64,6 +67,27 @@ class DossierPdfView(AttestAPIView):
             f'attachment; filename="{version.model.name}-v{version.number}-dossier-'
             f'{dossier.sha256[:12]}.pdf"')
         response["X-Content-SHA256"] = dossier.sha256
+        return response
+
+
+class DossierEvidenceView(AttestAPIView):
+    @extend_schema(responses={(200, "application/zip"): OpenApiResponse(
+                                  description="the evidence package: the PDF, model card, "
+                                              "runbook, sign-off manifest, the version's audit "
+                                              "export up to the chain head, and manifest.json "
+                                              "(sha256 and size of every file); check it "
+                                              "offline with `attest dossier verify`"),
+                              **error_responses(401, 404, 409)},
+                   summary="Download a completed dossier's evidence package (an audit event)")
+    def get(self, request, dossier_id):
+        dossier = selectors.dossier_get_for_user(user=request.user, dossier_id=dossier_id)
+        data = services.dossier_evidence_download(user=request.user, dossier=dossier)
+        response = HttpResponse(data, content_type="application/zip")
+        version = dossier.version
+        response["Content-Disposition"] = (
+            f'attachment; filename="{version.model.name}-v{version.number}-evidence-'
+            f'{dossier.sha256[:12]}.zip"')
+        response["X-Content-SHA256"] = hashlib.sha256(data).hexdigest()
         return response
 
 

@@ -430,6 +430,9 @@ def matrix(ctx) -> list[Case]:
         Case("api-dossier-pdf", "get", f"/api/v1/dossiers/{ctx['dossier_id']}/pdf/", table(
             s200=AUDIT_READERS, s404=("clinician", "reviewer", *HIDDEN),
             s401=("anonymous",)), api=True),
+        Case("api-dossier-evidence", "get", f"/api/v1/dossiers/{ctx['dossier_id']}/evidence/",
+             table(s200=AUDIT_READERS, s404=("clinician", "reviewer", *HIDDEN),
+                   s401=("anonymous",)), api=True),
         # the IRB signs a dossier (irb_dossier_review); other readers may not (403 / back
         # with the reason), and to those who may not read it the dossier does not exist
         Case("dossier:sign", "post", f"/dossiers/{ctx['dossier_id']}/sign/", table(

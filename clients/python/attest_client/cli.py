@@ -276,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "server signed, without signing a new one")
 
     # -- dossiers -------------------------------------------------------------------------
-    dossiers = group("dossier", "compliance dossiers (PDF)")
+    dossiers = group("dossier", "compliance dossiers (PDF, evidence package)")
     p = command("get", "dossier_get", "generate a version's dossier and download it",
                 parent=dossiers)
     p.add_argument("model")
@@ -284,6 +284,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", metavar="FILE.pdf")
     p.add_argument("--no-wait", action="store_true")
     p.add_argument("--timeout", type=_positive_int, default=600, metavar="SECONDS")
+    p = command("verify", "dossier_verify", "check a dossier's evidence package (ZIP) "
+                "offline, no server needed: every file against the manifest's sha256 and "
+                "size, no unlisted file, the audit export's hash chain and its head (and "
+                "the head against a signed checkpoint you kept). Exit 0: ok; 1: the check "
+                "failed (one line per problem); 2: not a readable ZIP or checkpoint",
+                parent=dossiers)
+    p.add_argument("package", metavar="ZIP")
+    p.add_argument("--checkpoint", metavar="CHECKPOINT.json", help="check the export "
+                   "against this signed checkpoint (`attest audit checkpoint`)")
+    p.add_argument("--public-key", metavar="KEY.pem", help="the server's public key you "
+                   "trust: the checkpoint must be signed with it")
     return parser
 
 

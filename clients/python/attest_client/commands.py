@@ -866,6 +866,19 @@ def _dossier_link(d: dict, base: str) -> str | None:
     return f"{base}/api/v1/dossiers/{d['id']}/pdf/" if d.get("id") is not None else None
 
 
+def dossier_verify(args: argparse.Namespace) -> int:
+    """The evidence package checked offline (attest_client.evidence): one line per failure."""
+    from .evidence import verify_package
+
+    checkpoint = read_file(args.checkpoint, "checkpoint") if args.checkpoint else None
+    pinned = read_file(args.public_key, "public key") if args.public_key else None
+    verdict = verify_package(Path(args.package), checkpoint, public_key_pem=pinned)
+    text = verdict.summary() if verdict.ok else "\n".join(
+        [*verdict.failures, f"FAILED: {len(verdict.failures)} problem(s) in {args.package}"])
+    emit(args, verdict.as_dict(), text)
+    return EXIT_OK if verdict.ok else EXIT_CHECK_FAILED
+
+
 def dossier_get(args: argparse.Namespace) -> int:
     client = _client(args)
     d = client.dossier_create(args.model, args.version)
