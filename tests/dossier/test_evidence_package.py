@@ -171,6 +171,17 @@ def test_the_offline_check_fails_on_a_changed_byte_in_any_file(personas, dossier
     assert f"{name}: " in out, out
 
 
+def test_the_offline_check_names_the_manifest_for_a_renamed_entry_key(personas, dossier,
+                                                                      tmp_path):
+    files = _unpack(_download(personas.auditor, dossier).content)
+    manifest = json.loads(files["manifest.json"])
+    entry = manifest["files"][0]
+    entry["sizd"] = entry.pop("size")  # one flipped bit of "size", still canonical JSON
+    files["manifest.json"] = manifest_bytes(manifest)
+    status, out = _check(tmp_path, _zip(files))
+    assert status == 1 and f"manifest.json: the entry for {entry['name']} is not" in out, out
+
+
 @pytest.mark.parametrize(("field", "value"), [
     ("dossier", "00000000-0000-0000-0000-000000000000"), ("model", "other"), ("version", 99),
     ("content_hash", "0" * 64), ("pdf_sha256", "0" * 64),

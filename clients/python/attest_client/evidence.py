@@ -61,6 +61,9 @@ class PackageVerdict:
                 "export": self.export}
 
 
+ENTRY_KEYS = frozenset({"name", "sha256", "size"})
+
+
 def verify_package(path: Path, checkpoint: bytes | None = None, *,
                    public_key_pem: bytes | None = None) -> PackageVerdict:
     """Check the package at ``path`` (see the module doc); every failure is one line."""
@@ -81,6 +84,13 @@ def verify_package(path: Path, checkpoint: bytes | None = None, *,
         except (ValueError, KeyError, TypeError) as exc:
             return PackageVerdict(False, [f"{MANIFEST}: unreadable ({exc})"])
         verdict = PackageVerdict(True, manifest=manifest)
+        for name, entry in sorted(listed.items(), key=lambda item: str(item[0])):
+            # Each entry exactly as the server writes it: a renamed or retyped key would
+            # otherwise show up only as its file's mismatch.
+            if not (isinstance(entry, dict) and set(entry) == ENTRY_KEYS
+                    and isinstance(entry["sha256"], str) and isinstance(entry["size"], int)):
+                verdict.failures.append(f"{MANIFEST}: the entry for {name} is not "
+                                        "{name, sha256, size} (it was edited)")
         if archive.read(MANIFEST) != manifest_bytes(manifest):
             verdict.failures.append(f"{MANIFEST}: not in the form the server writes (it was "
                                     "edited)")
