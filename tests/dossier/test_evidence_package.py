@@ -247,3 +247,13 @@ def test_the_dossier_page_links_the_package_beside_the_pdf(client_as, dossier):
     link = f'href="/api/v1/dossiers/{dossier.public_id}/evidence/"'
     assert link in html
     assert html.index(f'href="/api/v1/dossiers/{dossier.public_id}/pdf/"') < html.index(link)
+
+
+def test_the_offline_check_names_an_export_event_missing_its_hash(personas, dossier, tmp_path):
+    """An edit that removes a field the chain check reads is one line, not a traceback."""
+    files = _unpack(_download(personas.auditor, dossier).content)
+    export = json.loads(files["audit-export.json"])
+    del export["events"][0]["hash"]
+    files["audit-export.json"] = json.dumps(export).encode()
+    status, out = _check(tmp_path, _zip(files))
+    assert status == 1 and "audit-export.json: " in out and "Traceback" not in out, out
