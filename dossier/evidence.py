@@ -34,6 +34,8 @@ from monitoring.selectors import monitoring_evidence
 from registry.models import ModelVersion, SignoffDecision, VersionState
 from registry.selectors import production_at, signature_manifest
 
+from .crossref import crossref
+
 ANSWERED = "answered"
 GAP = "gap"
 FORMAT = "attest-dossier-evidence/1"
@@ -119,10 +121,13 @@ def _read(version: ModelVersion, at: datetime, generated_by: dict) -> dict:
         _q5(version),
     ]
     checklist = _checklist(version, questions, manifest)
-    return {"format": FORMAT, "cover": cover, "questions": questions,
+    snapshot = {"format": FORMAT, "cover": cover, "questions": questions,
             "checklist": checklist, "signoffs": manifest,
             "model_card": version.model_card, "runbook": version.runbook,
             "monitoring": _monitoring(version), "explanations": _explanations(version)}
+    # The appendix is a function of the finished snapshot only (no further reads).
+    snapshot["crossref"] = crossref(snapshot)
+    return snapshot
 
 
 # -- the five questions -------------------------------------------------------------------

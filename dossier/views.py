@@ -12,6 +12,7 @@ from core.pages import page_view
 from registry.selectors import version_get_for_user
 
 from . import selectors, services
+from .crossref import crossref_summary
 from .forms import DossierReviewForm
 from .models import ACTIVE_STATUSES
 
@@ -65,6 +66,7 @@ def _detail(request, dossier, form: DossierReviewForm | None = None):
         "active": dossier.status in ACTIVE_STATUSES,
         "gaps": [q for q in (dossier.snapshot or {}).get("questions", [])
                  if q.get("status") != "answered"],
+        "crossref": crossref_summary(dossier.snapshot),
         "signatures": signatures, "signed_by_you": signed,
         "review_meaning": services.REVIEW_MEANING, "sign_form": form})
 
