@@ -73,6 +73,8 @@ class Action(models.TextChoices):
     DOSSIER_GENERATED = "dossier.generated", "Compliance dossier generated"
     DOSSIER_FAILED = "dossier.failed", "Compliance dossier generation failed"
     DOSSIER_DOWNLOADED = "dossier.downloaded", "Compliance dossier downloaded"
+    DOSSIER_INTEGRITY_FAILED = ("dossier.integrity_failed",
+                                "Stored dossier no longer has its sha256 (refused)")
     # audit trail itself
     AUDIT_VERIFIED = "audit.verified", "Audit chain verified"
     AUDIT_EXPORTED = "audit.exported", "Audit trail exported"

@@ -257,13 +257,38 @@ def dossier_download(*, user, dossier: Dossier) -> bytes:
     return data
 
 
-def _stored_pdf(*, user, dossier: Dossier) -> bytes:
+def _stored_pdf(*, user, dossier: Dossier, refused: str = "download") -> bytes:
     if not may_read(user=user, version=dossier.version):
         raise NotFound("Not found.")
     if dossier.status != DossierStatus.COMPLETED:
         raise NotFound(f"Dossier {dossier.public_id} is {dossier.status}: there is no PDF.",
                        code="not_ready")
-    return blob_read_verified(dossier.storage_key, dossier.sha256)
+    return _verified_pdf(dossier, refused=refused)
+
+
+def _verified_pdf(dossier: Dossier, *, refused: str) -> bytes:
+    """The stored PDF, proved to still have the sha256 recorded when it was generated.
+
+    Otherwise the refusal is recorded (``dossier.integrity_failed``: what was refused, the
+    expected and actual sha256; committed, as the caller's request fails) and raised as
+    IntegrityFailure (409 ``dossier_changed``): nobody downloads, packages or signs bytes
+    other than those generated.
+    """
+    try:
+        return blob_read_verified(dossier.storage_key, dossier.sha256)
+    except IntegrityFailure as exc:
+        log.error("dossier %s no longer has its sha256: %s", dossier.public_id, exc.message)
+        audit_event_record(action=Action.DOSSIER_INTEGRITY_FAILED, obj=dossier,
+                           **_event_fields(dossier.version),
+                           details={"dossier": str(dossier.public_id), "refused": refused,
+                                    "problem": exc.items[0].code, "key": dossier.storage_key,
+                                    "expected_sha256": dossier.sha256,
+                                    "actual_sha256": exc.extra.get("actual_sha256")})
+        verb = {"download": "downloaded", "evidence": "packaged", "sign": "signed"}[refused]
+        raise IntegrityFailure(f"The stored PDF of dossier {dossier.public_id} no longer has "
+                               f"its recorded sha256 {dossier.sha256[:12]}…: it cannot be "
+                               f"{verb}. The refusal is in the audit trail.",
+                               code="dossier_changed", field="sha256", extra=exc.extra) from None
 
 
 def dossier_evidence_download(*, user, dossier: Dossier) -> bytes:
@@ -273,7 +298,8 @@ def dossier_evidence_download(*, user, dossier: Dossier) -> bytes:
     changed); recorded as ``dossier.downloaded`` with ``what: evidence`` and the ZIP's
     sha256 (the same dossier always gives the same ZIP).
     """
-    data = package.package_zip(dossier, _stored_pdf(user=user, dossier=dossier))
+    data = package.package_zip(dossier, _stored_pdf(user=user, dossier=dossier,
+                                                    refused="evidence"))
     audit_event_record(action=Action.DOSSIER_DOWNLOADED, obj=dossier,
                        **_event_fields(dossier.version),
                        details={"dossier": str(dossier.public_id), "sha256": dossier.sha256,
@@ -340,14 +366,7 @@ def dossier_review_sign(*, user, dossier: Dossier, decision: str, password: str,
     if sha256 is not None and sha256 != dossier.sha256:
         raise Conflict("The sha256 you reviewed is not this dossier's; reload its page.",
                        code="hash_mismatch", field="sha256", extra={"sha256": dossier.sha256})
-    try:
-        blob_read_verified(dossier.storage_key, dossier.sha256)
-    except IntegrityFailure as exc:
-        log.error("dossier %s no longer has its sha256: %s", dossier.public_id, exc.message)
-        raise IntegrityFailure(f"The stored PDF of dossier {dossier.public_id} no longer has "
-                               f"its recorded sha256 {dossier.sha256[:12]}…: it cannot be "
-                               "signed (nor downloaded).", code="dossier_changed",
-                               field="sha256", extra=exc.extra) from None
+    _verified_pdf(dossier, refused="sign")
     return release.document_signoff_record(
         user=user, version=target, meaning=REVIEW_MEANING, decision=decision,
         password=password, comment=comment, content_hash=content_hash,

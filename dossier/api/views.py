@@ -24,6 +24,18 @@ DOSSIER = OpenApiResponse(description="the dossier: id, status, progress {done, 
                                       "signoffs}")
 
 
+def _attachment(data: bytes, dossier, what: str, content_type: str, ext: str) -> HttpResponse:
+    """A download named after the model, version and dossier, with the sha256 of the bytes
+    sent (``X-Content-SHA256``) so the client checks what it saved."""
+    response = HttpResponse(data, content_type=content_type)
+    version = dossier.version
+    response["Content-Disposition"] = (
+        f'attachment; filename="{version.model.name}-v{version.number}-{what}-'
+        f'{dossier.sha256[:12]}.{ext}"')
+    response["X-Content-SHA256"] = hashlib.sha256(data).hexdigest()
+    return response
+
+
 class VersionDossiersView(AttestAPIView):
     @extend_schema(responses={200: OpenApiResponse(description="the version's dossiers, "
                                                    "newest first"),
@@ -61,13 +73,7 @@ class DossierPdfView(AttestAPIView):
     def get(self, request, dossier_id):
         dossier = selectors.dossier_get_for_user(user=request.user, dossier_id=dossier_id)
         data = services.dossier_download(user=request.user, dossier=dossier)
-        response = HttpResponse(data, content_type="application/pdf")
-        version = dossier.version
-        response["Content-Disposition"] = (
-            f'attachment; filename="{version.model.name}-v{version.number}-dossier-'
-            f'{dossier.sha256[:12]}.pdf"')
-        response["X-Content-SHA256"] = dossier.sha256
-        return response
+        return _attachment(data, dossier, "dossier", "application/pdf", "pdf")
 
 
 class DossierEvidenceView(AttestAPIView):
@@ -82,13 +88,7 @@ class DossierEvidenceView(AttestAPIView):
     def get(self, request, dossier_id):
         dossier = selectors.dossier_get_for_user(user=request.user, dossier_id=dossier_id)
         data = services.dossier_evidence_download(user=request.user, dossier=dossier)
-        response = HttpResponse(data, content_type="application/zip")
-        version = dossier.version
-        response["Content-Disposition"] = (
-            f'attachment; filename="{version.model.name}-v{version.number}-evidence-'
-            f'{dossier.sha256[:12]}.zip"')
-        response["X-Content-SHA256"] = hashlib.sha256(data).hexdigest()
-        return response
+        return _attachment(data, dossier, "evidence", "application/zip", "zip")
 
 
 SIGNOFFS = OpenApiResponse(description="the dossier's id, sha256, the version's content hash "

@@ -6,7 +6,6 @@ sign-off manifests; reconciled with its event. It does not approve a release."""
 from __future__ import annotations
 
 import hashlib
-import io
 
 import pytest
 from django.core.files.base import ContentFile
@@ -22,12 +21,19 @@ from dossier.services import dossier_build, dossier_request, dossier_review_sign
 from registry import release
 from registry.models import Signature, VersionState
 from registry.selectors import production_at
-from registry.storage import artifact_storage, blob_put
+from registry.storage import artifact_storage
 
 from ..conftest import api_as
 from ..personas import PASSWORD
 from ..registry.helpers import register_dataset, register_version
-from .helpers import CARD, RUNBOOK, pdf_text, scripted_history, version_missing_irb
+from .helpers import (
+    CARD,
+    RUNBOOK,
+    pdf_text,
+    scripted_history,
+    stand_in_dossier,
+    version_missing_irb,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -39,19 +45,6 @@ def _built(version, user) -> Dossier:
     dossier = dossier_request(user=user, version=version)
     assert dossier_build(dossier_id=dossier.pk) == DossierStatus.COMPLETED
     return Dossier.objects.select_related("version__model").get(pk=dossier.pk)
-
-
-def _stand_in(version, user, *, data: bytes = b"%PDF-1.7 review stand-in",
-              status: str = DossierStatus.COMPLETED, content_hash: str | None = None) -> Dossier:
-    """A completed dossier row with stored bytes, without rendering a PDF (fast)."""
-    sha = hashlib.sha256(data).hexdigest()
-    key, _ = blob_put(io.BytesIO(data), sha)
-    return Dossier.objects.create(
-        version=version, status=status, requested_by=user, progress_done=3,
-        sha256=sha if status == DossierStatus.COMPLETED else "",
-        storage_key=key if status == DossierStatus.COMPLETED else "", size=len(data),
-        snapshot={"cover": {"content_hash": content_hash or version.content_hash}},
-        evidence_at=timezone.now())
 
 
 def _sign(user, dossier, **body):
@@ -124,7 +117,7 @@ def test_a_later_dossier_lists_the_review_and_the_hash_it_covers(personas):
 
 
 def test_a_wrong_password_is_refused_and_recorded(personas, submitted):
-    dossier = _stand_in(submitted, personas.owner)
+    dossier = stand_in_dossier(submitted, personas.owner)
     response = _sign(personas.irb, dossier, password="not-it")
     assert response.status_code == 400 and _codes(response) == ["wrong_password"]
     assert not Signature.objects.filter(meaning=MEANING).exists()
@@ -134,7 +127,7 @@ def test_a_wrong_password_is_refused_and_recorded(personas, submitted):
 
 
 def test_a_rejection_needs_a_reason_like_every_signoff(personas, submitted):
-    dossier = _stand_in(submitted, personas.owner)
+    dossier = stand_in_dossier(submitted, personas.owner)
     response = _sign(personas.irb, dossier, decision="reject")
     assert response.status_code == 400 and _codes(response) == ["required"]
     response = _sign(personas.irb, dossier, decision="reject",
@@ -151,7 +144,7 @@ def test_a_rejection_needs_a_reason_like_every_signoff(personas, submitted):
     # those who may not read the version's dossiers do not learn it exists
     ("clinician", 404), ("reviewer", 404), ("viewer_other", 404), ("outsider", 404)])
 def test_only_the_irb_signs(personas, submitted, who, status):
-    dossier = _stand_in(submitted, personas.owner)
+    dossier = stand_in_dossier(submitted, personas.owner)
     response = _sign(personas.get(who), dossier)
     assert response.status_code == status, response.content
     assert not Signature.objects.filter(meaning=MEANING).exists()
@@ -160,7 +153,7 @@ def test_only_the_irb_signs(personas, submitted, who, status):
 
 
 def test_anonymous_is_401(personas, submitted, api):
-    dossier = _stand_in(submitted, personas.owner)
+    dossier = stand_in_dossier(submitted, personas.owner)
     response = api.post(f"/api/v1/dossiers/{dossier.public_id}/signoffs/",
                         {"decision": "approve", "password": PASSWORD}, format="json")
     assert response.status_code == 401
@@ -169,13 +162,13 @@ def test_anonymous_is_401(personas, submitted, api):
 @pytest.mark.parametrize("status", [DossierStatus.QUEUED, DossierStatus.RUNNING,
                                     DossierStatus.FAILED])
 def test_a_dossier_not_completed_is_refused(personas, submitted, status):
-    dossier = _stand_in(submitted, personas.owner, status=status)
+    dossier = stand_in_dossier(submitted, personas.owner, status=status)
     response = _sign(personas.irb, dossier)
     assert response.status_code == 409 and _codes(response) == ["not_completed"]
 
 
 def test_a_dossier_whose_stored_bytes_changed_is_refused(personas, submitted):
-    dossier = _stand_in(submitted, personas.owner)
+    dossier = stand_in_dossier(submitted, personas.owner)
     store = artifact_storage()  # local files or S3: through the storage API
     store.delete(dossier.storage_key)
     store.save(dossier.storage_key, ContentFile(b"%PDF-1.7 review stand-iX"))
@@ -183,10 +176,30 @@ def test_a_dossier_whose_stored_bytes_changed_is_refused(personas, submitted):
     assert response.status_code == 409 and _codes(response) == ["dossier_changed"]
     assert not Signature.objects.filter(meaning=MEANING).exists()
     assert not AuditEvent.objects.filter(action=Action.SIGNOFF_PASSWORD_FAILED).exists()
+    # the refusal is itself evidence: who tried, what was refused, both hashes
+    event = AuditEvent.objects.get(action=Action.DOSSIER_INTEGRITY_FAILED)
+    assert event.actor_username == "irb" and event.version_label == submitted.label
+    assert event.details["refused"] == "sign"
+    assert event.details["expected_sha256"] == dossier.sha256
+    assert event.details["actual_sha256"] == hashlib.sha256(b"%PDF-1.7 review stand-iX").hexdigest()
+
+
+@pytest.mark.parametrize("path, refused", [("pdf", "download"), ("evidence", "evidence")])
+def test_a_changed_dossier_is_not_downloaded_and_the_refusal_is_audited(personas, submitted,
+                                                                        path, refused):
+    dossier = stand_in_dossier(submitted, personas.owner)
+    store = artifact_storage()
+    store.delete(dossier.storage_key)
+    store.save(dossier.storage_key, ContentFile(b"%PDF-1.7 something else"))
+    response = api_as(personas.auditor).get(f"/api/v1/dossiers/{dossier.public_id}/{path}/")
+    assert response.status_code == 409 and _codes(response) == ["dossier_changed"]
+    assert not AuditEvent.objects.filter(action=Action.DOSSIER_DOWNLOADED).exists()
+    event = AuditEvent.objects.get(action=Action.DOSSIER_INTEGRITY_FAILED)
+    assert event.actor_username == "auditor" and event.details["refused"] == refused
 
 
 def test_a_dossier_of_another_version_or_content_is_refused(personas, submitted):
-    dossier = _stand_in(submitted, personas.owner)
+    dossier = stand_in_dossier(submitted, personas.owner)
     other = register_version(personas.owner, personas.model, submitted.dataset)
     with pytest.raises(Conflict) as refused:
         dossier_review_sign(user=personas.irb, dossier=dossier, version=other,
@@ -196,7 +209,7 @@ def test_a_dossier_of_another_version_or_content_is_refused(personas, submitted)
     assert _codes(_sign(personas.irb, dossier, sha256="0" * 64)) == ["hash_mismatch"]
     assert _codes(_sign(personas.irb, dossier, content_hash="0" * 64)) == ["hash_mismatch"]
     # a dossier rendered from other content (a draft since changed) states other evidence
-    stale = _stand_in(submitted, personas.owner, data=b"%PDF-1.7 stale",
+    stale = stand_in_dossier(submitted, personas.owner, data=b"%PDF-1.7 stale",
                       content_hash="f" * 64)
     response = _sign(personas.irb, stale)
     assert response.status_code == 409 and _codes(response) == ["stale_dossier"]
@@ -206,14 +219,14 @@ def test_a_dossier_of_another_version_or_content_is_refused(personas, submitted)
 def test_a_dossier_of_an_unsubmitted_version_is_refused(personas):
     draft = register_version(personas.owner, personas.model, register_dataset(personas.owner),
                              model_card=CARD, runbook=RUNBOOK)
-    dossier = _stand_in(draft, personas.owner)
+    dossier = stand_in_dossier(draft, personas.owner)
     response = _sign(personas.irb, dossier)
     assert response.status_code == 409 and _codes(response) == ["not_submitted"]
 
 
 def test_one_signature_per_irb_member_per_dossier(personas, submitted):
-    first = _stand_in(submitted, personas.owner, data=b"%PDF-1.7 first")
-    second = _stand_in(submitted, personas.owner, data=b"%PDF-1.7 second")
+    first = stand_in_dossier(submitted, personas.owner, data=b"%PDF-1.7 first")
+    second = stand_in_dossier(submitted, personas.owner, data=b"%PDF-1.7 second")
     assert _sign(personas.irb, first).status_code == 201
     again = _sign(personas.irb, first)
     assert again.status_code == 409 and _codes(again) == ["already_signed"]
@@ -223,7 +236,7 @@ def test_one_signature_per_irb_member_per_dossier(personas, submitted):
 
 
 def test_the_review_neither_counts_towards_nor_bars_the_release_signoff(personas, submitted):
-    dossier = _stand_in(submitted, personas.owner)
+    dossier = stand_in_dossier(submitted, personas.owner)
     dossier_review_sign(user=personas.irb, dossier=dossier, decision="approve",
                         password=PASSWORD)
     submitted.refresh_from_db()
@@ -250,7 +263,7 @@ def test_the_meaning_is_no_release_signoff(personas, submitted):
 
 def test_the_dossier_page_lists_signatures_and_offers_the_irb_a_form(personas, submitted,
                                                                     client_as):
-    dossier = _stand_in(submitted, personas.owner)
+    dossier = stand_in_dossier(submitted, personas.owner)
     page = f"/dossiers/{dossier.public_id}/"
     sign = f"/dossiers/{dossier.public_id}/sign/"
     html = client_as("irb").get(page).content.decode()
@@ -286,7 +299,7 @@ def test_the_dossier_page_lists_signatures_and_offers_the_irb_a_form(personas, s
 
 def test_the_version_page_says_which_hash_each_signature_covers(personas, submitted,
                                                                 client_as):
-    dossier = _stand_in(submitted, personas.owner)
+    dossier = stand_in_dossier(submitted, personas.owner)
     dossier_review_sign(user=personas.irb, dossier=dossier, decision="approve",
                         password=PASSWORD)
     html = client_as("pi").get(
@@ -309,7 +322,7 @@ def _behind_the_apps_back(sql: str, params) -> None:
 
 
 def test_the_reconciler_catches_an_edited_document_sha256(personas, submitted):
-    dossier = _stand_in(submitted, personas.owner)
+    dossier = stand_in_dossier(submitted, personas.owner)
     sig = dossier_review_sign(user=personas.irb, dossier=dossier, decision="approve",
                               password=PASSWORD)
     assert reconcile().ok
@@ -328,7 +341,7 @@ def test_the_reconciler_catches_an_edited_document_sha256(personas, submitted):
 
 
 def test_the_reconciler_names_a_review_without_its_row(personas, submitted):
-    dossier = _stand_in(submitted, personas.owner)
+    dossier = stand_in_dossier(submitted, personas.owner)
     sig = dossier_review_sign(user=personas.irb, dossier=dossier, decision="approve",
                               password=PASSWORD)
     _behind_the_apps_back("DELETE FROM registry_signature WHERE id = %s", (sig.pk,))

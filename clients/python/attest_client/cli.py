@@ -284,6 +284,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", metavar="FILE.pdf")
     p.add_argument("--no-wait", action="store_true")
     p.add_argument("--timeout", type=_positive_int, default=600, metavar="SECONDS")
+    p = command("sign", "dossier_sign", "the IRB signs a dossier it read "
+                "(irb_dossier_review; asks for your password, the second signature "
+                "component). The signature records the dossier's sha256 and the version's "
+                "content hash; it does not approve the release", parent=dossiers)
+    p.add_argument("dossier_id", metavar="ID", help="the dossier's id (`attest dossier get` "
+                   "prints it; also on its page)")
+    p.add_argument("--decision", required=True, choices=("approve", "reject"))
+    p.add_argument("--comment", default="", help="required to reject")
+    p.add_argument("--read", metavar="FILE.pdf", help="the PDF you read: refused before "
+                   "anything is sent unless its sha256 is the dossier's")
+    p.add_argument("--password-stdin", action="store_true")
     p = command("verify", "dossier_verify", "check a dossier's evidence package (ZIP) "
                 "offline, no server needed: every file against the manifest's sha256 and "
                 "size, no unlisted file, the audit export's hash chain and its head (and "

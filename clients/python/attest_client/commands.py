@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import getpass
+import hashlib
 import json
 import os
 import socket
@@ -877,6 +878,38 @@ def dossier_verify(args: argparse.Namespace) -> int:
         [*verdict.failures, f"FAILED: {len(verdict.failures)} problem(s) in {args.package}"])
     emit(args, verdict.as_dict(), text)
     return EXIT_OK if verdict.ok else EXIT_CHECK_FAILED
+
+
+def dossier_sign(args: argparse.Namespace) -> int:
+    """The IRB signs the dossier it read (irb_dossier_review). With ``--read FILE`` the
+    file's sha256 must be the dossier's before a password is asked: you sign the bytes you
+    read, and the server checks the same sha256 again (and the version's content hash)."""
+    client = _client(args)
+    d = client.dossier(args.dossier_id)
+    if d.get("status") != "completed" or not d.get("sha256"):
+        raise CheckFailed(f"dossier {d.get('id')} is {d.get('status')}: only a completed "
+                          "dossier can be signed")
+    sha256 = d["sha256"]
+    if args.read:
+        read = hashlib.sha256(read_file(args.read, "dossier PDF")).hexdigest()
+        if read != sha256:
+            raise CheckFailed(f"{args.read} (sha256 {read[:16]}…) is not dossier {d['id']} "
+                              f"(sha256 {sha256[:16]}…): nothing was signed")
+    content_hash = client.dossier_signoffs(d["id"])["content_hash"]
+    if not args.json:
+        read_note = (f"the file you read, {args.read}" if args.read else
+                     "not checked against a file (pass --read FILE.pdf to check the one "
+                     "you read)")
+        say(f"You are signing irb_dossier_review = {args.decision} of dossier {d['id']} "
+            f"({d.get('model')} v{d.get('version')}): sha256 {sha256}, {read_note}; "
+            f"content hash {content_hash}. It does not approve the release.")
+    password = _password(args, "Your password (second signature component): ")
+    result = client.dossier_sign(d["id"], decision=args.decision, password=password,
+                                 comment=args.comment, sha256=sha256,
+                                 content_hash=content_hash)
+    emit(args, result, f"Signed irb_dossier_review = {args.decision}, bound to dossier "
+         f"sha256 {sha256[:16]}… and content hash {content_hash[:16]}….")
+    return EXIT_OK
 
 
 def dossier_get(args: argparse.Namespace) -> int:

@@ -493,6 +493,17 @@ class Client:
     def dossier(self, dossier_id: str | int) -> dict:
         return self.get(f"{API}/dossiers/{dossier_id}/")
 
+    def dossier_signoffs(self, dossier_id: str | int) -> dict:
+        return self.get(f"{API}/dossiers/{dossier_id}/signoffs/")
+
+    def dossier_sign(self, dossier_id: str | int, *, decision: str, password: str,
+                     sha256: str, content_hash: str, comment: str = "") -> dict:
+        """The IRB's ``irb_dossier_review`` of a dossier: the server refuses it unless
+        ``sha256`` is the dossier's and ``content_hash`` the version's."""
+        return self.post(f"{API}/dossiers/{dossier_id}/signoffs/",
+                         {"decision": decision, "password": password, "comment": comment,
+                          "sha256": sha256, "content_hash": content_hash})
+
 
 def read_file(path: str | Path, what: str = "file") -> bytes:
     """A local file's bytes, or a one-line UsageError."""
