@@ -24,16 +24,19 @@ from django.db.models import Sum
 from audits.chain import chain_head, verify_chain
 from audits.models import Action, AuditEvent
 from audits.reconcile import reconcile
+from explain.models import Units
+from explain.present import importance_chart, reliability_chart, reliability_rows
 from explain.selectors import version_explanation_latest
 from inference.log import ROW_FIELDS, ROW_FIELDS_WHEN_SET, verify_prediction_log
 from inference.models import Prediction, RejectionCount
 from inference.selectors import review_stats
 from monitoring import charts
 from monitoring.evaluation import runbook_has_retraining
-from monitoring.selectors import monitoring_evidence
+from monitoring.selectors import live_calibration, monitoring_evidence
 from registry.models import ModelVersion, SignoffDecision, VersionState
 from registry.selectors import production_at, signature_manifest
 
+from .card import model_card_fields, training_data_section
 from .crossref import crossref
 
 ANSWERED = "answered"
@@ -48,8 +51,8 @@ ENTERED_PRODUCTION = (Action.VERSION_PROMOTED, Action.VERSION_ROLLED_BACK)
 # The columns of every prediction-log row: those hashed into the row (inference.log),
 # the raw input (kept for the retention period) and the two hashes.
 LOGGED_FIELDS = (*ROW_FIELDS, *ROW_FIELDS_WHEN_SET, "input", "row_hash", "chain_hash")
-CARD_COHORT = re.compile(r"^#+\s*.*\b(cohort|training data|training set|dataset)\b",
-                         re.IGNORECASE | re.MULTILINE)
+# The global importance figures the dossier draws (the rest are in the stored figures).
+TOP_FEATURES = 15
 REDEPLOY = re.compile(r"roll ?back|redeploy|re-deploy", re.IGNORECASE)
 
 
@@ -123,7 +126,8 @@ def _read(version: ModelVersion, at: datetime, generated_by: dict) -> dict:
     checklist = _checklist(version, questions, manifest)
     snapshot = {"format": FORMAT, "cover": cover, "questions": questions,
             "checklist": checklist, "signoffs": manifest,
-            "model_card": version.model_card, "runbook": version.runbook,
+            "model_card": version.model_card, "model_card_fields": model_card_fields(version),
+            "runbook": version.runbook,
             "monitoring": _monitoring(version), "explanations": _explanations(version)}
     # The appendix is a function of the finished snapshot only (no further reads).
     snapshot["crossref"] = crossref(snapshot)
@@ -339,13 +343,15 @@ def _checklist(version: ModelVersion, questions: list[dict], manifest: list[dict
     items = []
 
     names_dataset = dataset.name.lower() in card.lower()
-    cohort_heading = bool(CARD_COHORT.search(card))
+    cohort_heading = training_data_section(card)  # the headings dossier.card reads
     items.append(("Model card describes training cohort",
                   ANSWERED if names_dataset or cohort_heading else GAP,
-                  "Rule: the model card names the training dataset or has a cohort / training "
-                  "data section. " + (f"It names {dataset.name}." if names_dataset else
-                                      f"It does not name {dataset.name}.")
-                  + (" It has such a section." if cohort_heading else " It has no such section.")))
+                  "Rule: the model card names the training dataset or has a training-data "
+                  "section with text (e.g. “Training data”, “Training cohort”). "
+                  + (f"It names {dataset.name}." if names_dataset else
+                     f"It does not name {dataset.name}.")
+                  + (f" It has such a section (“{cohort_heading}”)." if cohort_heading
+                     else " It has no such section.")))
 
     per_row = "version_id" in LOGGED_FIELDS
     items.append(("Version id logged with every prediction",
@@ -413,42 +419,154 @@ def _monitoring(version: ModelVersion) -> dict:
                "status_text": r.get("status_text"), "thresholds": r.get("thresholds"),
                "window": r.get("window"), "evidence": r.get("evidence")}
               for r in evidence["health"]]
+    charts_, gaps = _monitoring_charts(evidence)
     return {"status": ANSWERED, "computed_at": evidence["computed_at"],
             "aggregated_through": evidence["aggregated_through"], "health": health,
             "retraining": evidence["retraining"], "alerts": evidence["alerts"],
-            "charts": _monitoring_charts(evidence)}
+            "performance": _performance(evidence), "outcomes": _outcomes(evidence),
+            "charts": charts_, "gaps": gaps}
 
 
-def _monitoring_charts(evidence: dict) -> list[dict]:
-    """The 30-day histogram of the most drifted feature (monitoring.charts' SVG), kept in
-    the snapshot as text so a render reads no clock or counter. Only for a feature with at
-    least ``min_predictions`` live values: below that the page withholds the bin counts
-    (small cells could single out a patient), and so does the dossier."""
+def _chart(key: str, chart, caption: str, **extra) -> dict:
+    return {"key": key, "title": chart.title, "caption": caption, "summary": chart.summary,
+            "svg": str(chart.svg), **extra}
+
+
+def _monitoring_charts(evidence: dict) -> tuple[list[dict], list[str]]:
+    """The monitoring page's charts (monitoring.charts, one implementation), kept in the
+    snapshot as SVG text so a render reads no clock or counter, and the gaps where a
+    chart has no figures to draw.
+
+    1. Over time, from the run's day figures (the last 30 days since promotion): live
+       predictions and outcomes received, drift PSI of the most drifted features, review,
+       override and OOD rates, estimated and observed accuracy.
+    2. The 30-day histogram of the most drifted feature, only with at least
+       ``min_predictions`` live values: below that the page withholds the bin counts
+       (small cells could single out a patient), and so does the dossier.
+    3. Calibration over the widest window with outcomes, bins of fewer than
+       ``min_predictions`` cases withheld (``live_calibration``, the page's rule).
+    """
+    thresholds = evidence.get("thresholds") or {}
+    minimum = thresholds.get("min_predictions", 30)
+    out: list[dict] = []
+    gaps: list[str] = []
+    series = evidence.get("series") or {}
+    days = series.get("days") or []
+    if days:
+        span = f"{days[0]['day']} to {days[-1]['day']}, {len(days)} days"
+        out.append(_chart("volume", charts.volume_chart(series), span))
+        if series.get("drift") and "data_drift_psi" in thresholds:
+            out.append(_chart("drift_over_time", charts.drift_chart(series, thresholds), span))
+        out.append(_chart("rates", charts.rates_chart(series), span))
+        out.append(_chart("performance_over_time", charts.performance_chart(series), span))
+    else:
+        gaps.append("The latest run holds no day figures: there is no time series to draw.")
     figures = (evidence.get("figures") or {}).get("30d") or {}
-    minimum = (evidence.get("thresholds") or {}).get("min_predictions", 30)
     drift = [d for d in figures.get("drift") or []
              if d.get("counts") is not None and d.get("n", 0) >= minimum]
-    if not drift:
-        return []
-    chosen = max(drift, key=lambda d: d.get("psi") or 0)
-    chart = charts.histogram_chart(chosen)
-    return [{"title": chart.title, "summary": chart.summary, "svg": str(chart.svg),
-             "feature": chosen["feature"], "n": chosen.get("n")}]
+    if drift:
+        chosen = max(drift, key=lambda d: d.get("psi") or 0)
+        out.append(_chart("histogram", charts.histogram_chart(chosen),
+                          f"last 30 days, {chosen.get('n')} live values",
+                          feature=chosen["feature"], n=chosen.get("n")))
+    else:
+        gaps.append(f"No feature has {minimum} live values in the last 30 days: the "
+                    "distribution chart is withheld (small cells could single out a patient).")
+    code, window = _widest(evidence)
+    perf = window.get("performance") or {}
+    live = live_calibration(perf, minimum=minimum)
+    validation = (perf.get("validation") or {}).get("calibration") or []
+    label = (evidence.get("windows") or {}).get(code, {}).get("label", code)
+    if live["bins"] or validation:
+        chart = charts.calibration_chart(live["bins"], validation, withheld=live["withheld"],
+                                         minimum=minimum, live_ece=live["ece"])
+        out.append(_chart("calibration", chart, f"{label.lower()}, {live['n']} live outcomes",
+                          bins=live["bins"], withheld=live["withheld"],
+                          withheld_cases=live["withheld_cases"]))
+    if not live["n"]:
+        gaps.append(f"No outcomes are recorded for live predictions ({label.lower()}): live "
+                    "calibration and observed performance cannot be computed.")
+    elif not live["bins"]:
+        gaps.append(f"Every live calibration bin ({label.lower()}) has fewer than {minimum} "
+                    f"outcomes: the {live['n']} outcomes' bins are withheld (small cells could "
+                    "single out a patient); the ECE over all of them is "
+                    + (f"{live['ece']:.3f}." if live["ece"] is not None else "not computed."))
+    return out, gaps
+
+
+def _widest(evidence: dict) -> tuple[str, dict]:
+    """Since promotion when the run has it, else the last 30 days."""
+    figures = evidence.get("figures") or {}
+    for code in ("since_promotion", "30d"):
+        if (figures.get(code) or {}).get("performance"):
+            return code, figures[code]
+    return "30d", figures.get("30d") or {}
+
+
+def _performance(evidence: dict) -> dict:
+    """Live (observed from outcomes), estimated (from scores) and validation performance
+    over the widest window; observed figures only with ``enough`` outcomes (the run's
+    ``min_outcomes`` with both classes), else the row says why not."""
+    code, window = _widest(evidence)
+    perf = window.get("performance") or {}
+    observed, estimated = perf.get("observed") or {}, perf.get("estimated") or {}
+    validation = (perf.get("validation") or {}).get("overall") or {}
+    minimum = (evidence.get("thresholds") or {}).get("min_outcomes", 30)
+    keys = ("auc", "accuracy", "sensitivity", "specificity")
+    return {"window": code,
+            "window_label": (evidence.get("windows") or {}).get(code, {}).get("label", code),
+            "observed": ({"n": observed.get("n", 0), **{k: observed.get(k) for k in keys},
+                          "brier": observed.get("brier"),
+                          "ece": (observed.get("calibration") or {}).get("ece")}
+                         if observed.get("enough") else None),
+            "observed_n": observed.get("n", 0),
+            "observed_why": (None if observed.get("enough") else
+                             f"{observed.get('n', 0)} outcomes: fewer than {minimum} with both "
+                             "classes, so no live performance is stated"),
+            "estimated": ({"n": estimated.get("n", 0), **{k: estimated.get(k) for k in keys},
+                           "trust": estimated.get("trust"),
+                           "trust_reason": estimated.get("trust_reason")}
+                          if estimated.get("n") else None),
+            "validation": {k: validation.get(k) for k in keys} if validation else None}
+
+
+def _outcomes(evidence: dict) -> dict:
+    """Outcomes received over the widest window: how many, the share of live predictions
+    they cover, and how long they took (``monitoring.selectors.outcome_delays``)."""
+    code, window = _widest(evidence)
+    predictions = (window.get("predictions") or {}).get("n", 0)
+    observed = ((window.get("performance") or {}).get("observed") or {}).get("n", 0)
+    delays = evidence.get("outcome_delays") or {}
+    return {"window": code,
+            "window_label": (evidence.get("windows") or {}).get(code, {}).get("label", code),
+            "predictions": predictions, "outcomes": observed,
+            "share": observed / predictions if predictions else None,
+            "delays_n": delays.get("n", 0), "delays_minimum": delays.get("minimum"),
+            "to_outcome_date": delays.get("to_outcome_date"),
+            "to_recorded": delays.get("to_recorded")}
 
 
 def _explanations(version: ModelVersion) -> dict:
+    """The stored figures, their global-importance bar chart and the reliability chart
+    (explain.present, the version page's charts), as SVG text in the snapshot."""
     row = version_explanation_latest(version=version)
     if row is None:
         return {"status": GAP, "why": f"No explanation figures are stored for "
                                       f"{version.label}."}
     content = row.content
     gi = content["global_importance"]
+    shown = gi["features"][:TOP_FEATURES]
     return {"status": ANSWERED, "explainer": row.explainer, "units": row.units,
+            "units_text": "log-odds" if row.units == Units.LOG_ODDS else "probability",
             "content_sha256": row.content_sha256,
             "global_importance": {"statistic": gi["statistic"], "rows": gi["rows"],
-                                  "features": gi["features"][:15]},
+                                  "features": shown, "total": len(gi["features"])},
+            "importance_svg": str(importance_chart(shown, units=gi.get("units", row.units),
+                                                   chart_id="dossier-gi", rows=TOP_FEATURES)),
             "lime_stability": content["lime_stability"],
-            "shap_lime_agreement": content["shap_lime_agreement"]}
+            "shap_lime_agreement": content["shap_lime_agreement"],
+            "reliability": reliability_rows(content),
+            "reliability_svg": str(reliability_chart(content, chart_id="dossier-rel"))}
 
 
 def json_ready(value: Any) -> Any:

@@ -256,16 +256,31 @@ def explanation_chart(row: Explanation, *, reveal_values: bool, chart_id: str) -
     return mark_safe("".join(out))  # noqa: S308 - every text above is escaped
 
 
+def _axis_ticks(hi: float) -> list[float]:
+    """Four or five round ticks from 0 to at least ``hi``."""
+    import math
+
+    raw = hi / 4
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
+    return [step * k for k in range(int(math.ceil(hi / step - 1e-9)) + 1)]
+
+
 def importance_chart(features: list[dict], *, units: str, chart_id: str,
                      rows: int = 12) -> SafeString:
-    """Global importance (mean |SHAP| per feature) as horizontal bars, in SVG."""
+    """Global importance (mean |SHAP| per feature) as horizontal bars, in SVG, on an axis
+    in the explainer's units; each bar is labelled with its stored figure."""
     shown = features[:rows]
     width, label_w, row_h, top = 680, 250, 24, 12
-    height = top + row_h * len(shown) + 12
-    hi = max([f["mean_abs"] for f in shown] + [1e-12])
+    axis_y = top + row_h * len(shown) + 4
+    height = axis_y + 40
     plot_l, plot_r = label_w + 10, width - 80
     name = "log-odds" if units == Units.LOG_ODDS else "probability"
-    desc = "; ".join(f"{f['feature']} {fmt(f['mean_abs'])}" for f in shown) + "."
+    ticks = _axis_ticks(max([f["mean_abs"] for f in shown] + [1e-12]))
+    hi = ticks[-1]
+    rest = len(features) - len(shown)
+    desc = ("; ".join(f"{f['feature']} {fmt(f['mean_abs'])}" for f in shown)
+            + (f"; {rest} other features not shown" if rest else "") + ".")
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="explain-chart" role="img" '
            f'viewBox="0 0 {width} {height}" width="100%" '
            f'aria-labelledby="{chart_id}-t {chart_id}-d">',
@@ -273,6 +288,17 @@ def importance_chart(features: list[dict], *, units: str, chart_id: str,
            f'<desc id="{chart_id}-d">{escape(desc)}</desc>',
            '<style>text{font:12px "DejaVu Sans",sans-serif;fill:#1f2937}'
            '.small{font-size:11px;fill:#4b5563}</style>']
+    for t in ticks:
+        x = plot_l + t / hi * (plot_r - plot_l)
+        out.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{axis_y}" stroke="#e5e7eb" '
+                   'stroke-width="0.6"/>')
+        out.append(f'<text x="{x:.1f}" y="{axis_y + 14}" text-anchor="middle" class="small">'
+                   f'{escape(fmt(t))}</text>')
+    out.append(f'<line x1="{plot_l}" y1="{axis_y}" x2="{plot_r}" y2="{axis_y}" '
+               'stroke="#6b7280"/>')
+    out.append(f'<text x="{(plot_l + plot_r) / 2:.1f}" y="{axis_y + 32}" text-anchor="middle" '
+               f'class="small">mean |SHAP| ({escape(name)}; average size of each feature\'s '
+               'contribution)</text>')
     for i, f in enumerate(shown):
         y = top + i * row_h
         w = (f["mean_abs"] / hi) * (plot_r - plot_l)
@@ -282,6 +308,85 @@ def importance_chart(features: list[dict], *, units: str, chart_id: str,
                    f'fill="#374151"/>')
         out.append(f'<text x="{plot_l + w + 4:.1f}" y="{y + 15}" class="small">'
                    f'{escape(fmt(f["mean_abs"]))}</text>')
+    out.append("</svg>")
+    return mark_safe("".join(out))  # noqa: S308 - every text above is escaped
+
+
+def reliability_rows(content: dict) -> list[dict]:
+    """The four reliability figures against their thresholds (all on a 0–1 scale): LIME
+    stability on average and on its worst row, SHAP–LIME feature and sign agreement."""
+    stability = content.get("lime_stability") or {}
+    agreement = content.get("shap_lime_agreement") or {}
+    st, at = stability.get("thresholds") or {}, agreement.get("thresholds") or {}
+    k = stability.get("top_k")
+    rows = [("LIME stability, mean over rows", stability.get("mean"), st.get("mean"),
+             f"Jaccard index of the top {k} between seeds, mean of {stability.get('rows')} rows"),
+            ("LIME stability, least stable row", stability.get("worst"), st.get("worst"),
+             f"Jaccard index of the top {k} between seeds, worst row"),
+            ("SHAP–LIME feature agreement", agreement.get("feature_agreement"),
+             at.get("feature_agreement"),
+             f"share of SHAP's top {agreement.get('top_k')} also in LIME's"),
+            ("SHAP–LIME sign agreement", agreement.get("sign_agreement"),
+             at.get("sign_agreement"), "share of the shared features pushing the same way")]
+    return [{"label": label, "value": value, "threshold": threshold, "statistic": statistic,
+             "meets": (None if value is None or threshold is None else value >= threshold)}
+            for label, value, threshold, statistic in rows]
+
+
+def reliability_chart(content: dict, *, chart_id: str) -> SafeString:
+    """The reliability figures as bars on a shared 0–1 scale, each with the threshold it
+    must reach drawn across it, and in words beside it ("meets ≥ 0.8" / "below 0.8"), so
+    the chart reads without colour."""
+    rows = reliability_rows(content)
+    width, label_w, row_h, top = 680, 230, 26, 10
+    plot_l, plot_r = label_w + 10, width - 150
+    axis_y = top + row_h * len(rows) + 2
+    height = axis_y + 22
+
+    def sx(v: float) -> float:
+        return plot_l + max(0.0, min(1.0, v)) * (plot_r - plot_l)
+
+    def verdict(r: dict) -> str:
+        if r["value"] is None:
+            return "not computed (no shared features)"
+        if r["meets"] is None:
+            return fmt(r["value"], 2)
+        word = "meets ≥" if r["meets"] else "below"
+        return f"{r['value']:.2f} ({word} {fmt(r['threshold'])})"
+
+    desc = "; ".join(f"{r['label']}: {verdict(r)}" for r in rows) + "."
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="explain-chart" role="img" '
+           f'viewBox="0 0 {width} {height}" width="100%" '
+           f'aria-labelledby="{chart_id}-t {chart_id}-d">',
+           f'<title id="{chart_id}-t">Explanation reliability against its thresholds</title>',
+           f'<desc id="{chart_id}-d">{escape(desc)}</desc>',
+           '<style>text{font:12px "DejaVu Sans",sans-serif;fill:#1f2937}'
+           '.small{font-size:11px;fill:#4b5563}</style>']
+    for k in range(5):
+        x = sx(k / 4)
+        out.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{axis_y}" stroke="#e5e7eb" '
+                   'stroke-width="0.6"/>')
+        out.append(f'<text x="{x:.1f}" y="{axis_y + 14}" text-anchor="middle" class="small">'
+                   f'{k / 4:g}</text>')
+    out.append(f'<line x1="{plot_l}" y1="{axis_y}" x2="{plot_r}" y2="{axis_y}" '
+               'stroke="#6b7280"/>')
+    out.append(f'<text x="{plot_r + 8}" y="{axis_y + 14}" class="small">black mark: threshold'
+               '</text>')
+    for i, r in enumerate(rows):
+        y = top + i * row_h
+        out.append(f'<text x="{label_w}" y="{y + 16}" text-anchor="end">'
+                   f'{escape(r["label"])}</text>')
+        if r["value"] is not None:  # light bars, so the threshold mark reads across them
+            fill = "#9ca3af" if r["meets"] is not False else "#f4a09a"
+            length = max(sx(r["value"]) - plot_l, 1)
+            out.append(f'<rect x="{plot_l}" y="{y + 6}" width="{length:.1f}" '
+                       f'height="{row_h - 12}" fill="{fill}"/>')
+        if r["threshold"] is not None:
+            tx = sx(r["threshold"])
+            out.append(f'<line x1="{tx:.1f}" y1="{y + 1}" x2="{tx:.1f}" y2="{y + row_h - 1}" '
+                       'stroke="#111827" stroke-width="2.5"/>')
+        out.append(f'<text x="{plot_r + 8}" y="{y + 16}" class="small">'
+                   f'{escape(verdict(r))}</text>')
     out.append("</svg>")
     return mark_safe("".join(out))  # noqa: S308 - every text above is escaped
 

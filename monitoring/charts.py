@@ -10,7 +10,7 @@ dossier's PDF.
 
 from __future__ import annotations
 
-import itertools
+import hashlib
 from dataclasses import dataclass, field
 from html import escape
 
@@ -22,7 +22,6 @@ MARGIN = {"left": 56, "right": 16, "top": 28, "bottom": 58}
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
 DASHES = ("", "6 3", "2 3", "8 3 2 3", "1 4", "10 4")
 MARKERS = ("circle", "square", "triangle", "diamond", "circle", "square")
-_ids = itertools.count(1)
 
 
 @dataclass
@@ -39,8 +38,12 @@ def _fmt(value: float | None, kind: str = "g") -> str:
         return "—"
     if kind == "pct":
         return f"{value:.1%}"
+    if kind == "tick_pct":  # a round tick: 25%, 2.5%
+        return f"{value * 100:.3g}%"
     if kind == "psi":
         return f"{value:.3f}"
+    if kind == "count":
+        return f"{value:,.0f}" if float(value).is_integer() else f"{value:.3g}"
     return f"{value:.3g}"
 
 
@@ -57,7 +60,10 @@ def _marker(shape: str, x: float, y: float, color: str) -> str:
 
 
 def _frame(title: str, desc: str, body: list[str], *, height: int = HEIGHT) -> SafeString:
-    n = next(_ids)
+    # The ids come from the chart's own content, not a counter: the same figures draw the
+    # same SVG in any process, so a dossier snapshot holding it is a function of the
+    # evidence alone (and two charts on one page still get different ids).
+    n = hashlib.sha256("\x00".join([title, desc, *body]).encode()).hexdigest()[:12]
     return mark_safe(  # noqa: S308 - every text below went through escape()
         f'<svg class="chart" viewBox="0 0 {WIDTH} {height}" role="img" '
         f'aria-labelledby="chart-t{n} chart-d{n}" xmlns="http://www.w3.org/2000/svg" '
@@ -74,7 +80,11 @@ def line_chart(*, title: str, x_labels: list[str], series: list[dict], y_kind: s
     top, bottom = MARGIN["top"], HEIGHT - MARGIN["bottom"]
     values = [v for s in series for v in s["values"] if v is not None]
     peak = max([*values, *(t for t, _ in thresholds), 1e-9])
-    top_value = y_max if y_max is not None else _nice(peak * 1.08)
+    ticks = ([y_max * k / 4 for k in range(5)] if y_max is not None
+             else _ticks(peak, integer=y_kind == "count"))
+    top_value = ticks[-1]
+    # tick labels: PSI's values keep three decimals, its round ticks need none
+    tick_kind = "g" if y_kind == "psi" else y_kind
     n = max(1, len(x_labels) - 1)
 
     def x(i: int) -> float:
@@ -85,10 +95,9 @@ def line_chart(*, title: str, x_labels: list[str], series: list[dict], y_kind: s
 
     body = [f'<line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="#555"/>',
             f'<line x1="{left}" y1="{top}" x2="{left}" y2="{bottom}" stroke="#555"/>']
-    for k in range(5):
-        v = top_value * k / 4
+    for v in ticks:
         body.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end">'
-                    f'{escape(_fmt(v, y_kind))}</text>')
+                    f'{escape(_fmt(v, tick_kind))}</text>')
         body.append(f'<line x1="{left}" y1="{y(v):.1f}" x2="{right}" y2="{y(v):.1f}" '
                     'stroke="#ddd" stroke-width="0.5"/>')
     step = max(1, len(x_labels) // 6)
@@ -96,11 +105,21 @@ def line_chart(*, title: str, x_labels: list[str], series: list[dict], y_kind: s
         if i % step == 0 or i == len(x_labels) - 1:
             body.append(f'<text x="{x(i):.1f}" y="{bottom + 16}" text-anchor="middle">'
                         f'{escape(label[5:] if len(label) == 10 else label)}</text>')
+    placed: list[tuple[float, float]] = []  # (y, left end) of the threshold labels so far
+    labels: list[str] = []
     for value, label in thresholds:
         body.append(f'<line x1="{left}" y1="{y(value):.1f}" x2="{right}" y2="{y(value):.1f}" '
                     'stroke="#999" stroke-dasharray="4 4"/>')
-        body.append(f'<text x="{right - 2}" y="{y(value) - 3:.1f}" text-anchor="end" '
-                    f'fill="#555">{escape(label)}</text>')
+        # thresholds close together on a tall axis: put the label left of the one before
+        # instead of over it (11 px type is about 6.5 px a character)
+        end = min([right - 2, *(start - 10 for ly, start in placed if abs(ly - y(value)) < 12)])
+        placed.append((y(value), end - 6.5 * len(label)))
+        # drawn over the series (below), on a white ground, so a line never hides it
+        labels.append(f'<rect x="{end - 6.5 * len(label) - 2:.1f}" y="{y(value) - 13:.1f}" '
+                      f'width="{6.5 * len(label) + 4:.1f}" height="12" fill="#fff" '
+                      'fill-opacity="0.85"/>'
+                      f'<text x="{end:.1f}" y="{y(value) - 3:.1f}" text-anchor="end" '
+                      f'fill="#555">{escape(label)}</text>')
     for k, s in enumerate(series):
         color, dash, shape = PALETTE[k % 7], DASHES[k % 6], MARKERS[k % 6]
         segment: list[str] = []
@@ -120,12 +139,32 @@ def line_chart(*, title: str, x_labels: list[str], series: list[dict], y_kind: s
                     f'stroke="{color}" stroke-width="2" stroke-dasharray="{dash}"/>'
                     + _marker(shape, lx + 11, ly - 4, color)
                     + f'<text x="{lx + 28}" y="{ly}">{escape(s["name"][:28])}</text>')
+    body += labels
     if y_label:
         body.append(f'<text x="{left}" y="{top - 10}">{escape(y_label)}</text>')
     rows = [[label, *[_fmt(s["values"][i], y_kind) for s in series]]
             for i, label in enumerate(x_labels)]
     return Chart(_frame(title, summary or title, body), title, summary or title,
                  ["Day", *[s["name"] for s in series]], rows)
+
+
+def _ticks(peak: float, *, integer: bool = False) -> list[float]:
+    """Round ticks from 0 to just above ``peak``: the smallest step of 1, 2, 2.5 or 5 × a
+    power of ten that needs at most five intervals (whole steps only when ``integer``:
+    counts). Nothing to show (a peak of 0) gives 0 to 1."""
+    import math
+
+    if peak <= 1e-9:
+        return [0.0, 1.0]
+    reach = peak * 1.05
+    power = 10 ** math.floor(math.log10(reach / 5))
+    for step in (m * power for m in (1, 2, 2.5, 5, 10, 20)):
+        if integer and (step < 1 or not float(step).is_integer()):
+            continue
+        intervals = math.ceil(reach / step - 1e-9)
+        if intervals <= 5:
+            return [round(step * k, 12) for k in range(intervals + 1)]
+    return [0.0, float(math.ceil(reach))]
 
 
 def _nice(value: float) -> float:
@@ -212,6 +251,24 @@ def performance_chart(series: dict) -> Chart:
     return chart
 
 
+def volume_chart(series: dict) -> Chart:
+    """Live predictions per day, and the outcomes recorded so far for each day's
+    predictions (counted on the day the prediction was made, not the day it arrived)."""
+    days = [d["day"] for d in series["days"]]
+    lines = [{"name": "live predictions", "values": [d.get("predictions") or 0
+                                                     for d in series["days"]]},
+             {"name": "outcomes received", "values": [d.get("outcomes") or 0
+                                                      for d in series["days"]]}]
+    predictions = sum(lines[0]["values"])
+    outcomes = sum(lines[1]["values"])
+    share = f" ({outcomes / predictions:.1%} of them)" if predictions else ""
+    summary = (f"{predictions} live predictions over {len(days)} days; outcomes recorded for "
+               f"{outcomes}{share}, counted on the day of the prediction they belong to.")
+    return line_chart(title="Live predictions and outcomes received per day", x_labels=days,
+                      series=lines, y_kind="count", summary=summary,
+                      y_label="predictions per day")
+
+
 def histogram_chart(drift: dict) -> Chart:
     """A feature's live distribution over the training profile's bins, against training."""
     labels = drift.get("labels") or []
@@ -229,7 +286,8 @@ def histogram_chart(drift: dict) -> Chart:
     live = [c / total for c in counts]
     left, right = MARGIN["left"], WIDTH - MARGIN["right"]
     top, bottom = MARGIN["top"], HEIGHT - MARGIN["bottom"] - 24
-    peak = _nice(max([*live, *reference, 1e-9]) * 1.08)
+    ticks = _ticks(max([*live, *reference, 1e-9]))
+    peak = ticks[-1]
     slot = (right - left) / len(labels)
 
     def y(v: float) -> float:
@@ -239,9 +297,9 @@ def histogram_chart(drift: dict) -> Chart:
             '<defs><pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse" '
             'patternTransform="rotate(45)"><line x1="0" y1="0" x2="0" y2="6" stroke="#777" '
             'stroke-width="2"/></pattern></defs>']
-    for k in range(5):
-        v = peak * k / 4
-        body.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{v:.0%}</text>')
+    for v in ticks:
+        body.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end">'
+                    f'{_fmt(v, "tick_pct")}</text>')
     for i, label in enumerate(labels):
         x0 = left + i * slot
         w = slot * 0.4
@@ -271,8 +329,14 @@ def histogram_chart(drift: dict) -> Chart:
                  ["Bin", "Training share", "Live share", "Live count"], rows)
 
 
-def calibration_chart(live: list[dict], validation: list[dict]) -> Chart:
-    """Observed rate against mean score per bin: live outcomes and validation."""
+def calibration_chart(live: list[dict], validation: list[dict], *, withheld: int = 0,
+                      minimum: int | None = None, live_ece: float | None = None) -> Chart:
+    """Observed rate against mean score per bin: live outcomes and validation.
+
+    ``live`` holds only the bins that may be shown; ``withheld`` says how many live bins
+    were left out for having fewer than ``minimum`` cases (the caller's small-cell rule,
+    ``monitoring.selectors.live_calibration``), and ``live_ece`` is the ECE over every
+    live outcome, withheld bins included (an aggregate, safe to state)."""
     left, top, side = MARGIN["left"], MARGIN["top"], 280
     right, bottom = left + side, top + side
 
@@ -316,10 +380,16 @@ def calibration_chart(live: list[dict], validation: list[dict]) -> Chart:
             return "—"
         return f"{sum(b['n'] * abs(b['observed_rate'] - b['mean_score']) for b in bins) / total:.3f}"
 
+    live_gap = _fmt(live_ece, "psi") if live_ece is not None else gap(live)
+    held = (f" {withheld} live bin{'s' if withheld != 1 else ''} with fewer than {minimum} "
+            "cases withheld (small cells could single out a patient); the ECE counts them."
+            if withheld else "")
     summary = (f"Calibration: for each score bin, the share of cases that were positive against "
-               f"the mean score. Live outcomes: {len(live)} bins, ECE {gap(live)}; validation: "
-               f"{len(validation)} bins, ECE {gap(validation)}. On the diagonal, a score of s "
-               "means a positive outcome s of the time.")
+               f"the mean score. Live outcomes: {len(live)} bins, ECE {live_gap}; validation: "
+               + (f"{len(validation)} bins, ECE {gap(validation)}" if validation else
+                  "no curve declared in the version's metrics")
+               + ". On the diagonal, a score of s "
+               f"means a positive outcome s of the time.{held}")
     rows = [[name, f"{b['mean_score']:.3f}", f"{b['observed_rate']:.3f}", str(b.get("n", ""))]
             for name, bins in (("live", live), ("validation", validation)) for b in bins]
     return Chart(_frame("Calibration curve: live outcomes and validation", summary, body,

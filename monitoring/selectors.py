@@ -15,8 +15,10 @@ from __future__ import annotations
 
 from datetime import date
 
+import numpy as np
 from django.db.models import QuerySet
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from core.errors import ErrorItem, NotFound, ValidationFailed
 from registry.models import ModelVersion, RegisteredModel, VersionState
@@ -27,8 +29,8 @@ from . import charts
 from .aggregation import aggregation_lag
 from .evaluation import ROLLING, evaluation_context, window_figures
 from .health import SEVERITY, STATUS_TEXT, Status, default_thresholds, effective_thresholds
-from .live import production_intervals
-from .models import Alert, Figure, MonitoringPolicy, MonitoringRun, VersionCounts
+from .live import live_q, production_intervals
+from .models import Alert, Figure, MonitoringPolicy, MonitoringRun, Outcome, VersionCounts
 from .windows import LABELS, range_window
 
 MAX_RANGE_DAYS = 400
@@ -192,6 +194,7 @@ def monitoring_charts(view: dict, *, feature: str | None) -> dict:
     thresholds = view.get("thresholds") or default_thresholds()
     if series and series["days"]:
         out["drift_over_time"] = charts.drift_chart(series, thresholds)
+        out["predictions_over_time"] = charts.volume_chart(series)
         out["volume_over_time"] = charts.rates_chart(series)
         out["performance_over_time"] = charts.performance_chart(series)
     if figures:
@@ -203,13 +206,27 @@ def monitoring_charts(view: dict, *, feature: str | None) -> dict:
             out["histogram_feature"] = chosen["feature"]
             out["histogram"] = charts.histogram_chart(chosen)
         perf = figures.get("performance") or {}
-        observed = perf.get("observed") or {}
-        validation = perf.get("validation") or {}
-        if observed.get("calibration", {}).get("bins") or validation.get("calibration"):
+        live = live_calibration(perf, minimum=thresholds["min_predictions"])
+        validation = (perf.get("validation") or {}).get("calibration") or []
+        if live["bins"] or live["withheld"] or validation:
             out["calibration"] = charts.calibration_chart(
-                observed.get("calibration", {}).get("bins") or [],
-                validation.get("calibration") or [])
+                live["bins"], validation, withheld=live["withheld"],
+                minimum=thresholds["min_predictions"], live_ece=live["ece"])
     return out
+
+
+def live_calibration(performance: dict, *, minimum: int) -> dict:
+    """The live reliability curve of a window's ``performance`` figures as it may be
+    shown: bins with fewer than ``minimum`` cases are left out (a bin's observed rate
+    over a handful of patients could single one out), the page's small-cell rule for
+    drift counts. ``withheld`` counts the bins left out and ``withheld_cases`` their
+    cases; ``n`` and ``ece`` are over every live outcome (aggregates)."""
+    calibration = (performance.get("observed") or {}).get("calibration") or {}
+    bins = calibration.get("bins") or []
+    shown = [b for b in bins if b.get("n", 0) >= minimum]
+    return {"bins": shown, "withheld": len(bins) - len(shown),
+            "withheld_cases": sum(b.get("n", 0) for b in bins if b.get("n", 0) < minimum),
+            "n": calibration.get("n", 0), "ece": calibration.get("ece"), "minimum": minimum}
 
 
 # -- banners: the model pages and the dashboard ----------------------------------------------
@@ -282,11 +299,49 @@ def monitoring_evidence(*, version: ModelVersion) -> dict | None:
         return None
     figures = {window: _signal_figures(list(run.figures.filter(window=window)))
                for window in ("30d", "since_promotion")}
+    minimum = (run.thresholds or default_thresholds()).get("min_predictions", 30)
+    for data in figures.values():
+        _withhold_small_cells(data, minimum)
     return {"computed_at": run.computed_at.isoformat(), "aggregated_through":
             run.aggregated_through, "windows": run.windows, "thresholds": run.thresholds,
+            "series": _series(run), "outcome_delays": outcome_delays(version=version, run=run),
             "health": run.summary.get("health", []),
             "retraining": run.summary.get("retraining"),
             "alerts": [{"signal": a.signal, "feature": a.feature, "level": a.level,
                         "message": a.message, "opened_at": a.opened_at.isoformat()}
                        for a in Alert.objects.filter(version=version, cleared_at__isnull=True)],
             "figures": figures}
+
+
+def outcome_delays(*, version: ModelVersion, run: MonitoringRun) -> dict:
+    """How long outcomes took to arrive, for the live predictions of the run's widest
+    window (since promotion, else the last 30 days) whose outcome was recorded by the
+    time the run was computed, so the count matches the run's figures. Per outcome: days
+    from the prediction to the outcome's date (the clinical follow-up) and to when it
+    was recorded in Attest. Medians and 90th percentiles only from ``min_outcomes``
+    outcomes on (a percentile of a few is one patient's date)."""
+    code = "since_promotion" if "since_promotion" in run.windows else "30d"
+    window = run.windows.get(code)
+    minimum = (run.thresholds or default_thresholds()).get("min_outcomes", 30)
+    out: dict = {"window": code, "window_label": LABELS.get(code, code), "n": 0,
+                 "minimum": minimum, "to_outcome_date": None, "to_recorded": None}
+    if not window:
+        return out
+    intervals = production_intervals([version.pk])[version.pk]
+    rows = list(Outcome.objects.filter(
+        version=version, predicted_at__gte=parse_datetime(window["start"]),
+        predicted_at__lt=parse_datetime(window["end"]), recorded_at__lte=run.computed_at)
+        .filter(live_q(intervals, "predicted_at"))
+        .values_list("predicted_at", "outcome_date", "recorded_at"))
+    out["n"] = len(rows)
+    if len(rows) < minimum:
+        return out
+    to_date = np.array([(day - at.date()).days for at, day, _ in rows], dtype=float)
+    to_recorded = np.array([(rec - at).total_seconds() / 86400 for at, _, rec in rows])
+
+    def summary(values: np.ndarray) -> dict:
+        return {"median_days": float(np.median(values)),
+                "p90_days": float(np.percentile(values, 90))}
+
+    out["to_outcome_date"], out["to_recorded"] = summary(to_date), summary(to_recorded)
+    return out

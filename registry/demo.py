@@ -42,25 +42,97 @@ DEMO_USERS = [
     DemoUser("auditor", "Aud Itor (auditor)", None, "auditor-attest-demo"),
 ]
 
+# Every statement is about scikit-learn's bundled copy of the WDBC data (its description:
+# sklearn/datasets/descr/breast_cancer.rst) or about how this module trains and evaluates
+# the demo versions; the headings are those the compliance dossier reads (dossier/card.py).
 MODEL_CARD = """\
+# Breast mass malignancy (Attest demo)
+
+## Model details
+A binary classifier that estimates the probability that a breast mass is **malignant**
+(against benign) from 30 numeric features of a fine-needle aspirate (FNA) image. Built
+with scikit-learn and saved with skops by Attest's demo; each version's estimator,
+hyperparameters, code reference and hashes are in its version record. A demonstration
+of Attest, not a medical device: it has not been clinically validated.
+
 ## Intended use
-Decision support for cytology review: estimates the probability that a breast mass
-is **malignant** from 30 features of a fine-needle aspirate (FNA) image. Not for
-use without a pathologist's review.
+Shows how a clinical prediction model is registered, reviewed, released and monitored
+in Attest. Its example use is decision support for a pathologist reviewing breast FNA
+cytology. It must not be used for the care of patients.
+
+## Intended use and workflow
+In the example workflow the score is shown to the pathologist reviewing the case, who
+makes the diagnosis. A prediction whose confidence (the larger class probability) is
+below the version's confidence threshold, or whose input is out of the training ranges,
+goes to the review queue, where a reviewer accepts it or overrides it with a reason
+code. Histopathology outcomes recorded later feed monitoring.
+
+## Target population
+Patients with a breast mass sampled by fine-needle aspiration whose aspirate image is
+digitized, as in the Wisconsin Diagnostic Breast Cancer (WDBC) data. The data record
+no age, sex or other demographic or clinical variables, so the population cannot be
+described further from them.
+
+## Out-of-scope settings
+- Any care of patients (the model is a demonstration).
+- Screening of people without a breast mass, and masses not sampled by FNA.
+- Features not computed from a digitized FNA image as in WDBC (the mean, standard
+  error and "worst" value, the mean of the three largest, of ten nuclear
+  characteristics).
+- Use without a pathologist's review.
+
+## Factors
+The data hold no demographic, site or instrument variables, so performance cannot be
+broken down by patient group, centre or device. Evaluation factors used: tumour size
+(mean area) and nuclear texture (mean texture), each split at its median in the
+held-out data.
+
+## Metrics
+Accuracy, sensitivity (malignant cases called malignant), specificity (benign cases
+called benign) at a 0.5 cut-off of the malignant probability, the Brier score and the
+ROC AUC, overall and per subgroup; and a reliability curve (ten equal-width score bins)
+that monitoring compares with live outcomes. No confidence intervals are computed.
+
+## Evaluation data
+The 25% of the WDBC data held out from training: 143 samples (53 malignant, 90
+benign), split stratified by diagnosis with seed 7. They come from the same dataset as
+the training data: there is no external, temporal or other-site validation.
 
 ## Training data
-Wisconsin Diagnostic Breast Cancer (WDBC) data as bundled with scikit-learn:
-569 FNA samples (212 malignant, 357 benign), 30 real-valued nuclear features.
-75% were used for training (stratified, seed 7); 25% held out for the metrics below.
+Wisconsin Diagnostic Breast Cancer (WDBC) data as bundled with scikit-learn (a copy of
+the UCI ML repository's dataset; creators Wolberg, Street and Mangasarian; dated
+November 1995): 569 samples (212 malignant, 357 benign), 30 numeric features of the
+cell nuclei in a digitized FNA image, no missing values. 75% (426 samples, 159
+malignant, 267 benign; stratified, seed 7) were used for training, registered as
+wdbc-breast-cancer 2024.1.
 
-## Performance
-See the metrics table: overall and by tumour size (mean area below / above the
-training median) and by texture.
+## Quantitative analyses
+Each version's recorded metrics give the figures on the held-out samples, overall and
+for mean area below / at or above the median and mean texture below / at or above the
+median. The figures differ by version: read them in its metrics table.
 
-## Limitations
-Single-centre, historical data (1990s) without demographic variables, so fairness
-across patient groups cannot be assessed from this dataset. Inputs outside the
-training ranges are flagged as out-of-distribution.
+## Ethical considerations
+The bundled data hold only the 30 image features and the diagnosis of each sample: no
+names, dates or other identifiers. Whether the model is fair across patient groups
+cannot be assessed from these data. A missed malignancy (a false negative) is the most
+harmful error, which is why every use in the example workflow has a pathologist's
+review.
+
+## Caveats and recommendations
+- One public dataset, dated 1995, of 569 samples: validate on local, recent data
+  before drawing any conclusion about performance elsewhere.
+- Inputs outside the training ranges are flagged as out-of-distribution.
+
+## Known risks and biases
+- Unknown performance across age, ethnicity or other patient groups: the data record
+  none of them.
+- 37% of the samples are malignant; where the share of malignant masses differs, the
+  probabilities may be miscalibrated.
+- 143 held-out samples are few, and the figures carry no confidence intervals.
+
+## Key metrics
+Sensitivity and specificity for malignancy, the ROC AUC and the Brier score, measured on
+the 143 held-out samples described under Evaluation data.
 """
 
 RUNBOOK = """\

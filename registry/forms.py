@@ -10,6 +10,7 @@ from core.errors import ApplicationError
 from core.parsers import find_unstorable_text
 
 from .models import ArtifactFormat, OodPolicy
+from .schema import MODEL_CARD_HELP
 
 
 class JSONTextField(forms.CharField):
@@ -121,7 +122,7 @@ class VersionRegisterForm(forms.Form):
     metrics = JSONTextField(expect=dict, help_text='{"overall": {"auc": 0.91}, "subgroups": '
                             '[{"name": "age ≥ 65", "n": 120, "metrics": {"auc": 0.88}}]}')
     model_card = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 8}),
-                                 help_text="Markdown.")
+                                 help_text=MODEL_CARD_HELP)
     runbook = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 6}),
                               help_text="Markdown: how to redeploy, roll back and retrain.")
 
@@ -167,7 +168,7 @@ class VersionEditForm(forms.Form):
     hyperparameters = JSONTextField(expect=dict)
     metrics = JSONTextField(expect=dict)
     model_card = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 10}),
-                                 help_text="Markdown.")
+                                 help_text=MODEL_CARD_HELP)
     runbook = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 8}),
                               help_text="Markdown.")
 

@@ -14,6 +14,18 @@ from core.errors import ErrorItem, ValidationFailed
 
 from .models import OodPolicy
 
+# What model owners are told about the model card's headings. The dossier reads the card
+# by them (dossier/card.py holds the full list of names it accepts; a test checks that
+# each heading named here is one of them).
+MODEL_CARD_HELP = (
+    "Markdown. The compliance dossier reads these headings (any level, case-insensitive) "
+    "into the Mitchell et al. and CHAI model-card fields: Model details, Intended use, "
+    "Intended use and workflow, Target population, Out-of-scope settings, Factors, Metrics, "
+    "Evaluation data, Training data, Quantitative analyses, Ethical considerations, "
+    "Caveats and recommendations, Known risks and biases, Key metrics. A heading with no "
+    "text is a gap; the other names each field accepts (e.g. Limitations, Training cohort, "
+    "Test data) are in docs/operations.md.")
+
 FEATURE_TYPES = ("number", "integer", "boolean", "category")
 MISSING_POLICIES = ("reject", "impute", "pass")
 FEATURE_KEYS = {"name", "type", "unit", "required", "description", "min", "max", "categories",

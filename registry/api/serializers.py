@@ -6,6 +6,7 @@ from rest_framework import serializers
 
 from ..lifecycle import allowed_next
 from ..models import DatasetVersion, ModelVersion, RegisteredModel, TrustedType
+from ..schema import MODEL_CARD_HELP
 
 
 class ModelCreateSerializer(serializers.Serializer):
@@ -137,7 +138,8 @@ class VersionCreateSerializer(serializers.Serializer):
         "categories, missing}; defaults from the training profile), output_schema ({labels, "
         "positive_label, label_names, score_meaning}), code_reference, hyperparameters, "
         "metrics ({overall: {...}, subgroups: [{name, n, metrics}]}), confidence_threshold "
-        "(0..1), ood_policy (reject|review), model_card, runbook (Markdown), description, "
+        "(0..1), ood_policy (reject|review), model_card (" + MODEL_CARD_HELP + "), runbook "
+        "(Markdown), description, "
         "reproducibility ({reference_rows: [{feature: value}], probabilities: [[...]], "
         "environment: {python, platform, packages: {name: version}}}: the owner's scores of a "
         "few reference rows, re-scored here at registration and recorded as evidence)."))
@@ -153,7 +155,8 @@ class VersionPatchSerializer(serializers.Serializer):
     metrics = serializers.JSONField(required=False)
     confidence_threshold = serializers.FloatField(required=False)
     ood_policy = serializers.ChoiceField(choices=["reject", "review"], required=False)
-    model_card = serializers.CharField(required=False, allow_blank=True)
+    model_card = serializers.CharField(required=False, allow_blank=True,
+                                       help_text=MODEL_CARD_HELP)
     runbook = serializers.CharField(required=False, allow_blank=True)
 
 

@@ -343,7 +343,8 @@ def test_a_monitoring_run_and_a_purge_are_stated(personas):
     assert monitoring["computed_at"] == run.computed_at.isoformat()
     health = {r["signal"]: r for r in monitoring["health"]}
     assert health and set(health) == {r["signal"] for r in run.summary["health"]}
-    assert monitoring["charts"] == []  # 4 live values: the histogram's cells are withheld
+    # 4 live values: the histogram's cells are withheld (the day series are drawn)
+    assert "histogram" not in {c["key"] for c in monitoring["charts"]}
     q4 = _question(snapshot, 4)
     assert len(q4["evidence"]["purges"]) == 1
     assert "1 purge event(s) recorded." in " ".join(q4["why"])
@@ -383,7 +384,7 @@ def test_the_monitoring_histogram_is_drawn_from_enough_live_values(personas):
     log_rows(personas, training_like(60, seed=3, shift={"mean radius": 2.0}))
     count_and_run(version)
     snapshot = _snapshot(version)
-    (chart,) = snapshot["monitoring"]["charts"]
+    (chart,) = [c for c in snapshot["monitoring"]["charts"] if c["key"] == "histogram"]
     assert chart["svg"].startswith("<svg") and chart["n"] >= 60
     pdf = render.dossier_pdf(snapshot)
     assert _squashed(chart["title"]) in _squashed(pdf_text(pdf))
