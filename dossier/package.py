@@ -36,20 +36,29 @@ MANIFEST = "manifest.json"
 EXPORT = "audit-export.json"
 
 
-def _json_bytes(value) -> bytes:
+def json_bytes(value) -> bytes:
+    """Canonical JSON (sorted keys, two-space indent, UTF-8, final newline)."""
     return (json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
 
-def audit_export_bytes(dossier: Dossier) -> bytes:
-    """The version's events up to the dossier's chain head, as an audit JSON export."""
-    events = (AuditEvent.objects.filter(version_id=dossier.version_id,
-                                        seq__lte=dossier.chain_head_seq or 0)
+def audit_export_bytes(*, version_id: int, head_seq: int | None, head_hash: str) -> bytes:
+    """The version's events up to the chain head ``head_seq``, as an audit JSON export.
+
+    One definition for the package's ``audit-export.json`` and the copy embedded in the
+    PDF (``dossier.render``), so the two are the same bytes. Events are append-only and
+    bounded by the head, so the same head gives the same bytes whenever it is read.
+    """
+    events = (AuditEvent.objects.filter(version_id=version_id, seq__lte=head_seq or 0)
               .order_by("seq").iterator(chunk_size=5000))
-    document = {"chain_head": {"seq": dossier.chain_head_seq, "hash": dossier.chain_head_hash},
-                "filters": {"version_id": dossier.version_id,
-                            "seq_lte": dossier.chain_head_seq},
+    document = {"chain_head": {"seq": head_seq, "hash": head_hash},
+                "filters": {"version_id": version_id, "seq_lte": head_seq},
                 "events": [event_as_dict(e) for e in events]}
-    return _json_bytes(document)
+    return json_bytes(document)
+
+
+def model_card_bytes(snapshot: dict) -> bytes:
+    """The model card as the snapshot holds it (the package's and the PDF's copy)."""
+    return (snapshot.get("model_card") or "").encode()
 
 
 def package_files(dossier: Dossier, pdf: bytes) -> dict[str, bytes]:
@@ -58,10 +67,12 @@ def package_files(dossier: Dossier, pdf: bytes) -> dict[str, bytes]:
     cover = snapshot.get("cover") or {}
     files = {
         "dossier.pdf": pdf,
-        "model-card.md": (snapshot.get("model_card") or "").encode(),
+        "model-card.md": model_card_bytes(snapshot),
         "runbook.md": (snapshot.get("runbook") or "").encode(),
-        "signoffs.json": _json_bytes(snapshot.get("signoffs") or []),
-        EXPORT: audit_export_bytes(dossier),
+        "signoffs.json": json_bytes(snapshot.get("signoffs") or []),
+        EXPORT: audit_export_bytes(version_id=dossier.version_id,
+                                   head_seq=dossier.chain_head_seq,
+                                   head_hash=dossier.chain_head_hash),
     }
     manifest = {
         "format": FORMAT,
@@ -75,7 +86,7 @@ def package_files(dossier: Dossier, pdf: bytes) -> dict[str, bytes]:
         "files": [{"name": name, "sha256": hashlib.sha256(data).hexdigest(),
                    "size": len(data)} for name, data in sorted(files.items())],
     }
-    files[MANIFEST] = _json_bytes(manifest)
+    files[MANIFEST] = json_bytes(manifest)
     return files
 
 
