@@ -44,6 +44,10 @@ from bench.machine_info import (  # noqa: E402
 )
 
 PASSWORD = "bench-password-not-secret"  # noqa: S105 - a throw-away database
+MODEL_CARD = ("# bench-monitoring\n\n## Training data\nbench-cohort@1: 20,000 synthetic rows "
+              "of 30 numeric features (bench/monitoring.py).\n")
+RUNBOOK = ("## Redeploy\nRoll back to the previous version from the model page.\n\n"
+           "## Retraining\nRetrain on the newest cohort when drift is flagged.\n")
 DAYS = 30
 
 
@@ -146,22 +150,31 @@ def release(args, train: np.ndarray, names: list[str], rng):
             user=owner, model=registered,
             artifact=SimpleUploadedFile("m.skops", sio.dumps(model)),
             metadata={"dataset": dataset.pk, "input_schema": names,
-                      "metrics": {"overall": {"auc": 0.8}}, "confidence_threshold": 0.6})
+                      "metrics": {"overall": {"auc": 0.8}}, "confidence_threshold": 0.6,
+                      "model_card": MODEL_CARD, "runbook": RUNBOOK})
         services.model_version_submit(user=owner, version=version)
         for who, meaning in (("pi", "pi_approval"), ("irb", "irb_approval")):
-            rel.signoff_record(user=users[who], version=version, meaning=meaning,
-                               decision="approve", password=PASSWORD)
+            # the signer is the actor, as in their own request (the reconciler checks it)
+            with acting_as(users[who], via="command"):
+                rel.signoff_record(user=users[who], version=version, meaning=meaning,
+                                   decision="approve", password=PASSWORD)
         rel.version_promote(user=owner, version=version)
     version.refresh_from_db()
     return registered, version, model, users
 
 
-def write_log(registered, version, model, live: np.ndarray, names: list[str], owner) -> float:
-    """The log rows, oldest first, spread over the last DAYS days."""
+def write_log(registered, version, model, live: np.ndarray, names: list[str], owner, *,
+              chained: bool = False) -> float:
+    """The log rows, oldest first, spread over the last DAYS days.
+
+    ``chained``: real row and chain hashes (``inference.log``'s row_hash and chain_link,
+    the model's chain head moved past them), so ``verify_prediction_log`` accepts the
+    rows (bench/dossier.py); otherwise placeholders, which monitoring never reads."""
     import orjson
     from django.db import connection
 
-    from inference.models import Prediction
+    from inference.log import chain_link, row_hash, row_time_text
+    from inference.models import CHAIN_GENESIS, Prediction, PredictionChainHead
 
     n = len(live)
     end = datetime.now(UTC) - timedelta(minutes=5)
@@ -174,6 +187,7 @@ def write_log(registered, version, model, live: np.ndarray, names: list[str], ow
     started = time.perf_counter()
     rows = []
     values = live.round(5).tolist()
+    link = CHAIN_GENESIS
     for i in range(n):
         text = orjson.dumps(dict(zip(names, values[i], strict=True)), option=orjson.OPT_SORT_KEYS)
         score = float(proba[i])
@@ -195,6 +209,13 @@ def write_log(registered, version, model, live: np.ndarray, names: list[str], ow
             "batch_id": None, "row_index": None, "imputed": "[]",  # nothing imputed
             # monitoring reads neither hash: placeholders (verify_predictions would refuse them)
             "row_hash": "0" * 64, "chain_hash": "0" * 64, "purged_at": None}
+        if chained:  # the values as the log reads them back: public_id with dashes, JSON parsed
+            record["row_hash"] = row_hash(
+                {**record, "public_id": str(uuid.UUID(record["public_id"])),
+                 "probabilities": orjson.loads(record["probabilities"]), "ood": [],
+                 "imputed": []},
+                created_text=row_time_text(when))
+            link = record["chain_hash"] = chain_link(link, record["row_hash"])
         rows.append([record[c] for c in columns])
         if len(rows) == 50_000:
             with connection.cursor() as cursor:
@@ -203,6 +224,11 @@ def write_log(registered, version, model, live: np.ndarray, names: list[str], ow
     if rows:
         with connection.cursor() as cursor:
             cursor.executemany(sql, rows)
+    if chained:  # one writer, nothing else logging: the model's ids follow its chain
+        last_id = Prediction.objects.filter(model_id=registered.pk).order_by("-id") \
+            .values_list("id", flat=True).first()
+        PredictionChainHead.objects.update_or_create(
+            model_id=registered.pk, defaults={"head": link, "last_id": last_id, "count": n})
     return time.perf_counter() - started
 
 

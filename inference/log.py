@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from audits.models import Action
 from audits.services import audit_event_record
+from core.gc import gc_paused
 from core.hashing import canonical_bytes
 
 from .models import CHAIN_GENESIS, Prediction, PredictionAnchor, PredictionChainHead
@@ -185,7 +186,13 @@ class _Problem(Exception):
 def verify_prediction_log(*, chunk_size: int = 20000) -> LogVerdict:
     """Recompute every row hash, every model's chain, every anchor digest and the sha256 of
     every raw input still stored; name the first problem; count rows left unanchored
-    beyond the window."""
+    beyond the window. The walk makes short-lived dicts and no cycles: the cyclic garbage
+    collector is paused meanwhile (core.gc), as for the audit chain's walk."""
+    with gc_paused():
+        return _verify(chunk_size)
+
+
+def _verify(chunk_size: int) -> LogVerdict:
     hashed = (*ROW_FIELDS, *ROW_FIELDS_WHEN_SET)
     fields = ("id", "row_hash", "chain_hash", *hashed, "input_text")
     sha256_of = ROW_FIELDS.index("input_sha256") + 3
