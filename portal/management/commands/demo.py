@@ -24,8 +24,15 @@ class Command(BaseCommand):
                                "deployment (use --force if you really mean it)")
         # The history needs inference and monitoring, which sit above the registry: the
         # command lives in the shell, the one layer that may use them all.
+        from django.conf import settings
+
         from portal.demo import run_demo_with_history
 
+        # Without a broker, explanation jobs run in a daemon thread beside a request; this
+        # process exits when the history is written, which would kill them mid-run and
+        # leave them "running". Run them in line here, so the demo's versions have their
+        # figures (and the demo dossier its explanations section).
+        settings.ATTEST_EXPLAIN_EAGER_THREAD = False
         try:
             run_demo_with_history(stdout=self.stdout)
         except ApplicationError as exc:
