@@ -81,7 +81,7 @@ def evidence_snapshot(*, version: ModelVersion, at: datetime,
     ``generated_by`` names who asked ({username, name}).
 
     The prediction-log and audit-chain verifications walk the whole log and chain: on a
-    large installation they dominate the time (bench/dossier.py is still to be written).
+    large installation they dominate the time (bench/dossier.py; docs/performance.md).
     """
     # SET TRANSACTION must be the transaction's first statement: only when this atomic
     # block opens the transaction (the build job's case). Called inside a caller's
