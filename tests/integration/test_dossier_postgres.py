@@ -31,6 +31,12 @@ def _commit_elsewhere(username: str) -> None:
     thread.join()
 
 
+def _isolation() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW transaction_isolation")
+        return cursor.fetchone()[0]
+
+
 def test_the_snapshot_reads_one_instant_under_repeatable_read(personas, monkeypatch):
     assert connection.vendor == "postgresql"
     version = released_version(personas, confidence_threshold=0.6)
@@ -38,9 +44,7 @@ def test_the_snapshot_reads_one_instant_under_repeatable_read(personas, monkeypa
     original = evidence._read
 
     def read(*args):
-        with connection.cursor() as cursor:
-            cursor.execute("SHOW transaction_isolation")
-            seen["isolation"] = cursor.fetchone()[0]
+        seen["isolation"] = _isolation()
         users = get_user_model().objects
         seen["before"] = users.count()  # the transaction's snapshot is taken here
         _commit_elsewhere("late-writer")
@@ -66,9 +70,7 @@ def test_inside_a_callers_transaction_the_reads_share_its_isolation(personas, mo
     original = evidence._read
 
     def read(*args):
-        with connection.cursor() as cursor:
-            cursor.execute("SHOW transaction_isolation")
-            seen["isolation"] = cursor.fetchone()[0]
+        seen["isolation"] = _isolation()
         return original(*args)
 
     monkeypatch.setattr(evidence, "_read", read)
